@@ -1,0 +1,16 @@
+"""coax-nb: Conditional Co-Ablation (CoAx) for transformer attention heads, in Jupyter."""
+from .engine import CLEAN, Engine, Variant
+from .evaluate import average_precision, evaluate, precision_at_k, roc_auc
+from .models import ModelLoadError, load_model
+from .scores import PairScores, UnitScores, co_activation, coax_scan, greedy_completion, synergy
+from .tasks import Task, custom_task, induction_task, ioi_task
+from .units import Unit, parse_units
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CLEAN", "Engine", "Variant", "average_precision", "evaluate", "precision_at_k", "roc_auc",
+    "ModelLoadError", "load_model", "PairScores", "UnitScores", "co_activation", "coax_scan",
+    "greedy_completion", "synergy", "Task", "custom_task", "induction_task", "ioi_task", "Unit",
+    "parse_units",
+]

@@ -1,0 +1,553 @@
+"""The batched ablation engine: the only place that runs a model.
+
+A :class:`Variant` says, per head, keep / zero / replace-with-mean /
+replace-with-cached (the clean run's output: *freeze*; a counterfactual run's
+output: *patch*). The engine runs many variants in one batched forward (rows =
+variants x prompts) with a per-row mask applied by one hook per layer on
+``blocks.L.attn.hook_z``.
+
+Three savings over the naive one-forward-per-variant loop, none of which changes
+the numbers:
+
+* **prefix reuse** -- a variant that agrees with a cached *base* run below its
+  first touched layer ``l`` starts from that run's residual entering block ``l``
+  (single ablations start from the clean run; ``S + {u}`` from the ``S`` run);
+* **output-position unembedding** -- only the positions the metric reads go
+  through ``ln_final`` and the unembedding;
+* **batching** -- variants share one forward, in chunks sized to memory that halve
+  on out-of-memory and carry on.
+
+Prompts of different lengths are bucketed by length (no padding), so results do
+not depend on how prompts are grouped.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Optional, Sequence, Union
+
+import torch
+
+from .models import resolve_device, tokenizer_fingerprint
+from .tasks import Task, output_positions
+from .units import Unit, parse_units
+
+ZERO, MEAN, CACHED = "zero", "mean", "cached"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Per-head actions. ``actions`` maps a :class:`Unit` to ``"zero"``, ``"mean"`` or
+    ``"cached:SOURCE"`` (``cached:clean`` freezes a head at its intact-model output;
+    ``cached:NAME`` patches it from a registered counterfactual prompt set).
+    Heads not named are kept."""
+
+    actions: tuple = ()
+
+    @staticmethod
+    def make(units: Iterable[Unit], action: str = ZERO) -> "Variant":
+        if action not in (ZERO, MEAN) and not action.startswith(CACHED + ":"):
+            raise ValueError(f"unknown action {action!r}; use 'zero', 'mean' or 'cached:SOURCE'")
+        return Variant(tuple(sorted((u, action) for u in set(units))))
+
+    @staticmethod
+    def zero(units: Iterable[Unit]) -> "Variant":
+        return Variant.make(units, ZERO)
+
+    @staticmethod
+    def mean(units: Iterable[Unit]) -> "Variant":
+        return Variant.make(units, MEAN)
+
+    @staticmethod
+    def freeze(units: Iterable[Unit]) -> "Variant":
+        return Variant.make(units, CACHED + ":clean")
+
+    @staticmethod
+    def patch(units: Iterable[Unit], source: str) -> "Variant":
+        return Variant.make(units, f"{CACHED}:{source}")
+
+    def __or__(self, other: "Variant") -> "Variant":
+        """Combine two variants; ``other``'s action wins where both touch a head."""
+        merged = dict(self.actions)
+        merged.update(dict(other.actions))
+        return Variant(tuple(sorted(merged.items())))
+
+    @property
+    def units(self) -> list[Unit]:
+        return [u for u, _ in self.actions]
+
+    def layer_actions(self, layer: int) -> tuple:
+        return tuple((u.head, a) for u, a in self.actions if u.layer == layer)
+
+    def first_difference(self, base: "Variant", n_layers: int) -> int:
+        """First layer where this variant's actions differ from ``base``'s (n_layers if none)."""
+        for layer in range(n_layers):
+            if self.layer_actions(layer) != base.layer_actions(layer):
+                return layer
+        return n_layers
+
+    def __str__(self) -> str:
+        if not self.actions:
+            return "clean"
+        return " ".join(f"{u}:{a}" for u, a in self.actions)
+
+
+CLEAN = Variant()
+
+
+@dataclass
+class Bucket:
+    """Prompts of one length: their indices in the prompt set and token tensor."""
+
+    length: int
+    index: list[int]
+    tokens: torch.Tensor  # [n, length]
+    positions: list[int]  # output positions read in this bucket
+
+
+@dataclass
+class BaseRun:
+    """A cached run: per bucket the residual entering each block, per-head outputs
+    ``z`` and the output-position logits."""
+
+    variant: Variant
+    resid: list[list[torch.Tensor]] = field(default_factory=list)  # [bucket][layer] -> [n, T, d]
+    z: list[list[torch.Tensor]] = field(default_factory=list)  # [bucket][layer] -> [n, T, H, Dh]
+    logits: list[torch.Tensor] = field(default_factory=list)  # [bucket] -> [n, P, V]
+
+
+@dataclass
+class EngineStats:
+    forward_rows: int = 0  # prompt-rows pushed through (part of) the model
+    block_rows: int = 0  # prompt-rows x blocks actually computed
+    variants: int = 0
+    chunks: int = 0
+    oom_halvings: int = 0
+    seconds: float = 0.0
+
+    def full_forward_equivalents(self, n_layers: int, n_prompts: int) -> float:
+        """Work done, in full forward passes over the prompt set."""
+        return self.block_rows / max(1, n_layers * n_prompts)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+class Engine:
+    """Runs ablation variants of one model over one prompt set.
+
+    ``Engine(model, task_or_prompts, position_mode=None, device=None, max_chunk_rows=None,
+    progress=True)``. ``position_mode`` defaults to the task's. The clean run is cached
+    on construction (and checked for finite logits).
+    """
+
+    def __init__(
+        self,
+        model,
+        prompts: Union[Task, Sequence[Sequence[int]]],
+        position_mode: Optional[str] = None,
+        device=None,
+        max_chunk_rows: Optional[int] = None,
+        max_bucket_prompts: int = 256,
+        progress: bool = True,
+    ):
+        self.model = model
+        cfg = model.cfg
+        self.n_layers, self.n_heads = cfg.n_layers, cfg.n_heads
+        self.d_head, self.d_model, self.d_vocab = cfg.d_head, cfg.d_model, cfg.d_vocab
+        self.device = resolve_device(device) if device is not None else next(model.parameters()).device
+        if next(model.parameters()).device != self.device:
+            model.to(self.device)
+        self.dtype = next(model.parameters()).dtype
+        self.progress = progress
+        self.task = prompts if isinstance(prompts, Task) else None
+        if isinstance(prompts, Task):
+            fp = tokenizer_fingerprint(getattr(model, "tokenizer", None))
+            if prompts.tokenizer_fingerprint and fp and prompts.tokenizer_fingerprint != fp:
+                raise ValueError(
+                    f"task {prompts.name!r} was tokenized with a different tokenizer than this model's; "
+                    "rebuild the task from this model (e.g. ioi_task(model))"
+                )
+            self.position_mode = position_mode or prompts.position_mode
+            token_lists = prompts.prompts
+        else:
+            if isinstance(prompts, torch.Tensor):
+                prompts = prompts.tolist()
+            token_lists = [list(map(int, p)) for p in prompts]
+            self.position_mode = position_mode or "last"
+        output_positions(2, self.position_mode)
+        if len(token_lists) == 0:
+            raise ValueError("the prompt set is empty; give at least one prompt")
+        self.n_prompts = len(token_lists)
+        self._check_tokens(token_lists)
+        self.buckets = self._bucket(token_lists, max_bucket_prompts)
+        self.stats = EngineStats()
+        self._max_chunk_rows = max_chunk_rows
+        self._bases: dict[Variant, BaseRun] = {}
+        self._sources: dict[str, list[list[torch.Tensor]]] = {}
+        self._hook_names = [f"blocks.{layer}.attn.hook_z" for layer in range(self.n_layers)]
+        self._direct = True
+        with torch.no_grad():
+            self.clean = self.base(CLEAN)
+            self._check_finite(self.clean.logits, "the clean model")
+            self._sources["clean"] = self.clean.z
+            self._mean_z = self._pooled_mean(self.clean.z)
+            self._direct = self._direct_path_matches()
+
+    # ------------------------------------------------------------------ setup
+    def _check_tokens(self, token_lists):
+        n_ctx = self.model.cfg.n_ctx
+        for i, p in enumerate(token_lists):
+            if len(p) == 0:
+                raise ValueError(f"prompt {i} is empty")
+            if len(p) > n_ctx:
+                raise ValueError(
+                    f"prompt {i} has {len(p)} tokens but the model's context is {n_ctx}; shorten it"
+                )
+            if self.position_mode == "all" and len(p) < 2:
+                raise ValueError(f"prompt {i} has one token; position_mode='all' needs at least two")
+            bad = [t for t in p if not 0 <= t < self.d_vocab]
+            if bad:
+                raise ValueError(
+                    f"prompt {i} holds token id {bad[0]} outside the model's vocabulary (0..{self.d_vocab - 1}); "
+                    "were the prompts made with another tokenizer?"
+                )
+
+    def _bucket(self, token_lists, cap) -> list[Bucket]:
+        by_len: dict[int, list[int]] = {}
+        for i, p in enumerate(token_lists):
+            by_len.setdefault(len(p), []).append(i)
+        out = []
+        for length in sorted(by_len):
+            idx = by_len[length]
+            for s in range(0, len(idx), cap):
+                part = idx[s:s + cap]
+                toks = torch.tensor([token_lists[i] for i in part], device=self.device)
+                out.append(Bucket(length, part, toks, output_positions(length, self.position_mode)))
+        return out
+
+    def _check_finite(self, logits: list[torch.Tensor], what: str):
+        for b, lg in zip(self.buckets, logits):
+            bad = ~torch.isfinite(lg).all(dim=-1).all(dim=-1)
+            if bad.any():
+                i = b.index[int(torch.nonzero(bad)[0])]
+                raise FloatingPointError(
+                    f"{what} produced non-finite logits (NaN/inf) on prompt {i}; check the weights, "
+                    "or use fp32 instead of fp16/bf16"
+                )
+
+    def _pooled_mean(self, zs) -> list[torch.Tensor]:
+        """Mean head output over every (prompt, position) of the clean run: [H, Dh] per layer."""
+        tokens = sum(b.tokens.numel() for b in self.buckets)
+        return [sum(z[layer].sum(dim=(0, 1)) for z in zs) / tokens for layer in range(self.n_layers)]
+
+    def _direct_path_matches(self) -> bool:
+        """Calling blocks directly (true prefix skipping) must reproduce the bridge's own
+        forward; if an architecture needs more than the residual (e.g. rotary inputs),
+        fall back to the bridge's ``start_at_layer``."""
+        b = self.buckets[0]
+        n = min(4, len(b.index))
+        start = self.n_layers - 1
+        try:
+            got = self._run_from(self.clean.resid[0][start][:n], start, {}, b.positions, direct=True)
+        except Exception:
+            return False
+        ref = self.clean.logits[0][:n]
+        tol = 1e-4 if self.dtype in (torch.float32, torch.float64) else 5e-2
+        return bool(torch.allclose(got, ref, atol=tol * max(1.0, ref.abs().max().item()), rtol=0))
+
+    # ------------------------------------------------------------------ sources
+    def add_source(self, name: str, prompts: Union[Task, Sequence[Sequence[int]]]) -> None:
+        """Register a counterfactual prompt set (aligned 1:1 with this engine's prompts,
+        same lengths) whose head outputs ``Variant.patch(units, name)`` copies in."""
+        if name in ("clean", "mean"):
+            raise ValueError(f"source name {name!r} is reserved")
+        token_lists = prompts.prompts if isinstance(prompts, Task) else [list(map(int, p)) for p in prompts]
+        if len(token_lists) != self.n_prompts:
+            raise ValueError(f"source {name!r} has {len(token_lists)} prompts; this engine has {self.n_prompts}")
+        self._check_tokens(token_lists)
+        zs = []
+        with torch.no_grad():
+            for b in self.buckets:
+                toks = torch.tensor([token_lists[i] for i in b.index], device=self.device)
+                if toks.shape != b.tokens.shape:
+                    raise ValueError(
+                        f"source {name!r}: prompt {b.index[0]} has length {toks.shape[1]} but the "
+                        f"original has {b.length}; counterfactual prompts must match lengths"
+                    )
+                _, z, _ = self._cached_forward(toks, CLEAN, b.positions)
+                zs.append(z)
+        self._sources[name] = zs
+
+    # ------------------------------------------------------------------ base runs
+    def base(self, variant: Variant) -> BaseRun:
+        """The cached run of ``variant`` (computed once): residuals, head outputs, logits."""
+        if variant in self._bases:
+            return self._bases[variant]
+        run = BaseRun(variant)
+        with torch.no_grad():
+            for bi, b in enumerate(self.buckets):
+                resid, z, logits = self._cached_forward(b.tokens, variant, b.positions, bucket=bi)
+                run.resid.append(resid)
+                run.z.append(z)
+                run.logits.append(logits)
+        if variant != CLEAN:
+            self._check_finite(run.logits, f"variant [{variant}]")
+        self._bases[variant] = run
+        return run
+
+    def _cached_forward(self, tokens, variant, positions, bucket=None):
+        """Full forward of one variant through the bridge, caching resid_pre and z."""
+        resid = [None] * self.n_layers
+        zs = [None] * self.n_layers
+        hooks = []
+        for layer in range(self.n_layers):
+            def save_resid(x, hook, layer=layer):
+                resid[layer] = x.detach()
+            hooks.append((f"blocks.{layer}.hook_in", save_resid))
+        masks = self._layer_masks([variant], bucket) if variant.actions else {}
+        for layer in range(self.n_layers):
+            apply = self._make_hook(masks.get(layer), 1, tokens.shape[0])
+
+            def save_z(z, hook, layer=layer, apply=apply):
+                z = apply(z) if apply is not None else z
+                zs[layer] = z.detach()
+                return z
+            hooks.append((self._hook_names[layer], save_z))
+        t0 = time.perf_counter()
+        with self.model.hooks(fwd_hooks=hooks):
+            logits = self.model(tokens)
+        self.stats.seconds += time.perf_counter() - t0
+        self.stats.forward_rows += tokens.shape[0]
+        self.stats.block_rows += tokens.shape[0] * self.n_layers
+        return resid, zs, logits[:, positions].detach()
+
+    # ------------------------------------------------------------------ masks and hooks
+    def _source_z(self, name: str, bucket: Optional[int], layer: int) -> torch.Tensor:
+        if name == "mean":
+            return self._mean_z[layer]  # broadcasts over [n, T]
+        if name not in self._sources:
+            raise ValueError(f"unknown cached source {name!r}; register it with engine.add_source(name, prompts)")
+        if bucket is None:
+            raise RuntimeError("cached sources need a bucket")
+        return self._sources[name][bucket][layer]
+
+    def _layer_masks(self, variants: Sequence[Variant], bucket: Optional[int]):
+        """Per layer: keep [k, H] and a list of (replacement z, mask [k, H])."""
+        per_layer: dict[int, dict] = {}
+        for vi, v in enumerate(variants):
+            for u, action in v.actions:
+                entry = per_layer.setdefault(u.layer, {"keep": torch.ones(len(variants), self.n_heads), "src": {}})
+                entry["keep"][vi, u.head] = 0.0
+                if action == ZERO:
+                    continue
+                name = "mean" if action == MEAN else action.split(":", 1)[1]
+                m = entry["src"].setdefault(name, torch.zeros(len(variants), self.n_heads))
+                m[vi, u.head] = 1.0
+        out = {}
+        for layer, entry in per_layer.items():
+            keep = entry["keep"].to(self.device, self.dtype)
+            src = [(self._source_z(name, bucket, layer), m.to(self.device, self.dtype))
+                   for name, m in entry["src"].items()]
+            out[layer] = (keep, src)
+        return out
+
+    @staticmethod
+    def _make_hook(mask, k: int, n: int):
+        """The per-row edit for one layer: rows are k variants x n prompts."""
+        if mask is None:
+            return None
+        keep, src = mask
+
+        def apply(z):
+            T, H, Dh = z.shape[1:]
+            zz = z.reshape(k, n, T, H, Dh) * keep[:, None, None, :, None]
+            for rep, m in src:
+                zz = zz + m[:, None, None, :, None] * rep
+            return zz.reshape(k * n, T, H, Dh)
+        return apply
+
+    # ------------------------------------------------------------------ batched variants
+    def _run_from(self, resid, start, masks, positions, direct=None, k=1):
+        """Run blocks ``start..`` from ``resid`` [rows, T, d]; logits at ``positions`` only."""
+        rows = resid.shape[0]
+        n = rows // k
+        hooks = []
+        for layer, mask in masks.items():
+            if layer >= start:
+                fn = self._make_hook(mask, k, n)
+                hooks.append((self._hook_names[layer], lambda z, hook, fn=fn: fn(z)))
+        direct = self._direct if direct is None else direct
+        with self.model.hooks(fwd_hooks=hooks):
+            if direct:
+                x = resid
+                for blk in self.model.blocks[start:]:
+                    x = blk(x)
+                    if isinstance(x, tuple):
+                        x = x[0]
+                x = x[:, positions]
+                logits = self.model.unembed(self.model.ln_final(x))
+            else:
+                logits = self.model(resid, start_at_layer=start)[:, positions]
+        self.stats.block_rows += rows * (self.n_layers - start if direct else self.n_layers)
+        self.stats.forward_rows += rows
+        return logits
+
+    def _chunk_variants(self, bucket: Bucket) -> int:
+        """How many variants fit in one chunk for this bucket."""
+        n, T, P = len(bucket.index), bucket.length, len(bucket.positions)
+        if self._max_chunk_rows is not None:
+            return max(1, self._max_chunk_rows // n)
+        cfg = self.model.cfg
+        d_mlp = getattr(cfg, "d_mlp", None) or 4 * self.d_model
+        bytes_el = torch.finfo(self.dtype).bits // 8
+        per_row = bytes_el * (T * (6 * self.d_model + 2 * d_mlp + 3 * self.n_heads * T) + 4 * P * self.d_vocab)
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            budget = 0.5 * free
+        else:
+            budget = 1.5 * 2**30
+        return max(1, int(budget // (per_row * n)))
+
+    def run(
+        self,
+        variants: Sequence[Variant],
+        base: Variant = CLEAN,
+        desc: Optional[str] = None,
+        buckets: Optional[Sequence[int]] = None,
+        progress: Optional[bool] = None,
+    ) -> Iterator[tuple[int, list[int], torch.Tensor]]:
+        """Run ``variants`` batched; yield ``(bucket_index, variant_indices, logits)`` with
+        logits ``[k, n, P, V]`` at the output positions. Each variant starts at its first
+        layer that differs from ``base`` (whose run is cached), from ``base``'s residual.
+        ``buckets`` restricts the run to some prompt buckets (callers that hold many
+        logits at once go bucket by bucket).
+        """
+        variants = list(variants)
+        if not variants:
+            return
+        base_run = self.base(base)
+        starts = [v.first_difference(base, self.n_layers) for v in variants]
+        order = sorted(range(len(variants)), key=lambda i: starts[i])
+        bucket_ids = list(range(len(self.buckets))) if buckets is None else list(buckets)
+        total = len(variants) * sum(len(self.buckets[bi].index) for bi in bucket_ids)
+        from tqdm.auto import tqdm
+
+        show = self.progress if progress is None else progress
+        bar = tqdm(total=total, desc=desc or "variants", unit="row", disable=not show or total < 2000,
+                   leave=False)
+        try:
+            with torch.no_grad():
+                for bi in bucket_ids:
+                    b = self.buckets[bi]
+                    n = len(b.index)
+                    i = 0
+                    k_max = self._chunk_variants(b)
+                    while i < len(order):
+                        start = starts[order[i]]
+                        group = [order[i]]
+                        while (len(group) < k_max and i + len(group) < len(order)
+                               and starts[order[i + len(group)]] == start):
+                            group.append(order[i + len(group)])
+                        try:
+                            logits = self._run_chunk(b, bi, [variants[j] for j in group], start, base_run)
+                        except RuntimeError as exc:
+                            if not _is_oom(exc) or len(group) == 1:
+                                raise
+                            if self.device.type == "cuda":
+                                torch.cuda.empty_cache()
+                            k_max = max(1, len(group) // 2)
+                            self.stats.oom_halvings += 1
+                            continue
+                        i += len(group)
+                        self.stats.chunks += 1
+                        self.stats.variants += len(group)
+                        bar.update(len(group) * n)
+                        yield bi, group, logits
+        finally:
+            bar.close()
+
+    def _run_chunk(self, b: Bucket, bi: int, chunk: list[Variant], start: int, base_run: BaseRun):
+        k, n = len(chunk), len(b.index)
+        t0 = time.perf_counter()
+        if start >= self.n_layers:  # identical to the base run
+            logits = base_run.logits[bi].unsqueeze(0).expand(k, -1, -1, -1)
+        else:
+            resid = base_run.resid[bi][start]
+            resid = resid.unsqueeze(0).expand(k, -1, -1, -1).reshape(k * n, *resid.shape[1:])
+            masks = self._layer_masks(chunk, bi)
+            logits = self._run_from(resid, start, masks, b.positions, k=k)
+            logits = logits.reshape(k, n, *logits.shape[1:])
+        self.stats.seconds += time.perf_counter() - t0
+        return logits
+
+    def logits(self, variants: Sequence[Variant], base: Variant = CLEAN) -> list[list[torch.Tensor]]:
+        """Output-position logits of each variant, per prompt in prompt-set order:
+        ``out[v][i]`` is ``[P_i, V]``. Convenient for small runs and tests."""
+        out = [[None] * self.n_prompts for _ in variants]
+        for bi, idx, lg in self.run(variants, base):
+            for row, vi in enumerate(idx):
+                for j, p in enumerate(self.buckets[bi].index):
+                    out[vi][p] = lg[row, j]
+        return out
+
+    def naive_logits(self, variant: Variant) -> list[torch.Tensor]:
+        """Reference: one full forward of the bridge per bucket with a plain hook per
+        layer, full unembedding, no prefix reuse. Slow and obviously right."""
+        out = [None] * self.n_prompts
+        with torch.no_grad():
+            for bi, b in enumerate(self.buckets):
+                masks = self._layer_masks([variant], bi) if variant.actions else {}
+                hooks = [(self._hook_names[layer], lambda z, hook, fn=self._make_hook(m, 1, len(b.index)): fn(z))
+                         for layer, m in masks.items()]
+                logits = self.model.run_with_hooks(b.tokens, fwd_hooks=hooks)
+                for j, p in enumerate(b.index):
+                    out[p] = logits[j, b.positions]
+        return out
+
+    # ------------------------------------------------------------------ conveniences
+    def units(self, specs) -> list[Unit]:
+        return parse_units(specs, self.n_layers, self.n_heads)
+
+    def clean_logits(self) -> list[torch.Tensor]:
+        out = [None] * self.n_prompts
+        for bi, b in enumerate(self.buckets):
+            for j, p in enumerate(b.index):
+                out[p] = self.clean.logits[bi][j]
+        return out
+
+    def head_output_norms(self, run: BaseRun, positions: str = "output") -> list[torch.Tensor]:
+        """Per bucket ``[n, P, L, H]`` norms of each head's write into the residual
+        (``z @ W_O``), at the output positions (``"output"``) or every position (``"all"``)."""
+        W_O = self.model.W_O.detach().to(self.dtype)  # [L, H, Dh, d]
+        out = []
+        for bi, b in enumerate(self.buckets):
+            per_layer = []
+            for layer in range(self.n_layers):
+                z = run.z[bi][layer]
+                if positions == "output":
+                    z = z[:, b.positions]
+                per_layer.append(torch.einsum("nthe,hed->nthd", z, W_O[layer]).norm(dim=-1))
+            out.append(torch.stack(per_layer, dim=2))
+        return out
+
+    def describe(self) -> str:
+        lens = sorted({b.length for b in self.buckets})
+        return (f"Engine({self.n_layers}x{self.n_heads} heads, {self.n_prompts} prompts, lengths {lens}, "
+                f"position_mode={self.position_mode}, device={self.device}, dtype={self.dtype}, "
+                f"prefix path={'direct blocks' if self._direct else 'bridge start_at_layer'})")
+
+
+def seconds_and_passes(engine: Engine, since: EngineStats) -> dict:
+    """Time and work (in full forward passes over the prompt set) since ``since``."""
+    return {
+        "seconds": round(engine.stats.seconds - since.seconds, 4),
+        "forward_passes": round((engine.stats.block_rows - since.block_rows)
+                                / max(1, engine.n_layers * engine.n_prompts), 3),
+    }
+
+
+def snapshot(engine: Engine) -> EngineStats:
+    s = engine.stats
+    return EngineStats(s.forward_rows, s.block_rows, s.variants, s.chunks, s.oom_halvings, s.seconds)

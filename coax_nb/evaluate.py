@@ -1,0 +1,76 @@
+"""Ranking quality of a score against a ground-truth head set (seed heads excluded)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from .scores import UnitScores
+from .units import parse_units
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks with ties sharing their average rank."""
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x))
+    sx = x[order]
+    i = 0
+    while i < len(x):
+        j = i
+        while j + 1 < len(x) and sx[j + 1] == sx[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Probability that a random positive outranks a random negative (ties count half)."""
+    scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
+    pos, neg = labels.sum(), (~labels).sum()
+    if pos == 0 or neg == 0:
+        raise ValueError("ROC-AUC needs at least one ground-truth head and one other head")
+    r = _ranks(scores)
+    return float((r[labels].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Mean of precision@rank over the ranks of the positives (ties broken pessimistically)."""
+    scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
+    if labels.sum() == 0:
+        raise ValueError("average precision needs at least one ground-truth head")
+    # among equal scores put negatives first, so ties never flatter a score
+    order = np.lexsort((labels, -scores))
+    hits = labels[order]
+    prec = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    return float(prec[hits].mean())
+
+
+def precision_at_k(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
+    scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
+    if k < 1:
+        raise ValueError("k must be at least 1")
+    order = np.lexsort((labels, -scores))
+    return float(labels[order[:k]].mean())
+
+
+def evaluate(result: UnitScores, truth, by: str = "comp", k: Optional[int] = None) -> dict:
+    """ROC-AUC, AP and P@k of score ``by`` at finding the ``truth`` heads, ranking
+    only non-seed heads. ``k`` defaults to the number of truth heads."""
+    truth_units = parse_units(truth, result.n_layers, result.n_heads)
+    if not truth_units:
+        raise ValueError("the ground-truth set is empty")
+    overlap = [str(u) for u in truth_units if u in result.seed]
+    if overlap:
+        raise ValueError(f"ground-truth heads {overlap} are in the seed set; seed heads are not ranked")
+    keep = ~result.is_seed()
+    vals = result[by][keep]
+    if np.isnan(vals).any():
+        raise ValueError(f"score {by!r} is NaN for some non-seed heads; cannot rank them")
+    labels = np.zeros(len(result.units), bool)
+    for u in truth_units:
+        labels[u.flat(result.n_heads)] = True
+    labels = labels[keep]
+    k = k or len(truth_units)
+    return {"score": by, "roc_auc": roc_auc(vals, labels), "ap": average_precision(vals, labels),
+            f"p@{k}": precision_at_k(vals, labels, k), "k": k, "n_truth": len(truth_units)}

@@ -1,0 +1,74 @@
+"""Fisher features and energies (method.md §2), computed on the device.
+
+For reference logits ``z_ref`` and intervened logits ``z`` on the support,
+``d = z_ref - z`` and the centered Fisher feature is ``f = sqrt(p) * (d - <p, d>)``,
+so ``||f||^2 = d^T (diag p - p p^T) d``: the second-order KL cost of the change.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+FEATURE_MODES = ("fisher_centered", "fisher_uncentered", "l2_centered", "l2_uncentered")
+GEOMETRIES = ("clean", "conditional")
+
+
+def check_options(feature_mode: str, geometry: str, top_r: int) -> None:
+    if feature_mode not in FEATURE_MODES:
+        raise ValueError(f"feature_mode must be one of {FEATURE_MODES}, got {feature_mode!r}")
+    if geometry not in GEOMETRIES:
+        raise ValueError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
+    if not isinstance(top_r, int) or top_r < 0:
+        raise ValueError(f"top_r must be a non-negative integer (0 = full vocabulary), got {top_r!r}")
+
+
+def work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Energies are accumulated in at least fp32 (fp64 stays fp64)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def support_of(clean_logits: torch.Tensor, top_r: int) -> Optional[torch.Tensor]:
+    """Fixed support: the clean top-r token ids ``[..., r]`` per position, or None (full vocab)."""
+    if top_r <= 0 or top_r >= clean_logits.shape[-1]:
+        return None
+    return clean_logits.topk(top_r, dim=-1).indices
+
+
+def on_support(logits: torch.Tensor, support: Optional[torch.Tensor]) -> torch.Tensor:
+    """Gather ``logits [..., n, P, V]`` onto the support ``[n, P, r]`` (as work dtype)."""
+    x = logits.to(work_dtype(logits.dtype))
+    if support is None:
+        return x
+    return x.gather(-1, support.expand(*x.shape[:-1], support.shape[-1]))
+
+
+def probs(logits_on_support: torch.Tensor) -> torch.Tensor:
+    """The metric distribution; on a top-r support it is renormalised over the support."""
+    return torch.softmax(logits_on_support, dim=-1)
+
+
+def features(z_ref: torch.Tensor, z: torch.Tensor, p: torch.Tensor, mode: str = "fisher_centered") -> torch.Tensor:
+    """Feature of the change ``z_ref -> z`` (all on the support, broadcastable)."""
+    d = z_ref - z
+    if mode == "fisher_centered":
+        return p.sqrt() * (d - (p * d).sum(-1, keepdim=True))
+    if mode == "fisher_uncentered":
+        return p.sqrt() * d
+    if mode == "l2_centered":
+        return d - d.mean(-1, keepdim=True)
+    if mode == "l2_uncentered":
+        return d
+    raise ValueError(f"feature_mode must be one of {FEATURE_MODES}, got {mode!r}")
+
+
+def sq_norm(f: torch.Tensor) -> torch.Tensor:
+    """``||f||^2`` per (prompt, position)."""
+    return (f * f).sum(-1)
+
+
+def kl_divergence(ref_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """KL(p_ref || p) per position, in nats."""
+    lp_ref = torch.log_softmax(ref_logits.to(work_dtype(ref_logits.dtype)), -1)
+    lp = torch.log_softmax(logits.to(work_dtype(logits.dtype)), -1)
+    return (lp_ref.exp() * (lp_ref - lp)).sum(-1)

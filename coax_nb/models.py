@@ -1,0 +1,148 @@
+"""Loading models: hub names, local HF-format directories and bundled organisms.
+
+Everything returns a TransformerLens 4 ``TransformerBridge`` in eval mode; the engine
+is the only code that runs it.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+
+ORGANISM_PREFIX = "organism:"
+
+_DTYPES = {
+    "fp32": torch.float32, "float32": torch.float32,
+    "fp64": torch.float64, "float64": torch.float64,
+    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+    "fp16": torch.float16, "float16": torch.float16, "half": torch.float16,
+}
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; the message says why and what to do."""
+
+
+def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was asked for but no CUDA GPU is visible; use device='cpu'")
+    return device
+
+
+def resolve_dtype(dtype: Union[str, torch.dtype, None], device: torch.device) -> torch.dtype:
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, str):
+        if dtype.lower() not in _DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; choose one of fp32, fp64, bf16, fp16")
+        dtype = _DTYPES[dtype.lower()]
+    if dtype in (torch.float16, torch.bfloat16) and device.type != "cuda":
+        raise ValueError(
+            f"{dtype} is only supported on a CUDA GPU here (CPU half precision is slow and "
+            "loses the small energies CoAx measures); use fp32 on the CPU"
+        )
+    if dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+        raise ValueError(f"unsupported dtype {dtype}; choose fp32, fp64, bf16 or fp16")
+    return dtype
+
+
+def _organism_dir(name: str) -> Path:
+    from . import organisms
+
+    return organisms.path(name)
+
+
+def load_model(spec: Union[str, os.PathLike], device=None, dtype=None):
+    """Load a model as a ``TransformerBridge``.
+
+    ``spec`` is one of
+      * ``"organism:NAME"`` -- a bundled self-repair organism (see ``coax_nb.organisms.list()``);
+      * a local HF-format directory (``config.json``, ``model.safetensors``, tokenizer files);
+      * a Hugging Face hub name such as ``"gpt2"`` (needs internet or a warm HF cache).
+
+    ``device`` defaults to CUDA when present, else CPU; ``dtype`` defaults to fp32
+    (bf16/fp16 on a GPU only).
+    """
+    from transformer_lens.model_bridge import TransformerBridge
+
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    spec_str = os.fspath(spec)
+    if spec_str.startswith(ORGANISM_PREFIX):
+        path = _organism_dir(spec_str[len(ORGANISM_PREFIX):])
+        source = str(path)
+    elif Path(spec_str).expanduser().is_dir():
+        path = Path(spec_str).expanduser().resolve()
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(
+                f"{path} is a directory but holds no config.json; save the model there with "
+                "model.save_pretrained(dir) and tokenizer.save_pretrained(dir)"
+            )
+        source = str(path)
+    elif os.sep in spec_str and not Path(spec_str).exists() and spec_str.startswith((".", "/", "~")):
+        raise ModelLoadError(f"no model directory at {spec_str!r}")
+    else:
+        path = None
+        source = spec_str
+    try:
+        bridge = TransformerBridge.boot_transformers(source, device=str(dev), dtype=dt)
+    except (OSError, ValueError) as exc:
+        text = str(exc)
+        offline = any(k in text for k in ("connect", "offline", "resolve", "Network", "couldn't", "not a local folder", "Max retries"))
+        if path is None and offline:
+            raise ModelLoadError(
+                f"could not load {spec_str!r}: it is not in the local Hugging Face cache and the hub "
+                "cannot be reached (offline?). Fix: pass a local HF-format directory "
+                "(config.json + model.safetensors + tokenizer files), e.g. one written by "
+                "model.save_pretrained(dir), or a bundled organism such as 'organism:handwired'."
+            ) from exc
+        raise ModelLoadError(f"could not load {spec_str!r}: {text}") from exc
+    bridge.eval()
+    check_has_heads(bridge)
+    bridge.coax_source = spec_str  # provenance for results
+    return bridge
+
+
+def check_has_heads(bridge) -> None:
+    """Raise a clear error for a model CoAx cannot score (no attention-head outputs)."""
+    names = getattr(bridge, "hook_dict", {})
+    if not any(n.endswith("attn.hook_z") for n in names):
+        raise ModelLoadError(
+            "this model exposes no per-head attention outputs (blocks.L.attn.hook_z); CoAx scores "
+            "attention heads, so it needs a transformer with multi-head attention"
+        )
+
+
+def model_info(bridge) -> dict:
+    """Small provenance record: source, shape and a weight hash."""
+    h = hashlib.sha256()
+    for name, p in sorted(bridge.named_parameters(), key=lambda kv: kv[0]):
+        h.update(name.encode())
+        h.update(p.detach().float().cpu().numpy().tobytes()[:4096])
+    cfg = bridge.cfg
+    return {
+        "source": getattr(bridge, "coax_source", None),
+        "n_layers": cfg.n_layers,
+        "n_heads": cfg.n_heads,
+        "d_model": cfg.d_model,
+        "d_vocab": cfg.d_vocab,
+        "n_ctx": cfg.n_ctx,
+        "weights_sha256_prefix": h.hexdigest()[:16],
+    }
+
+
+def tokenizer_fingerprint(tokenizer) -> Optional[str]:
+    """A hash of the vocabulary, used to catch prompts built with another tokenizer."""
+    if tokenizer is None:
+        return None
+    vocab = tokenizer.get_vocab()
+    h = hashlib.sha256()
+    for tok, idx in sorted(vocab.items(), key=lambda kv: kv[1]):
+        h.update(f"{idx}:{tok}\n".encode())
+    return h.hexdigest()[:16]

@@ -1,0 +1,444 @@
+"""CoAx scores (method.md §3): single, conditional, comp, coupling, ratio, wake-up,
+co-activation affinity, pairwise synergy and greedy conditional completion.
+
+Result types: :class:`UnitScores` (one row per head) and :class:`PairScores`
+(head x head matrices). Both serialise to JSON and pandas.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from . import metrics as M
+from .engine import CLEAN, Engine, Variant, seconds_and_passes, snapshot
+from .units import Unit, all_units, parse_units
+
+SCORE_DOCS = {
+    "single": "E(z0 -> z_u): first-order ablation saliency",
+    "conditional": "E(z_S -> z_{S+u}): the head's effect once the seed S is removed",
+    "comp": "CoAx = conditional - single (NaN for seed heads)",
+    "coupling": "mean ||f(z_S -> z_{S+u}) - f(z0 -> z_u)||^2: all-order interaction with S",
+    "ratio": "conditional / max(single, eps): amplification",
+    "wakeup": "output norm with S ablated / clean output norm, at the output positions",
+    "coact": "mean correlation of the head's clean output norm with the seed heads' (input-side control)",
+}
+
+
+def _to_engine(model_or_engine, prompts, position_mode, progress) -> Engine:
+    if isinstance(model_or_engine, Engine):
+        if prompts is not None:
+            raise ValueError("pass prompts either to the Engine or here, not both")
+        if position_mode is not None and position_mode != model_or_engine.position_mode:
+            raise ValueError(f"this engine reads position_mode={model_or_engine.position_mode!r}; "
+                             "build another Engine for a different mode")
+        return model_or_engine
+    if prompts is None:
+        raise ValueError("give a prompt set (a Task or token lists) with the model")
+    return Engine(model_or_engine, prompts, position_mode=position_mode, progress=progress)
+
+
+def _check_seed(engine: Engine, seed) -> list[Unit]:
+    units = engine.units(seed)
+    if not units:
+        raise ValueError("the seed set is empty; CoAx conditions on a primary set S: pass e.g. seed=['9.9', '9.6']")
+    if len(units) >= engine.n_layers * engine.n_heads:
+        raise ValueError("the seed set covers every head, so no head is left to score; remove some seed heads")
+    return units
+
+
+@dataclass
+class UnitScores:
+    """Per-head scores. ``scores[name]`` is an array over flat head ids
+    (``layer * n_heads + head``); NaN where a score is undefined (e.g. comp on seed heads)."""
+
+    n_layers: int
+    n_heads: int
+    seed: list
+    scores: dict
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def units(self) -> list[Unit]:
+        return all_units(self.n_layers, self.n_heads)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self.scores:
+            raise KeyError(f"no score {name!r}; available: {', '.join(self.scores)}")
+        return self.scores[name]
+
+    def value(self, name: str, unit) -> float:
+        u = parse_units([unit], self.n_layers, self.n_heads)[0]
+        return float(self[name][u.flat(self.n_heads)])
+
+    def is_seed(self) -> np.ndarray:
+        mask = np.zeros(self.n_layers * self.n_heads, bool)
+        for u in self.seed:
+            mask[u.flat(self.n_heads)] = True
+        return mask
+
+    def top(self, k: int = 10, by: str = "comp", exclude_seed: bool = True) -> list[tuple[Unit, float]]:
+        """The k highest-scoring heads by ``by`` (seed heads left out by default)."""
+        vals = self[by].astype(float).copy()
+        if exclude_seed:
+            vals[self.is_seed()] = np.nan
+        order = [i for i in np.argsort(-np.nan_to_num(vals, nan=-np.inf), kind="stable") if not np.isnan(vals[i])]
+        return [(self.units[i], float(vals[i])) for i in order[:k]]
+
+    def to_frame(self):
+        import pandas as pd
+
+        units = self.units
+        df = pd.DataFrame({"layer": [u.layer for u in units], "head": [u.head for u in units],
+                           "name": [str(u) for u in units], "seed": self.is_seed()})
+        for name, arr in self.scores.items():
+            df[name] = arr
+        return df
+
+    def to_dict(self) -> dict:
+        clean = lambda a: [None if (isinstance(x, float) and math.isnan(x)) else x for x in a.tolist()]  # noqa: E731
+        return {"type": "UnitScores", "n_layers": self.n_layers, "n_heads": self.n_heads,
+                "seed": [str(u) for u in self.seed], "scores": {k: clean(v.astype(float)) for k, v in self.scores.items()},
+                "meta": self.meta}
+
+    def to_json(self, path: Optional[os.PathLike] = None) -> str:
+        text = json.dumps(self.to_dict(), indent=1)
+        if path is not None:
+            from .io import atomic_write_text
+
+            atomic_write_text(path, text)
+        return text
+
+    @classmethod
+    def from_json(cls, text_or_path) -> "UnitScores":
+        text = str(text_or_path)
+        if not text.lstrip().startswith("{"):
+            text = open(text_or_path).read()
+        d = json.loads(text)
+        scores = {k: np.array([np.nan if x is None else x for x in v], float) for k, v in d["scores"].items()}
+        seed = parse_units(d["seed"], d["n_layers"], d["n_heads"])
+        return cls(d["n_layers"], d["n_heads"], seed, scores, d.get("meta", {}))
+
+    def table(self, k: int = 10, by: str = "comp") -> str:
+        cols = [c for c in ("single", "conditional", "comp", "ratio", "wakeup") if c in self.scores]
+        lines = [f"{'rank':>4}  {'head':>6}  " + "  ".join(f"{c:>12}" for c in cols)]
+        for r, (u, _) in enumerate(self.top(k, by), 1):
+            i = u.flat(self.n_heads)
+            lines.append(f"{r:>4}  {str(u):>6}  " + "  ".join(f"{self.scores[c][i]:>12.4g}" for c in cols))
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        seed = ", ".join(map(str, self.seed))
+        return (f"UnitScores({self.n_layers}x{self.n_heads} heads, seed [{seed}], "
+                f"scores {list(self.scores)})\n" + self.table(5))
+
+
+@dataclass
+class PairScores:
+    """Head x head matrices (``values[name]`` is ``[M, M]`` over ``units``)."""
+
+    units: list
+    values: dict
+    meta: dict = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.values[name]
+
+    def top_pairs(self, k: int = 10, by: Optional[str] = None) -> list[tuple[Unit, Unit, float]]:
+        by = by or next(iter(self.values))
+        m = self.values[by]
+        pairs = [(self.units[i], self.units[j], float(m[i, j])) for i, j in combinations(range(len(self.units)), 2)
+                 if not np.isnan(m[i, j])]
+        return sorted(pairs, key=lambda t: -t[2])[:k]
+
+    def to_dict(self) -> dict:
+        clean = lambda m: [[None if np.isnan(x) else float(x) for x in row] for row in m]  # noqa: E731
+        return {"type": "PairScores", "units": [str(u) for u in self.units],
+                "values": {k: clean(v) for k, v in self.values.items()}, "meta": self.meta}
+
+    def to_json(self, path: Optional[os.PathLike] = None) -> str:
+        text = json.dumps(self.to_dict())
+        if path is not None:
+            from .io import atomic_write_text
+
+            atomic_write_text(path, text)
+        return text
+
+    def to_frame(self, name: Optional[str] = None):
+        import pandas as pd
+
+        name = name or next(iter(self.values))
+        labels = [str(u) for u in self.units]
+        return pd.DataFrame(self.values[name], index=labels, columns=labels)
+
+
+class _Geometry:
+    """Per bucket: the fixed support, the clean reference logits and the metric distributions."""
+
+    def __init__(self, engine: Engine, top_r: int, seed_variant: Optional[Variant] = None):
+        self.support, self.z0, self.p0, self.zS, self.pS = [], [], [], [], []
+        for bi in range(len(engine.buckets)):
+            clean = engine.clean.logits[bi]
+            sup = M.support_of(clean, top_r)
+            z0 = M.on_support(clean, sup)
+            self.support.append(sup)
+            self.z0.append(z0)
+            self.p0.append(M.probs(z0))
+            if seed_variant is not None:
+                zS = M.on_support(engine.base(seed_variant).logits[bi], sup)
+                self.zS.append(zS)
+                self.pS.append(M.probs(zS))
+
+    def count(self, engine: Engine) -> int:
+        return sum(len(b.index) * len(b.positions) for b in engine.buckets)
+
+
+def _group_size(engine: Engine, bi: int, top_r: int, budget_bytes: float = 2**29) -> int:
+    b = engine.buckets[bi]
+    width = top_r if top_r > 0 else engine.d_vocab
+    per_unit = 4 * len(b.index) * len(b.positions) * width * 3
+    return max(1, int(budget_bytes // per_unit))
+
+
+def coax_scan(
+    model_or_engine,
+    prompts=None,
+    seed=(),
+    *,
+    position_mode: Optional[str] = None,
+    top_r: int = 0,
+    geometry: str = "clean",
+    feature_mode: str = "fisher_centered",
+    eps: float = 1e-9,
+    progress: bool = True,
+) -> UnitScores:
+    """Score every head: single, conditional (given the seed set S ablated), CoAx
+    ``comp``, ``coupling``, amplification ``ratio``, ``wakeup`` and ``coact``.
+
+    >>> from coax_nb import load_model, ioi_task, coax_scan
+    >>> model = load_model("organism:handwired")               # doctest: +SKIP
+    >>> s = coax_scan(model, ioi_task(model, 32), seed=["2.0"])  # doctest: +SKIP
+    >>> s.top(3)                                                # doctest: +SKIP
+
+    Costs 1 + 1 + 2U forward passes over the prompt set (less with prefix reuse).
+    """
+    M.check_options(feature_mode, geometry, top_r)
+    engine = _to_engine(model_or_engine, prompts, position_mode, progress)
+    seed_units = _check_seed(engine, seed)
+    t0, s0 = time.perf_counter(), snapshot(engine)
+    S = Variant.zero(seed_units)
+    geo = _Geometry(engine, top_r, S)
+    L, H = engine.n_layers, engine.n_heads
+    U = L * H
+    single, cond, coup = np.zeros(U), np.zeros(U), np.zeros(U)
+    is_seed = np.zeros(U, bool)
+    for u in seed_units:
+        is_seed[u.flat(H)] = True
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=U * len(engine.buckets), desc="CoAx scan", unit="head", disable=not progress, leave=False)
+    for bi in range(len(engine.buckets)):
+        g = _group_size(engine, bi, top_r)
+        p_cond = geo.pS[bi] if geometry == "conditional" else geo.p0[bi]
+        for layer in range(L):
+            heads = [Unit(layer, h) for h in range(H)]
+            for s in range(0, H, g):
+                group = heads[s:s + g]
+                f_single = {}
+                for _, idx, lg in engine.run([Variant.zero([u]) for u in group], CLEAN, buckets=[bi], progress=False):
+                    f = M.features(geo.z0[bi], M.on_support(lg, geo.support[bi]), geo.p0[bi], feature_mode)
+                    for row, vi in enumerate(idx):
+                        f_single[vi] = f[row]
+                        single[group[vi].flat(H)] += M.sq_norm(f[row]).sum().item()
+                scored = [u for u in group if not is_seed[u.flat(H)]]
+                variants = [S | Variant.zero([u]) for u in scored]
+                for _, idx, lg in engine.run(variants, S, buckets=[bi], progress=False):
+                    f = M.features(geo.zS[bi], M.on_support(lg, geo.support[bi]), p_cond, feature_mode)
+                    for row, vi in enumerate(idx):
+                        uid = scored[vi].flat(H)
+                        cond[uid] += M.sq_norm(f[row]).sum().item()
+                        coup[uid] += M.sq_norm(f[row] - f_single[group.index(scored[vi])]).sum().item()
+                bar.update(len(group))
+    bar.close()
+    count = geo.count(engine)
+    single, cond, coup = single / count, cond / count, coup / count
+    cond[is_seed] = np.nan
+    coup[is_seed] = np.nan
+    comp = cond - single
+    ratio = cond / np.maximum(single, eps)
+    wakeup = _wakeup(engine, S)
+    wakeup[is_seed] = np.nan
+    meta = {
+        "position_mode": engine.position_mode, "top_r": top_r, "geometry": geometry,
+        "feature_mode": feature_mode, "n_prompts": engine.n_prompts,
+        "model": getattr(engine.model, "coax_source", None),
+        "task": engine.task.name if engine.task is not None else None,
+        "wall_seconds": round(time.perf_counter() - t0, 3), **seconds_and_passes(engine, s0),
+    }
+    return UnitScores(L, H, seed_units, {
+        "single": single, "conditional": cond, "comp": comp, "coupling": coup, "ratio": ratio,
+        "wakeup": wakeup, "coact": _coact_to_seed(engine, seed_units, is_seed),
+    }, meta)
+
+
+def _mean_norms(engine: Engine, run) -> np.ndarray:
+    norms = engine.head_output_norms(run, "output")  # per bucket [n, P, L, H]
+    total = sum(x.sum(dim=(0, 1)) for x in norms)
+    count = sum(x.shape[0] * x.shape[1] for x in norms)
+    return (total / count).flatten().double().cpu().numpy()
+
+
+def _wakeup(engine: Engine, S: Variant) -> np.ndarray:
+    clean = _mean_norms(engine, engine.clean)
+    seeded = _mean_norms(engine, engine.base(S))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(clean > 0, seeded / clean, np.nan)
+
+
+def _clean_norm_samples(engine: Engine) -> torch.Tensor:
+    """Clean per-head output norms at every (prompt, position): ``[samples, U]``."""
+    norms = engine.head_output_norms(engine.clean, "all")
+    return torch.cat([x.reshape(-1, engine.n_layers * engine.n_heads) for x in norms]).double()
+
+
+def _corr(x: torch.Tensor) -> torch.Tensor:
+    x = x - x.mean(0)
+    sd = x.norm(dim=0)
+    c = (x.T @ x) / torch.outer(sd, sd)
+    return torch.where(torch.outer(sd, sd) > 0, c, torch.full_like(c, float("nan")))
+
+
+def _coact_to_seed(engine: Engine, seed_units, is_seed) -> np.ndarray:
+    c = _corr(_clean_norm_samples(engine)).cpu().numpy()
+    ids = [u.flat(engine.n_heads) for u in seed_units]
+    with np.errstate(invalid="ignore"):
+        out = np.nanmean(np.abs(c[:, ids]), axis=1) if len(ids) else np.full(len(c), np.nan)
+    out[is_seed] = np.nan
+    return out
+
+
+def co_activation(model_or_engine, units=None, prompts=None, *, position_mode=None, progress=True) -> PairScores:
+    """Co-activation affinity: correlation across (prompt, position) of per-head output
+    norms on the clean run (an input-side control; no ablation)."""
+    engine = _to_engine(model_or_engine, prompts, position_mode, progress)
+    chosen = engine.units(units) if units is not None else all_units(engine.n_layers, engine.n_heads)
+    ids = [u.flat(engine.n_heads) for u in chosen]
+    c = _corr(_clean_norm_samples(engine)[:, ids]).cpu().numpy()
+    return PairScores(chosen, {"affinity": c}, {"n_prompts": engine.n_prompts, "position_mode": engine.position_mode})
+
+
+def synergy(
+    model_or_engine,
+    units,
+    prompts=None,
+    *,
+    position_mode: Optional[str] = None,
+    top_r: int = 0,
+    feature_mode: str = "fisher_centered",
+    eps: float = 1e-12,
+    progress: bool = True,
+) -> PairScores:
+    """Pairwise synergy for a head set M: ``I_uv = f(z0->z_uv) - f(z0->z_u) - f(z0->z_v)``,
+    ``raw[u, v] = mean ||I_uv||^2`` and ``normalized = raw / sqrt(single_u single_v)``.
+    The diagonal is NaN. Costs |M| + |M|(|M|-1)/2 variants."""
+    M.check_options(feature_mode, "clean", top_r)
+    engine = _to_engine(model_or_engine, prompts, position_mode, progress)
+    chosen = engine.units(units)
+    if len(chosen) < 2:
+        raise ValueError("synergy needs at least two heads")
+    t0, s0 = time.perf_counter(), snapshot(engine)
+    geo = _Geometry(engine, top_r)
+    m = len(chosen)
+    raw, single = np.zeros((m, m)), np.zeros(m)
+    pairs = list(combinations(range(m), 2))
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(pairs) * len(engine.buckets), desc="synergy", unit="pair", disable=not progress, leave=False)
+    for bi in range(len(engine.buckets)):
+        fs = [None] * m
+        for _, idx, lg in engine.run([Variant.zero([u]) for u in chosen], CLEAN, buckets=[bi], progress=False):
+            f = M.features(geo.z0[bi], M.on_support(lg, geo.support[bi]), geo.p0[bi], feature_mode)
+            for row, vi in enumerate(idx):
+                fs[vi] = f[row]
+                single[vi] += M.sq_norm(f[row]).sum().item()
+        variants = [Variant.zero([chosen[i], chosen[j]]) for i, j in pairs]
+        for _, idx, lg in engine.run(variants, CLEAN, buckets=[bi], progress=False):
+            f = M.features(geo.z0[bi], M.on_support(lg, geo.support[bi]), geo.p0[bi], feature_mode)
+            for row, vi in enumerate(idx):
+                i, j = pairs[vi]
+                val = M.sq_norm(f[row] - fs[i] - fs[j]).sum().item()
+                raw[i, j] += val
+                raw[j, i] += val
+            bar.update(len(idx))
+    bar.close()
+    count = geo.count(engine)
+    raw, single = raw / count, single / count
+    np.fill_diagonal(raw, np.nan)
+    norm = raw / np.sqrt(np.maximum(np.outer(single, single), eps))
+    meta = {"position_mode": engine.position_mode, "top_r": top_r, "feature_mode": feature_mode,
+            "n_prompts": engine.n_prompts, "single": single.tolist(),
+            "wall_seconds": round(time.perf_counter() - t0, 3), **seconds_and_passes(engine, s0)}
+    return PairScores(chosen, {"normalized": norm, "raw": raw}, meta)
+
+
+@dataclass
+class Completion:
+    """Greedy conditional completion: heads in the order they were added, with the
+    ablation energy each had given everything selected before it."""
+
+    seed: list
+    added: list
+    gains: list
+    meta: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        steps = ", ".join(f"{u} ({g:.3g})" for u, g in zip(self.added, self.gains))
+        return f"Completion(seed [{', '.join(map(str, self.seed))}] + {steps})"
+
+
+def greedy_completion(
+    model_or_engine,
+    seed,
+    k: int,
+    prompts=None,
+    *,
+    candidates=None,
+    position_mode: Optional[str] = None,
+    top_r: int = 0,
+    feature_mode: str = "fisher_centered",
+    progress: bool = True,
+) -> Completion:
+    """Starting from the seed set A = S, repeatedly add the head whose ablation energy
+    given A (reference = A ablated, clean metric) is largest; ``k`` steps."""
+    M.check_options(feature_mode, "clean", top_r)
+    engine = _to_engine(model_or_engine, prompts, position_mode, progress)
+    chosen = _check_seed(engine, seed)
+    pool = engine.units(candidates) if candidates is not None else all_units(engine.n_layers, engine.n_heads)
+    pool = [u for u in pool if u not in chosen]
+    if k < 1 or k > len(pool):
+        raise ValueError(f"k must be between 1 and {len(pool)} (the candidates outside the seed)")
+    geo = _Geometry(engine, top_r)
+    count = geo.count(engine)
+    added, gains = [], []
+    from tqdm.auto import tqdm
+
+    for _ in tqdm(range(k), desc="greedy completion", disable=not progress, leave=False):
+        A = Variant.zero(chosen + added)
+        energy = np.zeros(len(pool))
+        for bi in range(len(engine.buckets)):
+            zA = M.on_support(engine.base(A).logits[bi], geo.support[bi])
+            for _, idx, lg in engine.run([A | Variant.zero([u]) for u in pool], A, buckets=[bi], progress=False):
+                f = M.features(zA, M.on_support(lg, geo.support[bi]), geo.p0[bi], feature_mode)
+                energy[idx] += M.sq_norm(f).sum(dim=(1, 2)).cpu().double().numpy()
+        best = int(np.argmax(energy))
+        added.append(pool.pop(best))
+        gains.append(float(energy[best] / count))
+    return Completion(chosen, added, gains, {"position_mode": engine.position_mode, "top_r": top_r})

@@ -1,0 +1,307 @@
+"""Tasks: prompt sets with answers and a behaviour metric.
+
+A :class:`Task` holds token-id prompts (BOS included), the output positions the
+metric reads (``position_mode``), and per-prompt targets. Three builders:
+:func:`ioi_task` (indirect object identification, any tokenizer),
+:func:`induction_task` (repeated random tokens) and :func:`custom_task`.
+"""
+from __future__ import annotations
+
+import random
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from .models import tokenizer_fingerprint
+
+POSITION_MODES = ("last", "all", "full")
+
+IOI_TEMPLATES = (
+    "When {IO} and {S} went to the {place}, {S} gave a {object} to",
+    "When {S} and {IO} went to the {place}, {S} gave a {object} to",
+)
+IOI_NAMES = (
+    "Mary", "John", "Tom", "James", "Dan", "Sid", "Martin", "Amy", "Kate", "Paul", "Mark",
+    "Jane", "Anne", "Ben", "Lisa", "Alex", "Sam", "Max", "Jack", "Rose", "Ryan", "Steve",
+    "Laura", "Adam", "Carl", "Emma", "Eric", "Grace", "Henry", "Ian", "Joe", "Lucy",
+)
+IOI_PLACES = ("store", "garden", "restaurant", "school", "hospital", "office", "house", "station")
+IOI_OBJECTS = ("drink", "ring", "kiss", "bone", "basketball", "computer", "necklace", "snack")
+
+
+def output_positions(length: int, mode: str) -> list[int]:
+    """Positions whose next-token prediction is read, for a prompt of ``length`` tokens."""
+    if mode == "last":
+        return [length - 1]
+    if mode == "all":
+        return list(range(length - 1))
+    if mode == "full":
+        return list(range(length))
+    raise ValueError(f"position_mode must be one of {POSITION_MODES}, got {mode!r}")
+
+
+@dataclass
+class Task:
+    """Prompts plus what the behaviour metric needs.
+
+    ``targets[i]`` / ``distractors[i]`` hold, for each output position of prompt i
+    (see :func:`output_positions`), the correct and the distractor token id, or -1
+    where that position does not count. The metric is the logit difference
+    (correct - distractor) when distractors are given, else the correct token's
+    log-probability, averaged over the counted positions.
+    """
+
+    name: str
+    prompts: list[list[int]]
+    position_mode: str = "last"
+    targets: Optional[list[list[int]]] = None
+    distractors: Optional[list[list[int]]] = None
+    texts: Optional[list[str]] = None
+    tokenizer_fingerprint: Optional[str] = None
+    info: dict = field(default_factory=dict)
+    metric_fn: Optional[Callable] = None
+
+    def __post_init__(self):
+        if len(self.prompts) == 0:
+            raise ValueError(f"task {self.name!r} has an empty prompt set; give at least one prompt")
+        output_positions(2, self.position_mode)  # validates the mode
+        self.prompts = [[int(t) for t in p] for p in self.prompts]
+        for i, p in enumerate(self.prompts):
+            if len(p) == 0:
+                raise ValueError(f"prompt {i} of task {self.name!r} is empty")
+        for name in ("targets", "distractors"):
+            rows = getattr(self, name)
+            if rows is None:
+                continue
+            if len(rows) != len(self.prompts):
+                raise ValueError(f"{name} has {len(rows)} rows for {len(self.prompts)} prompts")
+            for i, (row, p) in enumerate(zip(rows, self.prompts)):
+                want = len(output_positions(len(p), self.position_mode))
+                if len(row) != want:
+                    raise ValueError(
+                        f"{name}[{i}] has {len(row)} entries; prompt {i} has {want} output positions "
+                        f"in position_mode={self.position_mode!r}"
+                    )
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    @property
+    def answers(self) -> Optional[list[int]]:
+        """Correct token at the last output position of each prompt (IOI's answer)."""
+        return None if self.targets is None else [row[-1] for row in self.targets]
+
+    def subset(self, idx: Sequence[int], name: Optional[str] = None) -> "Task":
+        pick = lambda rows: None if rows is None else [rows[i] for i in idx]  # noqa: E731
+        return Task(
+            name=name or self.name, prompts=pick(self.prompts), position_mode=self.position_mode,
+            targets=pick(self.targets), distractors=pick(self.distractors), texts=pick(self.texts),
+            tokenizer_fingerprint=self.tokenizer_fingerprint, info=dict(self.info), metric_fn=self.metric_fn,
+        )
+
+    def metric(self, logits: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Per-prompt behaviour metric from per-prompt logits ``[positions, vocab]``."""
+        if self.metric_fn is not None:
+            out = torch.as_tensor(self.metric_fn(logits, self), dtype=torch.float64)
+            if out.shape != (len(self),) or not torch.isfinite(out).all():
+                raise ValueError("the task's metric_fn must return one finite number per prompt")
+            return out
+        if self.targets is None:
+            raise ValueError(f"task {self.name!r} has no targets, so it has no behaviour metric; "
+                             "build it with targets= or metric_fn=")
+        vals = []
+        for i, lg in enumerate(logits):
+            lg = lg.double()
+            tgt = torch.tensor(self.targets[i], device=lg.device)
+            keep = tgt >= 0
+            if not keep.any():
+                raise ValueError(f"prompt {i} of task {self.name!r} has no counted position")
+            rows = torch.nonzero(keep).flatten()
+            if self.distractors is not None:
+                dis = torch.tensor(self.distractors[i], device=lg.device)
+                v = lg[rows, tgt[rows]] - lg[rows, dis[rows]]
+            else:
+                v = torch.log_softmax(lg[rows], -1).gather(1, tgt[rows, None]).squeeze(1)
+            vals.append(v.mean())
+        return torch.stack(vals).cpu()
+
+    def accuracy(self, logits: Sequence[torch.Tensor]) -> float:
+        """Share of counted positions where the target beats the distractor (or is the argmax)."""
+        if self.targets is None:
+            raise ValueError(f"task {self.name!r} has no targets, so accuracy is undefined")
+        hits, total = 0, 0
+        for i, lg in enumerate(logits):
+            for j, t in enumerate(self.targets[i]):
+                if t < 0:
+                    continue
+                total += 1
+                if self.distractors is not None:
+                    hits += bool(lg[j, t] > lg[j, self.distractors[i][j]])
+                else:
+                    hits += bool(lg[j].argmax() == t)
+        return hits / total
+
+
+def _tokenizer_of(model_or_tokenizer):
+    tok = getattr(model_or_tokenizer, "tokenizer", None)
+    return tok if tok is not None else model_or_tokenizer
+
+
+def _prepend_bos(model_or_tokenizer, prepend_bos: Optional[bool]) -> bool:
+    if prepend_bos is not None:
+        return prepend_bos
+    cfg = getattr(model_or_tokenizer, "cfg", None)
+    return bool(getattr(cfg, "default_prepend_bos", True))
+
+
+def _encode(tok, text: str, bos: bool) -> list[int]:
+    ids = tok.encode(text, add_special_tokens=False)
+    if bos:
+        if tok.bos_token_id is None:
+            raise ValueError("prepend_bos=True but the tokenizer has no BOS token; pass prepend_bos=False")
+        ids = [tok.bos_token_id] + ids
+    return ids
+
+
+def _single_token(tok, word: str) -> Optional[int]:
+    """The id of `` word`` if it is exactly one known token, else None."""
+    for text in (" " + word, word):
+        ids = tok.encode(text, add_special_tokens=False)
+        if len(ids) == 1 and ids[0] != tok.unk_token_id:
+            return ids[0]
+    return None
+
+
+def _known(tok, word: str) -> bool:
+    ids = tok.encode(" " + word, add_special_tokens=False)
+    return tok.unk_token_id is None or tok.unk_token_id not in ids
+
+
+def ioi_task(
+    model_or_tokenizer,
+    n_prompts: int = 64,
+    seed: int = 0,
+    names: Sequence[str] = IOI_NAMES,
+    places: Sequence[str] = IOI_PLACES,
+    objects: Sequence[str] = IOI_OBJECTS,
+    templates: Sequence[str] = IOI_TEMPLATES,
+    prepend_bos: Optional[bool] = None,
+) -> Task:
+    """Indirect-object-identification prompts for any tokenizer.
+
+    Template (method.md §6): ``When {IO} and {S} went to the {place}, {S} gave a
+    {object} to`` -> `` {IO}``, plus its mirror with S first. Names that are not a
+    single token of this tokenizer are dropped with a warning; so are places and
+    objects the tokenizer cannot spell. The metric is logit(IO) - logit(S) at the
+    last position; accuracy is the share of prompts where it is positive.
+    """
+    if n_prompts < 1:
+        raise ValueError("n_prompts must be at least 1")
+    tok = _tokenizer_of(model_or_tokenizer)
+    bos = _prepend_bos(model_or_tokenizer, prepend_bos)
+    name_ids = {}
+    dropped = []
+    for n in names:
+        i = _single_token(tok, n)
+        (dropped.append(n) if i is None else name_ids.setdefault(n, i))
+    if dropped:
+        warnings.warn(f"IOI: dropped {len(dropped)} names that are not a single token: {', '.join(dropped)}")
+    if len(name_ids) < 2:
+        raise ValueError("IOI needs at least two names that are single tokens of this tokenizer; "
+                         "pass names= with words in its vocabulary")
+    places = [p for p in places if _known(tok, p)]
+    objects = [o for o in objects if _known(tok, o)]
+    if not places or not objects:
+        raise ValueError("none of the places/objects can be spelled by this tokenizer; pass places=/objects=")
+    rng = random.Random(seed)
+    pool = sorted(name_ids)
+    prompts, texts, targets, distractors = [], [], [], []
+    for k in range(n_prompts):
+        io, s = rng.sample(pool, 2)
+        template = templates[k % len(templates)]
+        text = template.format(IO=io, S=s, place=rng.choice(places), object=rng.choice(objects))
+        ids = _encode(tok, text, bos)
+        if tok.unk_token_id is not None and tok.unk_token_id in ids:
+            raise ValueError(f"the tokenizer cannot spell the template text {text!r} (unknown token); "
+                             "pass templates= written in its vocabulary")
+        prompts.append(ids)
+        texts.append(text)
+        targets.append([name_ids[io]])
+        distractors.append([name_ids[s]])
+    return Task("ioi", prompts, "last", targets, distractors, texts,
+                tokenizer_fingerprint(tok), {"seed": seed, "names": pool, "templates": list(templates)})
+
+
+def induction_task(
+    model_or_tokenizer,
+    n_prompts: int = 32,
+    half_length: int = 10,
+    seed: int = 0,
+    token_range: Optional[tuple[int, int]] = None,
+    prepend_bos: Optional[bool] = None,
+) -> Task:
+    """Repeated random tokens ``[BOS] r r``; the metric is the mean log-probability of
+    the repeated tokens (every prediction in the second half)."""
+    if n_prompts < 1 or half_length < 2:
+        raise ValueError("induction needs n_prompts >= 1 and half_length >= 2")
+    tok = _tokenizer_of(model_or_tokenizer)
+    bos = _prepend_bos(model_or_tokenizer, prepend_bos)
+    special = set(getattr(tok, "all_special_ids", []) or [])
+    lo, hi = token_range or (0, len(tok))
+    candidates = [i for i in range(lo, hi) if i not in special]
+    if len(candidates) < half_length:
+        raise ValueError(f"token_range {lo}..{hi} has fewer than {half_length} ordinary tokens")
+    g = torch.Generator().manual_seed(seed)
+    prompts, targets = [], []
+    for _ in range(n_prompts):
+        pick = torch.randperm(len(candidates), generator=g)[:half_length].tolist()
+        r = [candidates[j] for j in pick]
+        ids = ([tok.bos_token_id] if bos else []) + r + r
+        start = len(ids) - half_length  # first index of the second copy
+        # output position j predicts token j+1; count predictions of the second copy
+        tg = [ids[j + 1] if j + 1 >= start + 1 else -1 for j in range(len(ids) - 1)]
+        prompts.append(ids)
+        targets.append(tg)
+    return Task("induction", prompts, "all", targets, None, None, tokenizer_fingerprint(tok),
+                {"seed": seed, "half_length": half_length})
+
+
+def custom_task(
+    model_or_tokenizer,
+    texts: Sequence[str],
+    answers: Optional[Sequence[str]] = None,
+    distractors: Optional[Sequence[str]] = None,
+    position_mode: str = "last",
+    metric_fn: Optional[Callable] = None,
+    prepend_bos: Optional[bool] = None,
+    name: str = "custom",
+) -> Task:
+    """A task from your own prompt texts. ``answers``/``distractors`` (single tokens,
+    read at the last position) give the logit-difference metric."""
+    if len(texts) == 0:
+        raise ValueError("custom_task got an empty prompt list; give at least one prompt text")
+    tok = _tokenizer_of(model_or_tokenizer)
+    bos = _prepend_bos(model_or_tokenizer, prepend_bos)
+    prompts = [_encode(tok, t, bos) for t in texts]
+
+    def one_token(word, what):
+        i = _single_token(tok, word)
+        if i is None:
+            raise ValueError(f"{what} {word!r} is not a single token of this tokenizer")
+        return i
+
+    targets = dist = None
+    if answers is not None:
+        if len(answers) != len(texts):
+            raise ValueError(f"{len(answers)} answers for {len(texts)} prompts")
+        if position_mode != "last":
+            raise ValueError("answers are read at the last position; use position_mode='last'")
+        targets = [[one_token(a, "answer")] for a in answers]
+        if distractors is not None:
+            if len(distractors) != len(texts):
+                raise ValueError(f"{len(distractors)} distractors for {len(texts)} prompts")
+            dist = [[one_token(d, "distractor")] for d in distractors]
+    return Task(name, prompts, position_mode, targets, dist, list(texts), tokenizer_fingerprint(tok),
+                {}, metric_fn)
