@@ -317,10 +317,10 @@ def _corr(x: torch.Tensor) -> torch.Tensor:
 
 
 def _coact_to_seed(engine: Engine, seed_units, is_seed) -> np.ndarray:
-    c = _corr(_clean_norm_samples(engine)).cpu().numpy()
+    # a head whose output norm never varies co-activates with nothing: correlation 0
+    c = np.nan_to_num(_corr(_clean_norm_samples(engine)).cpu().numpy(), nan=0.0)
     ids = [u.flat(engine.n_heads) for u in seed_units]
-    with np.errstate(invalid="ignore"):
-        out = np.nanmean(np.abs(c[:, ids]), axis=1) if len(ids) else np.full(len(c), np.nan)
+    out = np.abs(c[:, ids]).mean(axis=1)
     out[is_seed] = np.nan
     return out
 

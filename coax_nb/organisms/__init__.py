@@ -32,3 +32,24 @@ def card(name: str) -> dict:
 def list() -> dict[str, str]:  # noqa: A001 - the issue asks for organisms.list()
     """Bundled organisms with a one-line description each."""
     return {n: card(n).get("summary", "") for n in names()}
+
+
+def task_for(spec: str, n_prompts: int = 64, seed: int = 0):
+    """The organism's own task (prompts, answers, metric) built from its card."""
+    from transformers import PreTrainedTokenizerFast
+
+    from ..models import ORGANISM_PREFIX
+    from ..tasks import ioi_task
+
+    name = spec[len(ORGANISM_PREFIX):] if spec.startswith(ORGANISM_PREFIX) else spec
+    c = card(name)
+    t = c["task"]
+    if t["kind"] != "ioi":
+        raise ValueError(f"organism {name!r} has task kind {t['kind']!r}, which task_for does not know")
+    tok = PreTrainedTokenizerFast.from_pretrained(str(path(name)))
+    task = ioi_task(tok, n_prompts, seed=seed, names=t["names"], places=t["places"], objects=t["objects"],
+                    prepend_bos=True)
+    task.info["organism"] = name
+    task.info["primaries"] = [tuple(x) for x in c["primaries"]]
+    task.info["backups"] = [tuple(x) for x in c["backups"]]
+    return task

@@ -1,0 +1,106 @@
+"""The ``coax-nb`` command."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+DEFAULT_MODEL = "organism:handwired"
+
+
+def _task(model, spec: str, name: str, n: int, seed: int):
+    from . import organisms
+    from .tasks import induction_task, ioi_task
+
+    if spec.startswith("organism:") and name == "default":
+        return organisms.task_for(spec, n_prompts=n, seed=seed)
+    if name in ("ioi", "default"):
+        return ioi_task(model, n, seed=seed)
+    if name == "induction":
+        return induction_task(model, n, seed=seed)
+    raise SystemExit(f"unknown task {name!r}; choose ioi or induction")
+
+
+def cmd_scan(args) -> int:
+    from . import organisms
+    from .evaluate import evaluate
+    from .models import load_model
+    from .scores import coax_scan
+
+    t0 = time.perf_counter()
+    model = load_model(args.model, device=args.device, dtype=args.dtype)
+    task = _task(model, args.model, args.task, args.prompts, args.prompt_seed)
+    seed = args.seed
+    truth = None
+    if args.model.startswith("organism:"):
+        card = organisms.card(args.model.split(":", 1)[1])
+        seed = seed or [f"{l}.{h}" for l, h in card["primaries"]]
+        truth = [f"{l}.{h}" for l, h in card["backups"]]
+    if not seed:
+        raise SystemExit("give the primary (seed) heads with --seed, e.g. --seed 9.9 9.6 10.0")
+    scores = coax_scan(model, task, seed=seed, position_mode=args.position_mode, top_r=args.top_r,
+                       progress=not args.quiet)
+    print(f"CoAx scan of {args.model} on {task.name} ({len(task)} prompts), seed S = {', '.join(map(str, scores.seed))}")
+    print(f"{scores.meta['forward_passes']} forward-pass equivalents, {time.perf_counter() - t0:.1f} s in all\n")
+    print(scores.table(args.top, by=args.by))
+    if truth:
+        print(f"\nground-truth backups: {', '.join(truth)}")
+        for by in ("comp", "single"):
+            r = evaluate(scores, truth, by=by)
+            pk = r["p@%d" % r["k"]]
+            print(f"  {by:>7}: ROC-AUC {r['roc_auc']:.3f}  AP {r['ap']:.3f}  P@{r['k']} {pk:.3f}")
+    if args.json:
+        scores.to_json(args.json)
+        print(f"\nscores written to {args.json}")
+    return 0
+
+
+def cmd_organisms(args) -> int:
+    from . import organisms
+
+    for name, summary in organisms.list().items():
+        print(f"organism:{name:<14} {summary}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="coax-nb", description="Conditional Co-Ablation (CoAx): which heads carry a "
+                                "behaviour, including backups that only wake up when others are removed.")
+    sub = p.add_subparsers(dest="command")
+    s = sub.add_parser("scan", help="score every head: single ablation vs CoAx given a seed set")
+    s.add_argument("--model", default=DEFAULT_MODEL, help="organism:NAME, a local HF directory, or a hub name "
+                   f"(default {DEFAULT_MODEL})")
+    s.add_argument("--task", default="default", help="ioi, induction, or default (the organism's own task)")
+    s.add_argument("--seed", nargs="*", default=None, help="primary heads S, e.g. 9.9 9.6 (organisms: their primaries)")
+    s.add_argument("--prompts", type=int, default=64, help="number of prompts (default 64)")
+    s.add_argument("--prompt-seed", type=int, default=0, help="random seed of the prompt generator")
+    s.add_argument("--position-mode", choices=["last", "all", "full"], default=None)
+    s.add_argument("--top-r", type=int, default=0, help="fixed clean top-r support (0 = full vocabulary)")
+    s.add_argument("--top", type=int, default=10, help="rows to print")
+    s.add_argument("--by", default="comp", help="score to rank by (comp, ratio, single, conditional, ...)")
+    s.add_argument("--device", default=None)
+    s.add_argument("--dtype", default=None, help="fp32 (default), fp64; bf16/fp16 on a GPU")
+    s.add_argument("--json", default=None, help="write the per-head scores to this JSON file")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_scan)
+    o = sub.add_parser("organisms", help="list the bundled model organisms")
+    o.set_defaults(func=cmd_organisms)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args)
+    except (ValueError, RuntimeError, FloatingPointError) as exc:
+        print(f"coax-nb: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,51 @@
+import os
+import warnings
+
+import pytest
+import torch
+
+from coax_nb import load_model
+from coax_nb.toy import build_toy_model
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def toy_dir(tmp_path_factory):
+    """A 3-layer x 4-head GPT-2-architecture model with an IOI word vocabulary."""
+    return build_toy_model(tmp_path_factory.mktemp("toy") / "m", n_layers=3, n_heads=4, d_model=32, seed=0)
+
+
+@pytest.fixture(scope="session")
+def toy_dir_b(tmp_path_factory):
+    """A second shape: 2 layers x 6 heads, d_model 48, d_mlp 64."""
+    return build_toy_model(tmp_path_factory.mktemp("toyb") / "m", n_layers=2, n_heads=6, d_model=48, d_mlp=64, seed=1)
+
+
+@pytest.fixture(scope="session")
+def toy(toy_dir):
+    return load_model(toy_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def toy64(toy_dir):
+    return load_model(toy_dir, device="cpu", dtype="fp64")
+
+
+def mixed_length_prompts(model, n=10, seed=0):
+    """Random prompts of two lengths (BOS first)."""
+    g = torch.Generator().manual_seed(seed)
+    V = model.cfg.d_vocab
+    out = []
+    for i in range(n):
+        length = 7 if i % 2 else 11
+        out.append([0] + torch.randint(2, V, (length - 1,), generator=g).tolist())
+    return out
+
+
+@pytest.fixture
+def quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield

@@ -1,0 +1,111 @@
+"""The batched engine must equal the naive one-forward-per-variant loop."""
+import pytest
+import torch
+
+from coax_nb import CLEAN, Engine, Variant, load_model
+from coax_nb.units import Unit
+
+from conftest import mixed_length_prompts
+
+
+def _variants(e, other_prompts_name=None):
+    u = e.units
+    vs = [
+        Variant.zero(u(["1.2"])),                                   # single
+        Variant.zero(u(["2.0", "2.1"])) | Variant.zero(u(["0.3"])),  # conditional S + {u}
+        Variant.zero(u(["0.1", "1.0"])),                            # pair
+        Variant.mean(u(["1.1", "0.0"])),                            # mean ablation
+        Variant.zero(u(["0.2"])) | Variant.freeze(u(["1.3"])),      # freeze at clean
+    ]
+    if other_prompts_name:
+        vs.append(Variant.patch(u(["0.0", "1.1"]), other_prompts_name))  # counterfactual patch
+    return vs
+
+
+@pytest.mark.parametrize("dirname", ["toy_dir", "toy_dir_b"])
+def test_engine_matches_naive_loop_fp32(request, dirname):
+    model = load_model(request.getfixturevalue(dirname), device="cpu")
+    prompts = mixed_length_prompts(model, 10, seed=3)
+    for mode in ("last", "all"):
+        e = Engine(model, prompts, position_mode=mode, progress=False, max_chunk_rows=7)
+        assert len({b.length for b in e.buckets}) == 2
+        e.add_source("cf", mixed_length_prompts(model, 10, seed=4))
+        vs = _variants(e, "cf") if model.cfg.n_layers >= 3 else [
+            Variant.zero(e.units(["1.2"])), Variant.mean(e.units(["0.5"])),
+            Variant.zero(e.units(["0.1", "1.0"])), Variant.freeze(e.units(["1.3"])) | Variant.zero(e.units(["0.0"])),
+            Variant.patch(e.units(["0.0", "1.4"]), "cf")]
+        got = e.logits(vs)
+        for v, g in zip(vs, got):
+            ref = e.naive_logits(v)
+            err = max((a - b).abs().max().item() for a, b in zip(g, ref))
+            assert err < 1e-5, (str(v), mode, err)
+            moved = max((a - c).abs().max().item() for a, c in zip(g, e.clean_logits()))
+            assert moved > 1e-3, f"variant {v} did not change the logits: the test would be vacuous"
+
+
+def test_conditional_variants_reuse_seed_prefix(toy):
+    prompts = mixed_length_prompts(toy, 6)
+    e = Engine(toy, prompts, progress=False)
+    S = Variant.zero(e.units(["1.0"]))
+    vs = [S | Variant.zero([Unit(2, h)]) for h in range(4)]
+    before = e.stats.block_rows
+    e.base(S)
+    base_rows = e.stats.block_rows - before
+    before = e.stats.block_rows
+    got = e.logits(vs, base=S)
+    # each conditional variant only runs the last block (layer 2) from the S run's residual
+    assert e.stats.block_rows - before == len(vs) * len(prompts) * 1
+    assert base_rows == len(prompts) * 3
+    for v, g in zip(vs, got):
+        ref = e.naive_logits(v)
+        assert max((a - b).abs().max().item() for a, b in zip(g, ref)) < 1e-5
+
+
+def test_freeze_at_own_clean_output_changes_nothing(toy):
+    e = Engine(toy, mixed_length_prompts(toy, 6), progress=False)
+    got = e.logits([Variant.freeze(e.units(["0.0", "1.1", "2.3"]))])[0]
+    for a, c in zip(got, e.clean_logits()):
+        assert torch.allclose(a, c, atol=1e-6)
+
+
+def test_results_do_not_depend_on_grouping(toy):
+    prompts = mixed_length_prompts(toy, 12, seed=7)
+    v = [Variant.zero(toy_units) for toy_units in ([Unit(0, 1)], [Unit(1, 2), Unit(2, 0)])]
+    whole = Engine(toy, prompts, progress=False).logits(v)
+    small = Engine(toy, prompts, progress=False, max_bucket_prompts=2, max_chunk_rows=3).logits(v)
+    one_by_one = [Engine(toy, [p], progress=False).logits(v) for p in prompts]
+    for vi in range(len(v)):
+        for i in range(len(prompts)):
+            assert torch.allclose(whole[vi][i], small[vi][i], atol=1e-5)
+            assert torch.allclose(whole[vi][i], one_by_one[i][vi][0], atol=1e-5)
+
+
+def test_chunk_halves_on_out_of_memory_and_continues(toy, monkeypatch):
+    prompts = mixed_length_prompts(toy, 8)
+    e = Engine(toy, prompts, progress=False, max_chunk_rows=64)
+    vs = [Variant.zero([Unit(layer, h)]) for layer in range(3) for h in range(4)]
+    ref = e.logits(vs)
+    real = e._run_from
+    limit = {"rows": 9}
+
+    def flaky(resid, *a, **kw):
+        if resid.shape[0] > limit["rows"]:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(resid, *a, **kw)
+
+    monkeypatch.setattr(e, "_run_from", flaky)
+    got = e.logits(vs)
+    assert e.stats.oom_halvings > 0
+    for a_list, b_list in zip(got, ref):
+        for a, b in zip(a_list, b_list):
+            assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_prefix_reuse_and_output_positions_save_work(toy):
+    prompts = mixed_length_prompts(toy, 8)
+    e = Engine(toy, prompts, progress=False)
+    vs = [Variant.zero([Unit(layer, h)]) for layer in range(3) for h in range(4)]
+    before = e.stats.block_rows
+    e.logits(vs)
+    # heads spread evenly over 3 layers start at layers 0, 1, 2: (3 + 2 + 1) / 3 = 2 blocks on average
+    assert (e.stats.block_rows - before) == 4 * len(prompts) * (3 + 2 + 1)

@@ -1,0 +1,89 @@
+"""Bad input fails with a clear message."""
+import math
+
+import pytest
+import torch
+
+from coax_nb import Engine, ModelLoadError, coax_scan, evaluate, ioi_task, load_model
+from coax_nb.toy import build_toy_model, ioi_vocabulary
+
+from conftest import mixed_length_prompts
+
+
+def test_unknown_and_out_of_range_heads(toy):
+    e = Engine(toy, mixed_length_prompts(toy, 4), progress=False)
+    with pytest.raises(ValueError, match="outside the model"):
+        e.units(["3.0"])
+    with pytest.raises(ValueError, match="outside the model"):
+        e.units([(0, 4)])
+    with pytest.raises(ValueError, match="cannot read head"):
+        e.units(["nine.nine"])
+    with pytest.raises(ValueError, match="outside the model"):
+        e.units([99])
+
+
+def test_empty_prompt_set(toy):
+    with pytest.raises(ValueError, match="empty"):
+        Engine(toy, [], progress=False)
+
+
+def test_seed_set_errors(toy):
+    e = Engine(toy, mixed_length_prompts(toy, 4), progress=False)
+    with pytest.raises(ValueError, match="seed set is empty"):
+        coax_scan(e, seed=[], progress=False)
+    with pytest.raises(ValueError, match="covers every head"):
+        coax_scan(e, seed=list(range(12)), progress=False)
+
+
+def test_prompt_longer_than_context(toy):
+    with pytest.raises(ValueError, match="context"):
+        Engine(toy, [[0] * (toy.cfg.n_ctx + 1)], progress=False)
+
+
+def test_tokenizer_mismatch(toy, tmp_path):
+    other = load_model(build_toy_model(tmp_path / "o", n_layers=1, n_heads=2, d_model=8,
+                                       words=ioi_vocabulary(["zebra", "quokka"])), device="cpu")
+    task = ioi_task(other, 4)
+    with pytest.raises(ValueError, match="different tokenizer"):
+        Engine(toy, task, progress=False)
+    with pytest.raises(ValueError, match="outside the model's vocabulary"):
+        Engine(toy, [[0, toy.cfg.d_vocab + 5]], progress=False)
+
+
+def test_non_finite_logits(tmp_path):
+    m = load_model(build_toy_model(tmp_path / "nan", n_layers=1, n_heads=2, d_model=8), device="cpu")
+    with torch.no_grad():
+        m.blocks[0].mlp.out.original_component.bias.fill_(math.nan)
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        Engine(m, [[0, 3, 4]], progress=False)
+
+
+def test_missing_model_and_offline_hub(tmp_path, monkeypatch):
+    with pytest.raises(ModelLoadError, match="config.json"):
+        load_model(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="local HF-format directory"):
+        load_model("coax-nb-test/definitely-not-cached-model")
+    with pytest.raises(ValueError, match="unknown organism"):
+        load_model("organism:no-such-organism")
+
+
+def test_model_without_attention_heads():
+    from coax_nb.models import check_has_heads
+
+    class NoHeads:
+        hook_dict = {"blocks.0.mlp.hook_out": None}
+
+    with pytest.raises(ModelLoadError, match="attention"):
+        check_has_heads(NoHeads())
+
+
+def test_evaluate_rejects_truth_in_seed(toy):
+    s = coax_scan(toy, mixed_length_prompts(toy, 4), seed=["2.0"], progress=False)
+    with pytest.raises(ValueError, match="in the seed set"):
+        evaluate(s, ["2.0", "1.1"])
+
+
+def test_half_precision_refused_on_cpu(toy_dir):
+    with pytest.raises(ValueError, match="CUDA"):
+        load_model(toy_dir, device="cpu", dtype="fp16")
