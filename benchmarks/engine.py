@@ -97,7 +97,7 @@ def main() -> None:
     print(f"engine     : {t_engine:8.2f} s  {engine_flops / 1e12:7.2f} TFLOP  {engine_flops / t_engine / 1e9:7.1f} GFLOP/s"
           f"  ({engine.describe()})")
     print(f"speed-up   : {t_naive / t_engine:.2f}x   (minimum-work bound from FLOPs: {naive_flops / engine_flops:.2f}x)")
-    print(f"max |engine - naive| energy: {err:.2e} (relative to the largest energy {err / scale:.2e})")
+    print(f"max |engine - naive| energy: {err:.2e}; largest energy {scale:.3e}; relative {err / scale:.2e}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 from .engine import CLEAN, Engine, Variant
 from .evaluate import average_precision, evaluate, precision_at_k, roc_auc
 from .models import ModelLoadError, load_model
-from .scores import PairScores, UnitScores, co_activation, coax_scan, greedy_completion, synergy
+from .scores import (PairScores, UnitScores, ablation_energy, co_activation, coax_scan, greedy_completion,
+                     synergy)
 from .tasks import Task, custom_task, induction_task, ioi_task
 from .units import Unit, parse_units
 
@@ -10,7 +11,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CLEAN", "Engine", "Variant", "average_precision", "evaluate", "precision_at_k", "roc_auc",
-    "ModelLoadError", "load_model", "PairScores", "UnitScores", "co_activation", "coax_scan",
+    "ModelLoadError", "load_model", "PairScores", "UnitScores", "ablation_energy", "co_activation", "coax_scan",
     "greedy_completion", "synergy", "Task", "custom_task", "induction_task", "ioi_task", "Unit",
     "parse_units",
 ]

@@ -289,6 +289,21 @@ def coax_scan(
     }, meta)
 
 
+def ablation_energy(model_or_engine, variant: Variant, prompts=None, *, reference: Variant = CLEAN,
+                    top_r: int = 0, feature_mode: str = "fisher_centered", position_mode=None) -> float:
+    """Fisher energy ``E(z_reference -> z_variant)`` of one variant, clean metric."""
+    M.check_options(feature_mode, "clean", top_r)
+    engine = _to_engine(model_or_engine, prompts, position_mode, False)
+    geo = _Geometry(engine, top_r)
+    total = 0.0
+    for bi in range(len(engine.buckets)):
+        z_ref = M.on_support(engine.base(reference).logits[bi], geo.support[bi])
+        for _, _, lg in engine.run([variant], reference, buckets=[bi], progress=False):
+            f = M.features(z_ref, M.on_support(lg, geo.support[bi]), geo.p0[bi], feature_mode)
+            total += M.sq_norm(f).sum().item()
+    return total / geo.count(engine)
+
+
 def _mean_norms(engine: Engine, run) -> np.ndarray:
     norms = engine.head_output_norms(run, "output")  # per bucket [n, P, L, H]
     total = sum(x.sum(dim=(0, 1)) for x in norms)

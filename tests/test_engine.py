@@ -26,7 +26,7 @@ def _variants(e, other_prompts_name=None):
 def test_engine_matches_naive_loop_fp32(request, dirname):
     model = load_model(request.getfixturevalue(dirname), device="cpu")
     prompts = mixed_length_prompts(model, 10, seed=3)
-    for mode in ("last", "all"):
+    for mode in ("last", "all", "full"):
         e = Engine(model, prompts, position_mode=mode, progress=False, max_chunk_rows=7)
         assert len({b.length for b in e.buckets}) == 2
         e.add_source("cf", mixed_length_prompts(model, 10, seed=4))
@@ -109,3 +109,14 @@ def test_prefix_reuse_and_output_positions_save_work(toy):
     e.logits(vs)
     # heads spread evenly over 3 layers start at layers 0, 1, 2: (3 + 2 + 1) / 3 = 2 blocks on average
     assert (e.stats.block_rows - before) == 4 * len(prompts) * (3 + 2 + 1)
+
+
+def test_bridge_start_at_layer_fallback_matches_naive(toy):
+    """Architectures whose blocks cannot be called on a bare residual use the bridge's
+    own start_at_layer path; it must give the same numbers."""
+    e = Engine(toy, mixed_length_prompts(toy, 6), progress=False)
+    e._direct = False
+    vs = [Variant.zero(e.units(["1.2"])), Variant.mean(e.units(["2.0", "0.3"]))]
+    for v, g in zip(vs, e.logits(vs)):
+        ref = e.naive_logits(v)
+        assert max((a - b).abs().max().item() for a, b in zip(g, ref)) < 1e-5

@@ -207,7 +207,7 @@ def measure(out_dir: Path, n_prompts: int = 64, seed: int = 0) -> dict:
     from ..engine import Engine, Variant
     from ..evaluate import evaluate
     from ..models import load_model
-    from ..scores import coax_scan
+    from ..scores import ablation_energy, coax_scan
     from ..tasks import ioi_task
 
     model = load_model(out_dir, device="cpu")
@@ -219,19 +219,21 @@ def measure(out_dir: Path, n_prompts: int = 64, seed: int = 0) -> dict:
     prim = ld(Variant.zero(u(PRIMARIES)))
     both = ld(Variant.zero(u(PRIMARIES + BACKUPS)))
     one = ld(Variant.zero(u([PRIMARIES[0]])))
+    one_and_backup = ld(Variant.zero(u([PRIMARIES[0], BACKUPS[0]])))
     s = coax_scan(e, seed=PRIMARIES, progress=False)
-    joint = coax_scan(e, seed=[PRIMARIES[0]], progress=False)
     fl = lambda name, unit: float(s.value(name, unit))  # noqa: E731
     return {
         "accuracy": task.accuracy(e.clean_logits()),
         "logit_diff": {"clean": clean, "primaries_ablated": prim, "primaries_and_backups_ablated": both,
-                       "one_primary_ablated": one},
+                       "one_primary_ablated": one, "one_primary_and_its_backup_ablated": one_and_backup},
+        # share of the loss that the backups make good: 1 = full repair, 0 = none
         "repair_fraction_of_primaries": 1 - (clean - prim) / (clean - both),
+        "repair_fraction_of_one_primary": 1 - (clean - one) / (clean - one_and_backup),
         "scores": {str(x): {k: fl(k, x) for k in ("single", "conditional", "comp", "ratio")}
                    for x in BACKUPS + [(1, 2), (0, 0), (2, 2), (0, 3)]},
         "primary_single_energy": fl("single", PRIMARIES[0]),
         "backup_single_over_joint": float(s.value("single", BACKUPS[0])
-                                          / (joint.value("conditional", BACKUPS[0]) + joint.value("single", PRIMARIES[0]))),
+                                          / ablation_energy(e, Variant.zero(u([PRIMARIES[0], BACKUPS[0]])))),
         "roc_auc": {by: evaluate(s, BACKUPS, by=by)["roc_auc"] for by in ("comp", "ratio", "single", "coact")},
         "task": {"generator": "ioi_task", "n_prompts": n_prompts, "seed": seed},
     }

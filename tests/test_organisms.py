@@ -1,0 +1,83 @@
+"""The bundled organisms: rebuildable, and their ground truth holds on the shipped files."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from coax_nb import Engine, Variant, ablation_energy, coax_scan, evaluate, load_model, organisms
+from coax_nb.organisms import build_handwired
+
+HW = "organism:handwired"
+
+
+@pytest.fixture(scope="module")
+def hw():
+    model = load_model(HW, device="cpu")
+    task = organisms.task_for(HW, n_prompts=48, seed=123)  # prompts not used when the card was made
+    return model, task, Engine(model, task, progress=False)
+
+
+def test_listed_and_loadable():
+    listing = organisms.list()
+    assert "handwired" in listing and "backups" in listing["handwired"]
+    card = organisms.card("handwired")
+    assert card["primaries"] == [[1, 0], [1, 1]] and card["backups"] == [[2, 0], [2, 1]]
+
+
+def test_rebuild_reproduces_shipped_weights_exactly(tmp_path):
+    build_handwired.build(tmp_path)
+    shipped = load_file(organisms.path("handwired") / "model.safetensors")
+    rebuilt = load_file(tmp_path / "model.safetensors")
+    assert shipped.keys() == rebuilt.keys()
+    for k in shipped:
+        assert torch.equal(shipped[k], rebuilt[k]), k
+    for f in ("config.json", "tokenizer.json"):
+        assert json.loads((tmp_path / f).read_text()) == json.loads((organisms.path("handwired") / f).read_text())
+
+
+def test_handwired_ground_truth(hw):
+    model, task, e = hw
+    u = e.units
+    assert task.accuracy(e.clean_logits()) == 1.0
+    s = coax_scan(e, seed=["1.0", "1.1"], progress=False)
+    # the backup is dormant: its single ablation is < 1% of the primary-plus-backup joint ablation
+    joint = ablation_energy(e, Variant.zero(u(["1.0", "2.0"])))
+    assert s.value("single", "2.0") < 0.01 * joint
+    # the primary's single ablation is repaired: logit difference keeps >= 99% of what the backup restores
+    ld = lambda v: task.metric(e.logits([v])[0]).mean().item()  # noqa: E731
+    clean = task.metric(e.clean_logits()).mean().item()
+    repaired = 1 - (clean - ld(Variant.zero(u(["1.0"])))) / (clean - ld(Variant.zero(u(["1.0", "2.0"]))))
+    assert repaired > 0.99
+    # CoAx ranks every backup above every other non-seed head; single ablation does not
+    assert evaluate(s, ["2.0", "2.1"], by="comp")["roc_auc"] == 1.0
+    assert evaluate(s, ["2.0", "2.1"], by="single")["roc_auc"] <= 0.6
+    # the co-firing redundant head is active (large single effect) but not conditional
+    assert s.value("single", "1.2") > 0.1 and abs(s.value("comp", "1.2")) < 1e-3
+    assert s.value("wakeup", "2.0") > 10 and abs(s.value("wakeup", "1.2") - 1) < 1e-3
+
+
+def test_card_numbers_reproduce():
+    card = organisms.card("handwired")["measured"]
+    now = build_handwired.measure(organisms.path("handwired"))
+    assert now["accuracy"] == card["accuracy"]
+    assert now["roc_auc"] == card["roc_auc"]
+    for k, v in card["logit_diff"].items():
+        assert now["logit_diff"][k] == pytest.approx(v, rel=1e-4, abs=1e-5)
+    for head, vals in card["scores"].items():
+        for name, v in vals.items():
+            assert now["scores"][head][name] == pytest.approx(v, rel=1e-3, abs=1e-5), (head, name)
+
+
+def test_cli_main_job_prints_top_heads():
+    out = subprocess.run([sys.executable, "-m", "coax_nb.cli", "scan", "--prompts", "16", "--quiet", "--top", "3"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    ranks = [ln.split() for ln in lines if ln.strip().startswith(("1 ", "2 ", "3 "))]
+    assert [r[1] for r in ranks[:2]] == ["2.0", "2.1"] or [r[1] for r in ranks[:2]] == ["2.1", "2.0"]
+    assert "ROC-AUC 1.000" in out.stdout
+    help_out = subprocess.run([sys.executable, "-m", "coax_nb.cli", "--help"], capture_output=True, text=True)
+    assert help_out.returncode == 0 and "scan" in help_out.stdout
