@@ -119,24 +119,6 @@ def check_has_heads(bridge) -> None:
         )
 
 
-def model_info(bridge) -> dict:
-    """Small provenance record: source, shape and a weight hash."""
-    h = hashlib.sha256()
-    for name, p in sorted(bridge.named_parameters(), key=lambda kv: kv[0]):
-        h.update(name.encode())
-        h.update(p.detach().float().cpu().numpy().tobytes()[:4096])
-    cfg = bridge.cfg
-    return {
-        "source": getattr(bridge, "coax_source", None),
-        "n_layers": cfg.n_layers,
-        "n_heads": cfg.n_heads,
-        "d_model": cfg.d_model,
-        "d_vocab": cfg.d_vocab,
-        "n_ctx": cfg.n_ctx,
-        "weights_sha256_prefix": h.hexdigest()[:16],
-    }
-
-
 def tokenizer_fingerprint(tokenizer) -> Optional[str]:
     """A hash of the vocabulary, used to catch prompts built with another tokenizer."""
     if tokenizer is None:
