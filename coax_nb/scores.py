@@ -222,10 +222,12 @@ def coax_scan(
     """Score every head: single, conditional (given the seed set S ablated), CoAx
     ``comp``, ``coupling``, amplification ``ratio``, ``wakeup`` and ``coact``.
 
-    >>> from coax_nb import load_model, ioi_task, coax_scan
-    >>> model = load_model("organism:handwired")               # doctest: +SKIP
-    >>> s = coax_scan(model, ioi_task(model, 32), seed=["2.0"])  # doctest: +SKIP
-    >>> s.top(3)                                                # doctest: +SKIP
+    >>> from coax_nb import load_model, coax_scan
+    >>> from coax_nb.organisms import task_for
+    >>> model = load_model("organism:handwired")
+    >>> s = coax_scan(model, task_for("organism:handwired", 32), seed=["1.0", "1.1"], progress=False)
+    >>> [str(u) for u, _ in s.top(2)]   # the two dormant backups
+    ['2.0', '2.1']
 
     Costs 1 + 1 + 2U forward passes over the prompt set (less with prefix reuse).
     """

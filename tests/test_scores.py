@@ -147,3 +147,12 @@ def test_co_activation_is_a_correlation_matrix(toy):
     np.testing.assert_allclose(np.diag(m), 1.0, rtol=1e-5)
     np.testing.assert_allclose(m, m.T, rtol=1e-6)
     assert (np.abs(m) <= 1 + 1e-6).all()
+
+
+def test_docstring_example_runs():
+    import doctest
+
+    import coax_nb.scores
+
+    result = doctest.testmod(coax_nb.scores)
+    assert result.attempted >= 5 and result.failed == 0
