@@ -125,10 +125,6 @@ class EngineStats:
     oom_halvings: int = 0
     seconds: float = 0.0
 
-    def full_forward_equivalents(self, n_layers: int, n_prompts: int) -> float:
-        """Work done, in full forward passes over the prompt set."""
-        return self.block_rows / max(1, n_layers * n_prompts)
-
 
 def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()

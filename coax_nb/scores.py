@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from itertools import combinations
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import torch

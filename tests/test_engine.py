@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from coax_nb import CLEAN, Engine, Variant, load_model
+from coax_nb import Engine, Variant, load_model
 from coax_nb.units import Unit
 
 from conftest import mixed_length_prompts
