@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Optional, Sequence, Union
+from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
 
 import torch
 
@@ -114,6 +114,7 @@ class BaseRun:
     resid: list[list[torch.Tensor]] = field(default_factory=list)  # [bucket][layer] -> [n, T, d]
     z: list[list[torch.Tensor]] = field(default_factory=list)  # [bucket][layer] -> [n, T, H, Dh]
     logits: list[torch.Tensor] = field(default_factory=list)  # [bucket] -> [n, P, V]
+    scale: list[torch.Tensor] = field(default_factory=list)  # [bucket] -> [n, P, 1] ln_final scale
 
 
 @dataclass
@@ -124,6 +125,7 @@ class EngineStats:
     chunks: int = 0
     oom_halvings: int = 0
     seconds: float = 0.0
+    backward_rows: int = 0  # prompt-rows of backward passes (gradient baselines)
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -272,7 +274,7 @@ class Engine:
                         f"source {name!r}: prompt {b.index[0]} has length {toks.shape[1]} but the "
                         f"original has {b.length}; counterfactual prompts must match lengths"
                     )
-                _, z, _ = self._cached_forward(toks, CLEAN, b.positions)
+                _, z, _, _ = self._cached_forward(toks, CLEAN, b.positions)
                 zs.append(z)
         self._sources[name] = zs
 
@@ -284,10 +286,11 @@ class Engine:
         run = BaseRun(variant)
         with torch.no_grad():
             for bi, b in enumerate(self.buckets):
-                resid, z, logits = self._cached_forward(b.tokens, variant, b.positions, bucket=bi)
+                resid, z, logits, scale = self._cached_forward(b.tokens, variant, b.positions, bucket=bi)
                 run.resid.append(resid)
                 run.z.append(z)
                 run.logits.append(logits)
+                run.scale.append(scale)
         if variant != CLEAN:
             self._check_finite(run.logits, f"variant [{variant}]")
         self._bases[variant] = run
@@ -311,13 +314,15 @@ class Engine:
                 zs[layer] = z.detach()
                 return z
             hooks.append((self._hook_names[layer], save_z))
+        scale = []
+        hooks.append(("ln_final.hook_scale", lambda x, hook: scale.append(x.detach())))
         t0 = time.perf_counter()
         with self.model.hooks(fwd_hooks=hooks):
             logits = self.model(tokens)
         self.stats.seconds += time.perf_counter() - t0
         self.stats.forward_rows += tokens.shape[0]
         self.stats.block_rows += tokens.shape[0] * self.n_layers
-        return resid, zs, logits[:, positions].detach()
+        return resid, zs, logits[:, positions].detach(), scale[0][:, positions]
 
     # ------------------------------------------------------------------ masks and hooks
     def _source_z(self, name: str, bucket: Optional[int], layer: int) -> torch.Tensor:
@@ -502,6 +507,76 @@ class Engine:
                     out[p] = logits[j, b.positions]
         return out
 
+    # ------------------------------------------------------------------ gradients
+    def gradients(
+        self,
+        bi: int,
+        variant: Variant = CLEAN,
+        metric: Optional[Callable] = None,
+        drop_layer: Optional[int] = None,
+        scaled_layer: Optional[int] = None,
+        alpha: float = 1.0,
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+        """One batched forward + backward over bucket ``bi`` of the task's metric.
+
+        Returns per layer the head outputs ``z`` [n, T, H, Dh] as the forward used them
+        (after ``variant``'s edits, and scaled by ``alpha`` at ``scaled_layer``), the
+        gradients of the summed per-prompt metric with respect to them (one backward
+        pass gives every prompt's own gradient, since prompts do not interact), and the
+        per-prompt metric. ``drop_layer`` detaches that block's contribution to the
+        residual stream (forward unchanged, gradient only along the skip path):
+        AtP*'s GradDrop.
+        """
+        b = self.buckets[bi]
+        metric = metric or self._bucket_metric(bi)
+        masks = self._layer_masks([variant], bi) if variant.actions else {}
+        zs: list = [None] * self.n_layers
+        hooks = []
+        for layer in range(self.n_layers):
+            apply = self._make_hook(masks.get(layer), 1, len(b.index))
+
+            def edit_z(z, hook, layer=layer, apply=apply):
+                z = apply(z) if apply is not None else z
+                if layer == scaled_layer:
+                    z = z * alpha
+                zs[layer] = z
+                return z
+            hooks.append((self._hook_names[layer], edit_z))
+        if drop_layer is not None:
+            saved = {}
+            hooks.append((f"blocks.{drop_layer}.hook_in", lambda x, hook: saved.setdefault("in", x)))
+            hooks.append((f"blocks.{drop_layer}.hook_out",
+                          lambda x, hook: saved["in"] + (x - saved["in"]).detach()))
+        t0 = time.perf_counter()
+        with torch.enable_grad(), self.model.hooks(fwd_hooks=hooks):
+            logits = self.model(b.tokens)[:, b.positions]
+            values = metric(logits)
+            if values.shape != (len(b.index),):
+                raise ValueError(f"the metric must give one number per prompt, got shape {tuple(values.shape)}")
+            if not torch.isfinite(values).all():
+                raise ValueError("the metric is not finite on some prompts; check the task's targets or metric_fn")
+            grads = torch.autograd.grad(values.sum(), zs, allow_unused=True)
+        self.stats.seconds += time.perf_counter() - t0
+        self.stats.forward_rows += len(b.index)
+        self.stats.block_rows += len(b.index) * self.n_layers
+        self.stats.backward_rows += len(b.index)
+        grads = [torch.zeros_like(z) if g is None else g.detach() for z, g in zip(zs, grads)]
+        return [z.detach() for z in zs], grads, values.detach()
+
+    def _bucket_metric(self, bi: int) -> Callable:
+        if self.task is None:
+            raise ValueError("gradient scores need a behaviour metric: build the engine from a Task "
+                             "(e.g. ioi_task(model)), not bare prompts")
+        sub = self.task.subset(self.buckets[bi].index)
+
+        def metric(logits):
+            out = sub.metric(list(logits))
+            if not torch.is_tensor(out) or not out.requires_grad:
+                raise ValueError("the task's metric is not differentiable in the logits; gradient baselines "
+                                 "need a metric_fn built from torch operations")
+            return out
+        return metric
+
     # ------------------------------------------------------------------ conveniences
     def units(self, specs) -> list[Unit]:
         return parse_units(specs, self.n_layers, self.n_heads)
@@ -541,9 +616,10 @@ def seconds_and_passes(engine: Engine, since: EngineStats) -> dict:
         "seconds": round(engine.stats.seconds - since.seconds, 4),
         "forward_passes": round((engine.stats.block_rows - since.block_rows)
                                 / max(1, engine.n_layers * engine.n_prompts), 3),
+        "backward_passes": round((engine.stats.backward_rows - since.backward_rows) / max(1, engine.n_prompts), 3),
     }
 
 
 def snapshot(engine: Engine) -> EngineStats:
     s = engine.stats
-    return EngineStats(s.forward_rows, s.block_rows, s.variants, s.chunks, s.oom_halvings, s.seconds)
+    return EngineStats(s.forward_rows, s.block_rows, s.variants, s.chunks, s.oom_halvings, s.seconds, s.backward_rows)

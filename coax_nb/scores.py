@@ -126,6 +126,13 @@ class UnitScores:
         seed = parse_units(d["seed"], d["n_layers"], d["n_heads"])
         return cls(d["n_layers"], d["n_heads"], seed, scores, d.get("meta", {}))
 
+    def merged(self, other: "UnitScores") -> "UnitScores":
+        """These scores plus ``other``'s columns (same model shape and seed set)."""
+        if (other.n_layers, other.n_heads) != (self.n_layers, self.n_heads) or set(other.seed) != set(self.seed):
+            raise ValueError("can only merge scores of the same model with the same seed set")
+        return UnitScores(self.n_layers, self.n_heads, list(self.seed), {**self.scores, **other.scores},
+                          {**self.meta, **{k: v for k, v in other.meta.items() if k not in self.meta}})
+
     def table(self, k: int = 10, by: str = "comp") -> str:
         cols = [c for c in ("single", "conditional", "comp", "ratio", "wakeup") if c in self.scores]
         lines = [f"{'rank':>4}  {'head':>6}  " + "  ".join(f"{c:>12}" for c in cols)]

@@ -24,6 +24,9 @@ class Unit:
     def __str__(self) -> str:
         return f"{self.layer}.{self.head}"
 
+    def __iter__(self):  # so tuple(unit) / list(unit) give (layer, head)
+        return iter((self.layer, self.head))
+
     def flat(self, n_heads: int) -> int:
         return self.layer * n_heads + self.head
 

@@ -1,0 +1,81 @@
+"""Direct logit attribution (DLA) of each head to the task's behaviour metric.
+
+A head's DLA is its write into the residual stream (``z @ W_O``), passed through the
+final LayerNorm with the run's own scale held fixed (centre, divide by the scale,
+multiply by the LN weight) and read off the unembedding along the metric's
+direction: ``W_U[:, correct] - W_U[:, distractor]`` for a logit-difference task,
+``W_U[:, correct]`` otherwise. It is the linear, label-using quantity Wang et al.
+used to find GPT-2's backup name movers, and it is the ground-truth criterion of the
+trained organisms — CoAx never sees it.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .engine import CLEAN, Engine, Variant
+from .units import Unit
+
+
+def _answer_directions(engine: Engine, bi: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[n, P, d]`` unembedding directions and ``[n, P]`` weights (1 where counted)."""
+    task = engine.task
+    if task is None or task.targets is None:
+        raise ValueError("direct logit attribution needs a task with targets (e.g. ioi_task or an organism's task)")
+    b = engine.buckets[bi]
+    W_U = engine.model.W_U.detach().to(engine.dtype)  # [d, V]
+    tgt = torch.tensor([task.targets[i] for i in b.index], device=engine.device)
+    keep = (tgt >= 0).to(engine.dtype)
+    direction = W_U.T[tgt.clamp(min=0)]
+    if task.distractors is not None:
+        dis = torch.tensor([task.distractors[i] for i in b.index], device=engine.device)
+        direction = direction - W_U.T[dis.clamp(min=0)]
+    return direction, keep
+
+
+def head_dla(engine: Engine, variant: Variant = CLEAN) -> np.ndarray:
+    """Mean DLA of every head (flat ``[L*H]``) under ``variant``, averaged over the
+    counted output positions of every prompt. Ablated heads read 0 (zero ablation)
+    or their replacement's attribution (mean/freeze/patch)."""
+    run = engine.base(variant)
+    W_O = engine.model.W_O.detach().to(engine.dtype)  # [L, H, Dh, d]
+    ln_w = engine.model.ln_final._original_component.weight.detach().to(engine.dtype)
+    total = torch.zeros(engine.n_layers, engine.n_heads, dtype=torch.float64, device=engine.device)
+    count = 0.0
+    for bi, b in enumerate(engine.buckets):
+        direction, keep = _answer_directions(engine, bi)
+        for layer in range(engine.n_layers):
+            out = torch.einsum("nphe,hed->nphd", run.z[bi][layer][:, b.positions], W_O[layer])
+            out = (out - out.mean(-1, keepdim=True)) / run.scale[bi][:, :, None] * ln_w
+            dla = torch.einsum("nphd,npd->nph", out, direction)
+            total[layer] += (dla * keep[..., None]).sum((0, 1)).double()
+        count += keep.sum().item()
+    return (total / max(count, 1.0)).flatten().cpu().numpy()
+
+
+def dla_ground_truth(engine: Engine, n_primaries: Optional[int] = None, primary_share: float = 0.25,
+                     rise_threshold: float = 0.1) -> dict:
+    """The labelled causal criterion for primaries and backups (independent of CoAx).
+
+    - primaries: the ``n_primaries`` heads with the largest clean DLA; when not given,
+      every head whose clean DLA is at least ``primary_share`` x the largest head's.
+    - backups: non-primary heads whose DLA rises by more than ``rise_threshold`` x the
+      primaries' summed clean DLA when the primaries are zero-ablated.
+    """
+    H = engine.n_heads
+    clean = head_dla(engine)
+    order = np.argsort(-clean)
+    if n_primaries is None:
+        prim = [int(i) for i in order if clean[i] >= primary_share * clean[order[0]]]
+    else:
+        prim = [int(i) for i in order[:n_primaries]]
+    primaries = [Unit(i // H, i % H) for i in prim]
+    ablated = head_dla(engine, Variant.zero(primaries))
+    rise = ablated - clean
+    budget = float(clean[prim].sum())
+    backups = [Unit(int(i) // H, int(i) % H) for i in np.argsort(-rise)
+               if i not in prim and rise[i] > rise_threshold * budget]
+    return {"primaries": primaries, "backups": backups, "clean_dla": clean, "ablated_dla": ablated,
+            "rise": rise, "threshold_logits": rise_threshold * budget}

@@ -1,0 +1,70 @@
+"""The backup-recovery table on the hand-wired organism (exact ground truth)."""
+import json
+
+import numpy as np
+import pytest
+
+from coax_nb import evaluate, load_model, recovery
+from coax_nb.organisms import task_for
+
+
+@pytest.fixture(scope="module")
+def handwired():
+    return load_model("organism:handwired")
+
+
+@pytest.fixture(scope="module")
+def result(handwired):
+    return recovery(handwired, lambda s: task_for("organism:handwired", 24, seed=s), ["1.0", "1.1"],
+                    ["2.0", "2.1"], prompt_seeds=[0, 1], ig_steps=4, progress=False)
+
+
+def test_recovery_orders_selectors_as_the_construction_says(result):
+    # the dormant backups are invisible to every first-order score of the intact model ...
+    for s in ("single", "atp", "atp_gd", "eap_ig"):
+        assert result.auc(s) <= 0.6, s
+    # ... and CoAx, conditional AtP and the two-state difference find them
+    for s in ("comp", "ratio", "cond_atp", "delta_atp"):
+        assert result.auc(s) == 1.0, s
+        assert result.row(s)["p_at_k"] == 1.0
+    assert result.auc("comp") - result.auc("single") >= 0.4
+
+
+def test_recovery_rows_are_means_over_repeats_with_costs(result):
+    assert len(result.scores) == 2 and result.meta["repeats"] == 2
+    per = [evaluate(sc, ["2.0", "2.1"], by="single")["roc_auc"] for sc in result.scores]
+    assert result.row("single")["roc_auc"] == pytest.approx(np.mean(per))
+    assert result.row("single")["roc_auc_std"] == pytest.approx(np.std(per))
+    atp, gd, ig = result.row("atp"), result.row("atp_gd"), result.row("eap_ig")
+    assert atp["backward_passes"] == 2  # intact + seed-ablated
+    assert gd["backward_passes"] == 2 * 3 and ig["backward_passes"] == 2 * 3 * 4
+    assert result.row("comp")["backward_passes"] == 0 and result.row("comp")["forward_passes"] > 0
+    assert all(r["seconds"] > 0 for r in result.rows)
+    text = result.table()
+    assert "AtP* GradDrop" in text and "±" in text
+
+
+def test_recovery_json_and_plot(result, tmp_path):
+    result.to_json(tmp_path / "r.json")
+    d = json.loads((tmp_path / "r.json").read_text())
+    assert [r["selector"] for r in d["rows"]] == [r["selector"] for r in result.rows]
+    assert len(d["scores"]) == 2 and "cond_atp" in d["scores"][0]["scores"]
+    fig = result.plot()
+    assert len(fig.axes[0].patches) == len(result.rows)
+    assert result.to_frame().shape[0] == len(result.rows)
+
+
+def test_recovery_bad_input(handwired):
+    task = task_for("organism:handwired", 8)
+    with pytest.raises(ValueError, match="seed set is empty"):
+        recovery(handwired, task, [], ["2.0"], progress=False)
+    with pytest.raises(ValueError, match="also in the seed set"):
+        recovery(handwired, task, ["1.0", "2.0"], ["2.0"], progress=False)
+    with pytest.raises(ValueError, match="ground-truth set is empty"):
+        recovery(handwired, task, ["1.0"], [], progress=False)
+    with pytest.raises(ValueError, match="unknown selector"):
+        recovery(handwired, task, ["1.0"], ["2.0"], selectors=["comp", "magic"], progress=False)
+    with pytest.raises(ValueError, match="task builder"):
+        recovery(handwired, task, ["1.0"], ["2.0"], prompt_seeds=[0, 1], progress=False)
+    with pytest.raises(ValueError, match="outside the model"):
+        recovery(handwired, task, ["7.0"], ["2.0"], progress=False)
