@@ -9,6 +9,7 @@ from .scores import (PairScores, UnitScores, ablation_energy, co_activation, coa
 from .recover import RecoveryResult, recovery
 from .tasks import Task, custom_task, induction_task, ioi_task
 from .units import Unit, parse_units
+from .validate import counterfactual_patching, dla_handoff, freezing, ioi_counterfactual, wakeup
 
 __version__ = "0.1.0"
 
@@ -17,4 +18,5 @@ __all__ = [
     "ModelLoadError", "load_model", "PairScores", "UnitScores", "ablation_energy", "co_activation", "coax_scan",
     "greedy_completion", "synergy", "Task", "custom_task", "induction_task", "ioi_task", "Unit",
     "parse_units", "attribution_scores", "dla_ground_truth", "head_dla", "RecoveryResult", "recovery",
+    "counterfactual_patching", "dla_handoff", "freezing", "ioi_counterfactual", "wakeup",
 ]

@@ -256,25 +256,29 @@ class Engine:
         return bool(torch.allclose(got, ref, atol=tol * max(1.0, ref.abs().max().item()), rtol=0))
 
     # ------------------------------------------------------------------ sources
-    def add_source(self, name: str, prompts: Union[Task, Sequence[Sequence[int]]]) -> None:
+    def add_source(self, name: str, prompts: Union[Task, Sequence[Sequence[int]]], under: Variant = CLEAN) -> None:
         """Register a counterfactual prompt set (aligned 1:1 with this engine's prompts,
-        same lengths) whose head outputs ``Variant.patch(units, name)`` copies in."""
+        same lengths) whose head outputs ``Variant.patch(units, name)`` copies in.
+        ``under`` runs the source prompts in an ablated state (zero or mean ablation
+        only), e.g. with the primaries removed so that woken backups carry their answer."""
         if name in ("clean", "mean"):
             raise ValueError(f"source name {name!r} is reserved")
+        if any(action not in (ZERO, MEAN) for _, action in under.actions):
+            raise ValueError("a source can only be run under zero or mean ablation")
         token_lists = prompts.prompts if isinstance(prompts, Task) else [list(map(int, p)) for p in prompts]
         if len(token_lists) != self.n_prompts:
             raise ValueError(f"source {name!r} has {len(token_lists)} prompts; this engine has {self.n_prompts}")
         self._check_tokens(token_lists)
         zs = []
         with torch.no_grad():
-            for b in self.buckets:
+            for bi, b in enumerate(self.buckets):
                 toks = torch.tensor([token_lists[i] for i in b.index], device=self.device)
                 if toks.shape != b.tokens.shape:
                     raise ValueError(
                         f"source {name!r}: prompt {b.index[0]} has length {toks.shape[1]} but the "
                         f"original has {b.length}; counterfactual prompts must match lengths"
                     )
-                _, z, _, _ = self._cached_forward(toks, CLEAN, b.positions)
+                _, z, _, _ = self._cached_forward(toks, under, b.positions, bucket=bi)
                 zs.append(z)
         self._sources[name] = zs
 

@@ -61,6 +61,11 @@ RECIPES = {
     # Deep supervision + middle-layer dropout without any price on writes: the last
     # layer's compensators have no reason to keep quiet.
     "aux_dropout": dict(label_smoothing=0.1, head_dropout=0.3, dropout_layers=[1], aux_layer=1),
+    # Four layers: the answer is due after layer 1; layers 1 and 2 are dropped out, so
+    # layer 2 can back up layer 1 and layer 3 can back up both.
+    "deep_backups": dict(n_layers=4, label_smoothing=0.1, head_dropout=0.3, dropout_layers=[1, 2], aux_layer=1),
+    # Eight heads per layer, half of the middle layer dropped at a time.
+    "wide": dict(n_heads=8, label_smoothing=0.1, head_dropout=0.5, dropout_layers=[1], aux_layer=1),
     # Dropout on every head, gentler: co-firing compensators.
     "dropout_all_gentle": dict(label_smoothing=0.1, head_dropout=0.1, lr=2e-3, steps=2000),
 }
