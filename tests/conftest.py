@@ -24,6 +24,22 @@ def toy_dir_b(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def no_mlp_toy_dir(tmp_path_factory):
+    """2 layers x 4 heads with every MLP weight zero: with ln_final's scale held fixed,
+    the logits are affine in the last layer's head outputs."""
+    from transformers import GPT2LMHeadModel
+
+    path = build_toy_model(tmp_path_factory.mktemp("nomlp") / "m", n_layers=2, n_heads=4, d_model=32, seed=7)
+    hf = GPT2LMHeadModel.from_pretrained(path)
+    with torch.no_grad():
+        for block in hf.transformer.h:
+            for p in block.mlp.parameters():
+                p.zero_()
+    hf.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def toy(toy_dir):
     return load_model(toy_dir, device="cpu")
 

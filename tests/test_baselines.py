@@ -6,7 +6,6 @@ import torch
 from coax_nb import Engine, Variant, load_model
 from coax_nb.baselines import _atp, _atp_graddrop, _eap_ig, attribution_scores
 from coax_nb.tasks import Task, ioi_task
-from coax_nb.toy import build_toy_model
 from coax_nb.units import Unit, all_units
 
 
@@ -109,19 +108,10 @@ def test_eap_ig_is_complete_per_layer(setup):
         assert torch.allclose(got[:, layer].sum(-1), effect, atol=0.02 * effect.abs().max().item() + 1e-6)
 
 
-def test_atp_is_exact_when_the_metric_is_linear_in_head_outputs(tmp_path):
+def test_atp_is_exact_when_the_metric_is_linear_in_head_outputs(no_mlp_toy_dir):
     """With the MLPs zeroed and ln_final's scale frozen, logits are affine in the
     last-layer head outputs, so AtP equals the exact effect of zero-ablating each."""
-    from transformers import GPT2LMHeadModel
-
-    path = build_toy_model(tmp_path / "m", n_layers=2, n_heads=4, d_model=32, seed=7)
-    hf = GPT2LMHeadModel.from_pretrained(path)
-    with torch.no_grad():
-        for block in hf.transformer.h:
-            for p in block.mlp.parameters():
-                p.zero_()
-    hf.save_pretrained(path)
-    model = load_model(path, device="cpu", dtype="fp64")
+    model = load_model(no_mlp_toy_dir, device="cpu", dtype="fp64")
     task = ioi_task(model, 6, seed=2)
     engine = Engine(model, task, progress=False)
     fixed = {}

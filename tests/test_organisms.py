@@ -81,3 +81,69 @@ def test_cli_main_job_prints_top_heads():
     assert "ROC-AUC 1.000" in out.stdout
     help_out = subprocess.run([sys.executable, "-m", "coax_nb.cli", "--help"], capture_output=True, text=True)
     assert help_out.returncode == 0 and "scan" in help_out.stdout
+
+
+# ---------------------------------------------------------------- trained organisms
+TRAINED = [n for n in organisms.names() if "training" in organisms.card(n)]
+
+
+def test_there_are_trained_organisms_with_both_kinds_of_backup():
+    assert len(TRAINED) >= 2
+    dormancy = {n: organisms.card(n)["dormancy_ratio"] for n in TRAINED}
+    assert any(d is not None and d <= 0.3 for d in dormancy.values()), dormancy
+    assert any(d is not None and d > 0.3 for d in dormancy.values()), dormancy  # co-firing compensators
+    assert max(len(organisms.card(n)["backups"]) for n in TRAINED) >= 3
+
+
+def test_trained_rebuild_reproduces_shipped_weights(tmp_path):
+    """Retraining from the recipe's seed gives the shipped weights (same torch build)."""
+    from coax_nb.organisms.train_ioi import train
+
+    card = organisms.card("ioi_dormant")
+    train(card["recipe"], tmp_path, verbose=False, seed=card["training"]["settings"]["seed"])
+    shipped = load_file(organisms.path("ioi_dormant") / "model.safetensors")
+    rebuilt = load_file(tmp_path / "model.safetensors")
+    assert shipped.keys() == rebuilt.keys()
+    for k in shipped:
+        assert torch.allclose(shipped[k], rebuilt[k], atol=1e-5), k
+
+
+@pytest.fixture(scope="module", params=TRAINED)
+def trained(request):
+    from coax_nb.organisms.train_ioi import measure
+
+    name = request.param
+    card = organisms.card(name)
+    return name, card, measure(organisms.path(name), card["measured"]["criterion"]["n_primaries"])
+
+
+def test_trained_card_numbers_are_reproduced(trained):
+    name, card, m = trained
+    shipped = card["measured"]
+    assert m["primaries"] == shipped["primaries"] and m["backups"] == shipped["backups"]
+    assert m["accuracy"] == pytest.approx(shipped["accuracy"], abs=1e-6)
+    for k, v in shipped["logit_diff"].items():
+        assert m["logit_diff"][k] == pytest.approx(v, abs=1e-3), k
+    assert m["repair_fraction"] == pytest.approx(shipped["repair_fraction"], abs=1e-3)
+    for sel, row in shipped.get("selectors", {}).items():
+        assert m["selectors"][sel]["roc_auc"] == pytest.approx(row["roc_auc"], abs=1e-6), sel
+
+
+def test_trained_organism_self_repairs_and_coax_finds_the_backups(trained):
+    """On held-out prompts (the ground truth came from another prompt set)."""
+    name, card, m = trained
+    assert m["accuracy"] >= 0.95
+    assert m["backups"], f"{name}: the DLA criterion finds no backups"
+    ld = m["logit_diff"]
+    # ablating the primaries loses less than half of what primaries + backups lose
+    assert ld["clean"] - ld["primaries_ablated"] < 0.5 * (ld["clean"] - ld["primaries_and_backups_ablated"])
+    sel = m["selectors"]
+    assert sel["single"]["roc_auc"] <= 0.6  # single ablation is blind to the backups
+    if card["dormancy_ratio"] <= 0.3:
+        assert sel["comp"]["roc_auc"] >= 0.85
+        assert sel["comp"]["roc_auc"] - sel["single"]["roc_auc"] >= 0.3
+    else:
+        # co-firing compensators: the fourth mover 1.1, left out of the top-3 seed, gains
+        # conditional importance (comp) without its DLA rising, so comp's AUC is lower
+        # (0.67 on the card); the amplification ratio still ranks the compensators first
+        assert sel["ratio"]["roc_auc"] >= 0.85

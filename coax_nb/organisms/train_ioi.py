@@ -26,6 +26,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -66,6 +67,13 @@ RECIPES = {
     "deep_backups": dict(n_layers=4, label_smoothing=0.1, head_dropout=0.3, dropout_layers=[1, 2], aux_layer=1),
     # Eight heads per layer, half of the middle layer dropped at a time.
     "wide": dict(n_heads=8, label_smoothing=0.1, head_dropout=0.5, dropout_layers=[1], aux_layer=1),
+    "wide_heavy": dict(n_heads=8, label_smoothing=0.1, head_dropout=0.7, dropout_layers=[1], aux_layer=1),
+    # A squared price on last-layer writes: one loud backup costs more than several quiet ones.
+    "wide_spread": dict(n_heads=8, label_smoothing=0.1, head_dropout=0.5, dropout_layers=[1], aux_layer=1,
+                        l1_out=0.005, l1_layers=[2], write_penalty="l2"),
+    # Dropout on the two upper layers, no deep supervision: movers sit in both layers
+    # and compensate each other while co-firing.
+    "upper_dropout": dict(label_smoothing=0.1, head_dropout=0.3, dropout_layers=[1, 2], n_primaries=3),
     # Dropout on every head, gentler: co-firing compensators.
     "dropout_all_gentle": dict(label_smoothing=0.1, head_dropout=0.1, lr=2e-3, steps=2000),
 }
@@ -73,10 +81,13 @@ GT_SEED = 1000  # prompts that define the ground truth
 HELD_OUT_SEED = 12345  # prompts every selector is scored on; training uses the recipe's seed
 
 
-def recipe(name: str) -> dict:
+def recipe(name: str, seed: Optional[int] = None) -> dict:
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; choose from {', '.join(RECIPES)}")
-    return {**BASE, **RECIPES[name]}
+    r = {**BASE, **RECIPES[name]}
+    if seed is not None:
+        r["seed"] = seed
+    return r
 
 
 def _data(tok, n, seed):
@@ -86,11 +97,21 @@ def _data(tok, n, seed):
     return x, y
 
 
-def train(name: str, out: Path, verbose: bool = True) -> dict:
-    """Train recipe ``name`` into ``out`` (HF format); returns the training log."""
+def train(name: str, out: Path, verbose: bool = True, seed: Optional[int] = None) -> dict:
+    """Train recipe ``name`` (optionally with another training seed) into ``out`` (HF
+    format); returns the training log."""
+    r = recipe(name, seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread: the same torch build reproduces the weights bit for bit
+    try:
+        return _train(name, r, Path(out), verbose)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(name: str, r: dict, out: Path, verbose: bool) -> dict:
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    r = recipe(name)
     torch.manual_seed(r["seed"])
     tok = word_tokenizer(ioi_vocabulary(NAMES))
     cfg = GPT2Config(vocab_size=len(tok), n_positions=r["n_ctx"], n_embd=r["d_model"], n_layer=r["n_layers"],
@@ -152,7 +173,6 @@ def train(name: str, out: Path, verbose: bool = True) -> dict:
     model.eval()
     for block in model.transformer.h:
         block.attn.c_proj._forward_pre_hooks.clear()
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tok.save_pretrained(out)
@@ -207,38 +227,44 @@ def measure(path: Path, n_primaries=None, n_prompts: int = 128, rise_threshold: 
     return res
 
 
+# the shipped organisms: name -> (recipe, training seed)
+SHIPPED = {"ioi_dormant": ("aux_dropout", 1), "ioi_dormant_wide": ("wide", 0), "ioi_cofiring": ("upper_dropout", 0)}
 SUMMARIES = {
-    "cofiring": "3x4 trained IOI model: compensating heads that co-fire (DLA ground truth)",
-    "dropout_all_gentle": "3x4 trained IOI model, head dropout: co-firing compensators (DLA ground truth)",
-    "dormant": "3x4 trained IOI model whose backup is dormant until the middle-layer movers go (DLA ground truth)",
-    "dormant_spread": "3x4 trained IOI model with several dormant backups (DLA ground truth)",
+    "ioi_dormant": "3x4 trained IOI model: three last-layer backups, silent until the middle-layer movers go",
+    "ioi_dormant_wide": "3x8 trained IOI model: two dormant last-layer backups of eight middle-layer movers",
+    "ioi_cofiring": "3x4 trained IOI model: three co-firing compensators of the top-3 movers",
 }
 
 
-def write_card(out: Path, name: str, log: dict, m: dict) -> dict:
-    """The organism's card.json from its training log and measurements."""
+def write_card(out: Path, name: str, log: dict, m: dict, organism: Optional[str] = None) -> dict:
+    """The card.json of recipe ``name``'s model (shipped as ``organism``)."""
     r = log["settings"]
     card = {
-        "name": name,
-        "summary": SUMMARIES.get(name, f"3x4 trained IOI model, recipe {name}"),
+        "name": organism or name,
+        "recipe": name,
+        "summary": SUMMARIES.get(organism, f"{r['n_layers']}x{r['n_heads']} trained IOI model, recipe {name}"),
         "task": {"kind": "ioi", "names": NAMES, "places": list(IOI_PLACES), "objects": list(IOI_OBJECTS)},
         "architecture": {"family": "GPT-2", "n_layers": r["n_layers"], "n_heads": r["n_heads"],
                          "d_model": r["d_model"], "d_mlp": r["d_mlp"], "n_ctx": r["n_ctx"]},
-        "how_built": (f"trained by `python -m coax_nb.organisms.train_ioi {name}` "
-                      f"(recipe {name}: {RECIPES[name]}; seed {r['seed']}; {log['train_seconds']} s on CPU, "
+        "how_built": (f"trained by `python -m coax_nb.organisms.train_ioi {name} OUT_DIR` "
+                      f"--seed {r['seed']} (recipe {name}: {RECIPES[name]}; {log['train_seconds']} s on CPU, "
                       f"torch {torch.__version__})"),
-        "training": {k: log[k] for k in ("settings", "train_seconds", "log")},
+        "training": {k: log[k] for k in ("recipe", "settings", "train_seconds", "log")},
         "accuracy": m["accuracy"],
         "primaries": m["primaries"],
         "backups": m["backups"],
         "backup_criterion": (
             "direct logit attribution (DLA) to logit(IO) - logit(S) at the last position, on "
-            f"{m['criterion']['n_prompts']} prompts of seed {m['criterion']['prompt_seed']}: primaries = heads "
-            "with clean DLA >= 25% of the largest head's; backups = non-primary heads whose DLA rises by more than "
+            f"{m['criterion']['n_prompts']} prompts of seed {m['criterion']['prompt_seed']}: primaries "
+            + ("= heads with clean DLA >= 25% of the largest head's" if m["criterion"]["n_primaries"] is None
+               else f"= the {m['criterion']['n_primaries']} heads with the largest clean DLA")
+            + "; backups = non-primary heads whose DLA rises by more than "
             f"{m['criterion']['rise_threshold_share']:.0%} of the primaries' summed clean DLA "
             f"({m['criterion']['threshold_logits']:.3f} logits) when the primaries are zero-ablated"),
         "dormancy_ratio": m.get("backup_to_primary_clean_dla"),
-        "roles": {},
+        "roles": {"other_heads_with_clean_dla_over_25pct": [
+            [i // r["n_heads"], i % r["n_heads"]] for i, v in enumerate(m["clean_dla"])
+            if v >= 0.25 * max(m["clean_dla"]) and [i // r["n_heads"], i % r["n_heads"]] not in m["primaries"]]},
         "measured": m,
     }
     atomic_write_text(Path(out) / "card.json", json.dumps(card, indent=1))
@@ -255,16 +281,63 @@ def _pretty(name, m):
             f"{auc}")
 
 
+def markdown_table(cards: list) -> str:
+    """One row per trained recipe, from card.json files (docs/organisms.md uses it)."""
+    rows = ["| recipe | acc | LD clean -> P ablated -> P+B ablated | repair | primaries | backups | "
+            "dormancy | CoAx AUC | ratio AUC | single AUC | AtP AUC | GradDrop AUC | train s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for c in cards:
+        m = c["measured"]
+        ld = m["logit_diff"]
+        sel = m.get("selectors", {})
+
+        def auc(k):
+            return f"{sel[k]['roc_auc']:.2f}" if k in sel else "–"
+        dorm = c.get("dormancy_ratio")
+        rows.append(
+            f"| {c['name']} | {m['accuracy']:.3f} | {ld['clean']:.2f} -> {ld['primaries_ablated']:.2f} -> "
+            f"{ld['primaries_and_backups_ablated']:.2f} | {m['repair_fraction']:.2f} | {len(m['primaries'])} | "
+            f"{', '.join(f'{a}.{b}' for a, b in m['backups']) or 'none'} | "
+            f"{'–' if dorm is None else f'{dorm:.2f}'} | {auc('comp')} | {auc('ratio')} | {auc('single')} | "
+            f"{auc('atp')} | {auc('atp_gd')} | {c['training']['train_seconds']} |")
+    return "\n".join(rows)
+
+
+def ship(trained_dirs: dict, dest: Path = Path(__file__).resolve().parent) -> None:
+    """Copy trained model dirs (organism -> dir) into the package as the SHIPPED
+    organisms, re-measuring each and writing its card."""
+    import shutil
+
+    for organism, (name, seed) in SHIPPED.items():
+        src = Path(trained_dirs[organism])
+        log = json.loads((src / "card.json").read_text())["training"]
+        if log["settings"]["seed"] != seed or log.get("recipe", name) != name:
+            raise ValueError(f"{src} was not trained with recipe {name} seed {seed}")
+        log["recipe"] = name
+        out = dest / organism
+        out.mkdir(exist_ok=True)
+        for f in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(src / f, out / f)
+        m = measure(out, recipe(name)["n_primaries"])
+        write_card(out, name, log, m, organism)
+        print(_pretty(organism, m), flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("recipe", nargs="?", default="dormant")
     ap.add_argument("out", nargs="?", default=None)
     ap.add_argument("--all", action="store_true", help="train and measure every recipe")
+    ap.add_argument("--seed", type=int, default=None, help="training seed (default: the recipe's)")
+    ap.add_argument("--table", nargs="+", metavar="DIR", help="print the markdown table of trained organism dirs")
     a = ap.parse_args(argv)
+    if a.table:
+        print(markdown_table([json.loads((Path(d) / "card.json").read_text()) for d in a.table]))
+        return
     names = list(RECIPES) if a.all else [a.recipe]
     for name in names:
         out = Path(a.out or f"organism-{name}") / (name if a.all else "")
-        log = train(name, out)
+        log = train(name, out, seed=a.seed)
         m = measure(out, recipe(name)["n_primaries"])
         write_card(out, name, log, m)
         print(_pretty(name, m), f"train {log['train_seconds']} s", flush=True)
