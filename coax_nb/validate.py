@@ -251,28 +251,37 @@ def freezing(model_or_engine, task: Optional[Task], primaries, selected, *, n_ra
 
 
 # ---------------------------------------------------------------------------- patching
-def ioi_counterfactual(model_or_tokenizer, task: Task, seed: int = 0) -> Task:
-    """The same IOI prompts with the indirect object replaced by another name (not S,
-    not IO): its answer is the new name; lengths are unchanged."""
+def ioi_counterfactual(model_or_tokenizer, task: Task, seed: int = 0, swap: str = "io") -> Task:
+    """The same IOI prompts with one name replaced by another (lengths unchanged).
+
+    ``swap="io"``: the indirect object becomes a new name, which is the new answer.
+    ``swap="s"``: the repeated subject (both occurrences) becomes a new name, which is
+    the new distractor; the answer stays. Heads that copy the answer move with the
+    first; heads that suppress the repeated name move with the second.
+    """
     from .tasks import _encode, _single_token, _tokenizer_of
 
+    if swap not in ("io", "s"):
+        raise ValueError(f"swap must be 'io' or 's', got {swap!r}")
     tok = _tokenizer_of(model_or_tokenizer)
     if task.texts is None or task.distractors is None or "names" not in task.info:
         raise ValueError("ioi_counterfactual needs an IOI task (texts, names and distractors)")
     rng = random.Random(seed)
     names = task.info["names"]
     bos = task.prompts[0][0] == tok.bos_token_id
-    prompts, targets, texts = [], [], []
+    prompts, targets, distractors, texts = [], [], [], []
     for text, t, d in zip(task.texts, task.targets, task.distractors):
         io, s = tok.decode([t[0]]).strip(), tok.decode([d[0]]).strip()
         new = rng.choice([n for n in names if n not in (io, s)])
-        cf = re.sub(rf"\b{re.escape(io)}\b", new, text)
+        old = io if swap == "io" else s
+        cf = re.sub(rf"\b{re.escape(old)}\b", new, text)
         ids = _encode(tok, cf, bos)
         prompts.append(ids)
         texts.append(cf)
-        targets.append([_single_token(tok, new)])
-    return Task("ioi-counterfactual", prompts, task.position_mode, targets, [list(d) for d in task.distractors],
-                texts, task.tokenizer_fingerprint, dict(task.info, counterfactual_of=task.name))
+        targets.append([_single_token(tok, new)] if swap == "io" else list(t))
+        distractors.append(list(d) if swap == "io" else [_single_token(tok, new)])
+    return Task(f"ioi-counterfactual-{swap}", prompts, task.position_mode, targets, distractors,
+                texts, task.tokenizer_fingerprint, dict(task.info, counterfactual_of=task.name, swap=swap))
 
 
 @dataclass
@@ -305,7 +314,8 @@ def counterfactual_patching(model, task: Task, counterfactual: Task, primaries, 
     counterfactual prompts (run with the primaries ablated too, so woken backups carry
     the counterfactual answer) and measure how far the answer moves.
 
-    With ``d = logit(new answer) - logit(old answer)`` at the output position:
+    With ``d = m_cf - m`` (the counterfactual task's metric minus the original's, on the
+    same logits; e.g. ``logit(new IO) - logit(old IO)`` for an IO swap):
     ``moved = (d_patched - d_S) / (d_cf - d_S)``, where ``d_S`` is the primary-ablated
     model on the original prompts and ``d_cf`` on the counterfactual ones. 1 = the
     answer moved completely, 0 = not at all."""
@@ -317,11 +327,8 @@ def counterfactual_patching(model, task: Task, counterfactual: Task, primaries, 
     engine.add_source("counterfactual", counterfactual, under=S)
     cf_engine = Engine(model, counterfactual, progress=False)
     randoms = random_sets(engine, P + X, len(X), n_random, rng_seed)
-    new = [t[0] for t in counterfactual.targets]
-    old = [t[0] for t in task.targets]
-
     def d(logits):
-        return np.mean([(lg[-1, n] - lg[-1, o]).item() for lg, n, o in zip(logits, new, old)])
+        return (counterfactual.metric(logits) - task.metric(logits)).mean().item()
 
     outs = engine.logits([S, S | Variant.patch(X, "counterfactual")]
                          + [S | Variant.patch(r, "counterfactual") for r in randoms])
@@ -329,7 +336,9 @@ def counterfactual_patching(model, task: Task, counterfactual: Task, primaries, 
     d_cf = d(cf_engine.logits([S])[0])
     span = d_cf - d_s
     if abs(span) < 1e-9:
-        raise ValueError("the counterfactual prompts do not change the answer of the primary-ablated model")
+        raise ValueError("the counterfactual prompts do not change the primary-ablated model's output along the "
+                         "metric, so nothing can move; choose another counterfactual (e.g. the other swap= of "
+                         "ioi_counterfactual)")
     return Patching(float((d_p - d_s) / span), [float((d(o) - d_s) / span) for o in outs[2:]],
                     {"d_primaries_ablated": float(d_s), "d_counterfactual": float(d_cf), "d_patched": float(d_p),
                      "primaries": [str(u) for u in P], "selected": [str(u) for u in X]})
