@@ -1,5 +1,7 @@
 import os
+import shutil
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -57,6 +59,44 @@ def mixed_length_prompts(model, n=10, seed=0):
     for i in range(n):
         length = 7 if i % 2 else 11
         out.append([0] + torch.randint(2, V, (length - 1,), generator=g).tolist())
+    return out
+
+
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(os.environ.get("COAX_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts"))
+
+
+def chromium_or_skip() -> str:
+    """Debian's chromium; skip when absent, fail instead when COAX_REQUIRE_BROWSER=1."""
+    path = os.environ.get("COAX_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        if os.environ.get("COAX_REQUIRE_BROWSER") == "1":
+            pytest.fail("COAX_REQUIRE_BROWSER=1 but no chromium is installed (apt-get install chromium)")
+        pytest.skip("no chromium installed; browser tests need Debian's chromium")
+    return path
+
+
+@pytest.fixture(scope="session")
+def browser():
+    path = chromium_or_skip()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        if os.environ.get("COAX_REQUIRE_BROWSER") == "1":
+            pytest.fail("COAX_REQUIRE_BROWSER=1 but the playwright package is missing")
+        pytest.skip("playwright is not installed")
+    pw = sync_playwright().start()
+    b = pw.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_FLAGS)
+    yield b
+    b.close()
+    pw.stop()
+
+
+def screenshot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    out = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(out), full_page=True)
     return out
 
 

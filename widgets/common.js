@@ -1,0 +1,96 @@
+// Shared helpers, prepended to every component's module by coax_nb.widgets (one
+// self-contained ES module per widget: anywidget loads a single module string).
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+function svgEl(tag, attrs = {}, parent = null) {
+  const e = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  if (parent) parent.appendChild(e);
+  return e;
+}
+
+function htmlEl(tag, attrs = {}, parent = null, text = null) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  if (text !== null) e.textContent = text;
+  if (parent) parent.appendChild(e);
+  return e;
+}
+
+// colour-blind safe scales: viridis stops (sequential), blue-white-vermillion (diverging)
+const VIRIDIS = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
+const DIVERGING = [[0, 114, 178], [247, 247, 247], [213, 94, 0]];
+
+function lerpStops(stops, t) {
+  t = Math.min(1, Math.max(0, t));
+  const x = t * (stops.length - 1);
+  const i = Math.min(stops.length - 2, Math.floor(x));
+  const f = x - i;
+  const c = stops[i].map((a, k) => Math.round(a + f * (stops[i + 1][k] - a)));
+  return `rgb(${c[0]},${c[1]},${c[2]})`;
+}
+
+// A scale for the finite values: diverging around 0 when values have both signs.
+function makeScale(values) {
+  const finite = values.filter((v) => v !== null && Number.isFinite(v));
+  if (finite.length === 0) return { color: () => "var(--coax-nan)", lo: 0, hi: 0, diverging: false };
+  let lo = Math.min(...finite), hi = Math.max(...finite);
+  const diverging = lo < 0 && hi > 0;
+  if (diverging) {
+    const m = Math.max(-lo, hi);
+    lo = -m; hi = m;
+  }
+  const span = hi - lo || 1;
+  const color = (v) => (v === null || !Number.isFinite(v))
+    ? "var(--coax-nan)"
+    : lerpStops(diverging ? DIVERGING : VIRIDIS, (v - lo) / span);
+  return { color, lo, hi, diverging };
+}
+
+function fmt(v) {
+  if (v === null || v === undefined || !Number.isFinite(v)) return "–";
+  if (Number.isInteger(v) && Math.abs(v) < 1e4) return String(v);
+  const a = Math.abs(v);
+  if (a !== 0 && (a < 1e-3 || a >= 1e4)) return v.toExponential(2);
+  return v.toFixed(a < 1 ? 4 : 3);
+}
+
+function legend(parent, scale, label) {
+  const box = htmlEl("div", { class: "coax-legend" }, parent);
+  htmlEl("span", { class: "coax-legend-lo" }, box, fmt(scale.lo));
+  const bar = htmlEl("span", { class: "coax-legend-bar" }, box);
+  const stops = [];
+  for (let i = 0; i <= 10; i++) stops.push(scale.color(scale.lo + (i / 10) * (scale.hi - scale.lo)));
+  bar.style.background = `linear-gradient(to right, ${stops.join(",")})`;
+  htmlEl("span", { class: "coax-legend-hi" }, box, fmt(scale.hi));
+  htmlEl("span", { class: "coax-legend-label" }, box, label);
+  return box;
+}
+
+function tooltip(root) {
+  const tip = htmlEl("div", { class: "coax-tooltip", role: "tooltip" }, root);
+  tip.style.display = "none";
+  return {
+    el: tip,
+    show(lines, x, y) {
+      tip.replaceChildren();
+      for (const line of lines) htmlEl("div", {}, tip, line);
+      tip.style.display = "block";
+      tip.style.left = `${x + 12}px`;
+      tip.style.top = `${y + 12}px`;
+    },
+    hide() { tip.style.display = "none"; },
+  };
+}
+
+function localXY(root, evt) {
+  const r = root.getBoundingClientRect();
+  return [evt.clientX - r.left, evt.clientY - r.top];
+}
+
+function toggled(list, item) {
+  return list.includes(item) ? list.filter((x) => x !== item) : [...list, item];
+}
+
+function unitName(layer, head) { return `${layer}.${head}`; }
