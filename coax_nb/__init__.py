@@ -1,4 +1,5 @@
 """coax-nb: Conditional Co-Ablation (CoAx) for transformer attention heads, in Jupyter."""
+from .apply import (attribution_repair, circuit_completion, induction_transfer, knockout, prune, task_loss)
 from .baselines import attribution_scores
 from .dla import dla_ground_truth, head_dla
 from .engine import CLEAN, Engine, Variant
@@ -19,4 +20,5 @@ __all__ = [
     "greedy_completion", "synergy", "Task", "custom_task", "induction_task", "ioi_task", "Unit",
     "parse_units", "attribution_scores", "dla_ground_truth", "head_dla", "RecoveryResult", "recovery",
     "counterfactual_patching", "dla_handoff", "freezing", "ioi_counterfactual", "wakeup",
+    "attribution_repair", "circuit_completion", "induction_transfer", "knockout", "prune", "task_loss",
 ]

@@ -300,6 +300,10 @@ class Engine:
         self._bases[variant] = run
         return run
 
+    def forget_bases(self) -> None:
+        """Drop every cached run except the clean one (long loops over many bases)."""
+        self._bases = {CLEAN: self._bases[CLEAN]}
+
     def _cached_forward(self, tokens, variant, positions, bucket=None):
         """Full forward of one variant through the bridge, caching resid_pre and z."""
         resid = [None] * self.n_layers
