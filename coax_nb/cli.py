@@ -5,7 +5,7 @@ import argparse
 import sys
 import time
 
-DEFAULT_MODEL = "organism:handwired"
+DEFAULT_MODEL = "organism:ioi_dormant"
 
 
 def _task(model, spec: str, name: str, n: int, seed: int):
@@ -55,6 +55,22 @@ def cmd_scan(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .report import ReportError, execute_report
+
+    print(f"running the report notebook on {args.model} (papermill) ...", flush=True)
+    try:
+        artifact = execute_report(args.model, args.task, args.out, seed=args.seed, n_prompts=args.prompts,
+                                  prompt_seed=args.prompt_seed, device=args.device, top=args.top)
+    except ReportError as exc:
+        print(f"coax-nb report: the report notebook failed in {exc}", file=sys.stderr)
+        return 1
+    print(artifact["headline"])
+    print(f"\nwrote {args.out}/report.ipynb, {args.out}/report.html and {args.out}/report.json "
+          f"({artifact['meta']['wall_seconds_total']} s)")
+    return 0
+
+
 def cmd_organisms(args) -> int:
     from . import organisms
 
@@ -83,6 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", default=None, help="write the per-head scores to this JSON file")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_scan)
+    r = sub.add_parser("report", help="execute the report notebook: executed .ipynb, offline HTML and a JSON artifact")
+    r.add_argument("--model", default=DEFAULT_MODEL, help=f"organism:NAME, a local HF directory or a hub name "
+                   f"(default {DEFAULT_MODEL})")
+    r.add_argument("--task", default="default", help="ioi, induction, or default (the organism's own task)")
+    r.add_argument("--seed", nargs="*", default=None, help="primary heads S (organisms: their primaries)")
+    r.add_argument("--prompts", type=int, default=64)
+    r.add_argument("--prompt-seed", type=int, default=0)
+    r.add_argument("--device", default=None)
+    r.add_argument("--top", type=int, default=10, help="rows of the ranking table")
+    r.add_argument("--out", default="coax-report", help="output folder (default ./coax-report)")
+    r.set_defaults(func=cmd_report)
     o = sub.add_parser("organisms", help="list the bundled model organisms")
     o.set_defaults(func=cmd_organisms)
     return p

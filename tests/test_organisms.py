@@ -72,7 +72,8 @@ def test_card_numbers_reproduce():
 
 
 def test_cli_main_job_prints_top_heads():
-    out = subprocess.run([sys.executable, "-m", "coax_nb.cli", "scan", "--prompts", "16", "--quiet", "--top", "3"],
+    out = subprocess.run([sys.executable, "-m", "coax_nb.cli", "scan", "--model", "organism:handwired", "--prompts", "16",
+                          "--quiet", "--top", "3"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()

@@ -1,0 +1,129 @@
+"""Tutorial notebooks (papermill, nbval) and the `coax-nb report` command."""
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from coax_nb.report import ReportError, execute_notebook
+
+from conftest import screenshot
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_committed_notebooks_are_clean_and_in_sync():
+    assert len(NOTEBOOKS) == 8
+    check = subprocess.run([sys.executable, str(ROOT / "notebooks" / "build_notebooks.py"), "--check"],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
+    for path in NOTEBOOKS + [ROOT / "coax_nb" / "report.ipynb"]:
+        nb = nbformat.read(str(path), as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert all(not c.outputs and c.execution_count is None for c in code), f"{path.name} carries outputs"
+        assert any("parameters" in c.metadata.get("tags", []) for c in code), f"{path.name} has no parameters cell"
+    for path in NOTEBOOKS:
+        nb = nbformat.read(str(path), as_version=4)
+        assert "You will learn" in nb.cells[0].source
+        assert any("assert" in c.source for c in nb.cells if c.cell_type == "code"), f"{path.name}: no checked exercise"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_under_papermill(path, tmp_path):
+    t0 = time.perf_counter()
+    out = tmp_path / path.name
+    execute_notebook(path, out, {"output_dir": str(tmp_path / "outputs"), "n_prompts": 24}, cwd=tmp_path)
+    seconds = time.perf_counter() - t0
+    nb = nbformat.read(str(out), as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert not errors
+    # widgets show a static picture too (image/png next to the widget view)
+    bundles = [o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    ours = [b for b in bundles if "coax_nb.widgets" in str(b.get("text/plain", ""))]
+    assert all("image/png" in b and "application/vnd.jupyter.widget-view+json" in b for b in ours)
+    print(f"{path.name}: {seconds:.1f} s")
+
+
+def test_deterministic_cells_match_under_nbval(tmp_path):
+    """Strict where deterministic: cells tagged nbval-check-output are re-run by nbval
+    and compared with the papermill run's outputs (everything else lax)."""
+    src = ROOT / "notebooks" / "00_quickstart.ipynb"
+    executed = tmp_path / src.name
+    execute_notebook(src, executed, {"output_dir": str(tmp_path / "outputs")}, cwd=tmp_path)
+    nb = nbformat.read(str(executed), as_version=4)
+    tagged = [c for c in nb.cells if "nbval-check-output" in c.metadata.get("tags", [])]
+    assert tagged and all(c.outputs for c in tagged)
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "--nbval-lax", "-p", "no:cacheprovider",
+                          "-o", "addopts=", str(executed)], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:]
+
+
+def test_a_failing_cell_is_named(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("1 / 0")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    src = tmp_path / "bad.ipynb"
+    nbformat.write(nb, str(src))
+    with pytest.raises(ReportError, match=r"cell 1 .*ZeroDivisionError"):
+        execute_notebook(src, tmp_path / "out.ipynb", {}, cwd=tmp_path)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "r"
+    run = subprocess.run(["coax-nb", "report", "--out", str(out), "--prompts", "24"], capture_output=True,
+                         text=True, timeout=900)
+    return out, run
+
+
+def test_report_command_writes_three_files_and_prints_the_table(report):
+    out, run = report
+    assert run.returncode == 0, run.stderr[-3000:]
+    for f in ("report.ipynb", "report.html", "report.json"):
+        assert (out / f).stat().st_size > 1000, f
+    assert "rank    head" in run.stdout and "backup recovery" in run.stdout and "ROC-AUC" in run.stdout
+    art = json.loads((out / "report.json").read_text())
+    prov = art["meta"]["provenance"]
+    assert prov["model_spec"] == "organism:ioi_dormant" and len(prov["weights_sha256"]) == 64
+    assert prov["packages"]["torch"] and prov["device"] == "cpu"
+    assert art["meta"]["prompt_seed"] == 0 and art["meta"]["n_prompts"] == 24
+    assert set(art["meta"]["timings_seconds"]) >= {"load", "scan", "recovery", "validation"}
+    rows = {r["selector"]: r for r in art["recovery"]["rows"]}
+    assert rows["comp"]["roc_auc"] > rows["single"]["roc_auc"]
+    assert len(art["scores"]["scores"]["comp"]) == 12
+
+
+def test_report_html_shows_its_figures_offline(report, browser):
+    out, run = report
+    assert run.returncode == 0
+    page = browser.new_page()
+    requests = []
+
+    def block(route):
+        requests.append(route.request.url)
+        if route.request.url.startswith(("file:", "data:")):
+            route.continue_()
+        else:
+            route.abort()
+    page.route("**/*", block)
+    page.goto((out / "report.html").as_uri())
+    page.wait_for_load_state("load")
+    sizes = page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth, "
+                          "i.src.startsWith('data:image/png;base64,')])")
+    figures = [s for s in sizes if s[2]]
+    assert len(figures) >= 5 and all(done and w > 100 for done, w, _ in figures)
+    assert [u for u in requests if not u.startswith(("file:", "data:"))] == []
+    screenshot(page, "report-html")
+    page.close()
+
+
+def test_report_bad_model_names_the_failing_cell(tmp_path):
+    run = subprocess.run(["coax-nb", "report", "--model", "organism:nope", "--out", str(tmp_path / "r")],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 1
+    assert re.search(r"failed in cell \d+ \(execution count \d+\): ValueError: unknown organism 'nope'", run.stderr)
