@@ -123,7 +123,7 @@ def main(argv=None) -> int:
         return 0
     try:
         return args.func(args)
-    except (ValueError, RuntimeError, FloatingPointError) as exc:
+    except (ValueError, RuntimeError, FloatingPointError, MemoryError) as exc:
         print(f"coax-nb: error: {exc}", file=sys.stderr)
         return 2
 

@@ -225,8 +225,10 @@ def coax_scan(
     feature_mode: str = "fisher_centered",
     eps: float = 1e-9,
     progress: bool = True,
+    heads=None,
 ) -> UnitScores:
-    """Score every head: single, conditional (given the seed set S ablated), CoAx
+    """Score every head (or only ``heads``; the rest are NaN — how a shard of a
+    distributed scan works): single, conditional (given the seed set S ablated), CoAx
     ``comp``, ``coupling``, amplification ``ratio``, ``wakeup`` and ``coact``.
 
     >>> from coax_nb import load_model, coax_scan
@@ -241,6 +243,9 @@ def coax_scan(
     M.check_options(feature_mode, geometry, top_r)
     engine = _to_engine(model_or_engine, prompts, position_mode, progress)
     seed_units = _check_seed(engine, seed)
+    from .resources import check_scan_fits
+
+    check_scan_fits(engine, top_r, announce=progress and engine.device.type == "cuda")
     t0, s0 = time.perf_counter(), snapshot(engine)
     S = Variant.zero(seed_units)
     geo = _Geometry(engine, top_r, S)
@@ -250,17 +255,23 @@ def coax_scan(
     is_seed = np.zeros(U, bool)
     for u in seed_units:
         is_seed[u.flat(H)] = True
+    wanted = np.ones(U, bool)
+    if heads is not None:
+        wanted[:] = False
+        for u in engine.units(heads):
+            wanted[u.flat(H)] = True
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=U * len(engine.buckets), desc="CoAx scan", unit="head", disable=not progress, leave=False)
+    bar = tqdm(total=int(wanted.sum()) * len(engine.buckets), desc="CoAx scan", unit="head",
+               disable=not progress, leave=False)
     for bi in range(len(engine.buckets)):
         g = _group_size(engine, bi, top_r)
         p_cond = geo.pS[bi] if geometry == "conditional" else geo.p0[bi]
         for layer in range(L):
-            heads = [Unit(layer, h) for h in range(H)]
-            for s in range(0, H, g):
-                group = heads[s:s + g]
+            layer_heads = [Unit(layer, h) for h in range(H) if wanted[layer * H + h]]
+            for s in range(0, len(layer_heads), g):
+                group = layer_heads[s:s + g]
                 f_single = {}
                 for _, idx, lg in engine.run([Variant.zero([u]) for u in group], CLEAN, buckets=[bi], progress=False):
                     f = M.features(geo.z0[bi], M.on_support(lg, geo.support[bi]), geo.p0[bi], feature_mode)
@@ -281,6 +292,8 @@ def coax_scan(
     single, cond, coup = single / count, cond / count, coup / count
     cond[is_seed] = np.nan
     coup[is_seed] = np.nan
+    for arr in (single, cond, coup):
+        arr[~wanted] = np.nan
     comp = cond - single
     ratio = cond / np.maximum(single, eps)
     wakeup = _wakeup(engine, S)

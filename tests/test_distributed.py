@@ -1,0 +1,52 @@
+"""Sharded scans over several CPU processes (gloo) equal the single-process scan."""
+import numpy as np
+import pytest
+
+from coax_nb import Engine, coax_scan, load_model
+from coax_nb.distributed import run_local, scan_distributed, shard
+from coax_nb.resources import check_scan_fits, estimate_scan
+from coax_nb.organisms import task_for
+from coax_nb.units import all_units
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_sharded_scan_equals_single_process(world):
+    task = task_for("organism:ioi_dormant", 24, seed=5)
+    seed = ["1.1", "1.0", "1.2"]
+    single = coax_scan(load_model("organism:ioi_dormant"), task, seed=seed, progress=False)
+    sharded = run_local("organism:ioi_dormant", task, seed, world_size=world)
+    assert sharded.meta["world_size"] == world
+    for k, v in single.scores.items():
+        assert np.allclose(sharded[k], v, rtol=1e-6, atol=1e-9, equal_nan=True), k
+    assert sharded.top(3) == single.top(3)
+
+
+def test_shards_cover_every_head_once():
+    units = all_units(3, 8)
+    parts = [shard(units, r, 5) for r in range(5)]
+    assert sorted(u for p in parts for u in p) == sorted(units)
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1
+
+
+def test_partial_scan_and_estimates():
+    model = load_model("organism:handwired")
+    e = Engine(model, task_for("organism:handwired", 16), progress=False)
+    part = coax_scan(e, seed=["1.0", "1.1"], heads=["2.0", "0.3"], progress=False)
+    full = coax_scan(e, seed=["1.0", "1.1"], progress=False)
+    for u in ("2.0", "0.3"):
+        assert part.value("comp", u) == pytest.approx(full.value("comp", u))
+    assert np.isnan(part.value("single", "2.1"))
+    est = estimate_scan(e)
+    assert est["parameters"] == sum(p.numel() for p in model.parameters())
+    assert est["forward_pass_equivalents"] == pytest.approx(2 * 4 * (3 + 2 + 1) / 3)
+    assert check_scan_fits(e)["cache_bytes"] > 0
+    import coax_nb.resources as R
+    real = R.available_bytes
+    R.available_bytes = lambda device: 1000
+    try:
+        with pytest.raises(MemoryError, match="top_r=256"):
+            coax_scan(e, seed=["1.0"], progress=False)
+    finally:
+        R.available_bytes = real
+    with pytest.raises(RuntimeError, match="not initialised"):
+        scan_distributed(e, ["1.0"])
