@@ -373,6 +373,7 @@ def prune(
     stop_after: Optional[int] = None,
     rng_seed: int = 0,
     progress: bool = True,
+    on_step: Optional[Callable[[str, float, float], None]] = None,
 ) -> Pruning:
     """Remove heads ``group_size`` at a time and record the held-out loss on
     ``evaluation`` (cross-entropy of its targets; use an ``induction_task`` or a
@@ -390,6 +391,8 @@ def prune(
     ``checkpoint``: a JSON file written atomically after every step; calling again with
     the same arguments resumes from it and gives the same curves as an uninterrupted run.
     ``stop_after``: stop after this many repair-aware steps (as an interrupt would).
+    ``on_step(order, fraction_pruned, loss)`` is called for every new point, e.g.
+    ``on_step=lambda o, x, y: curves_widget.append(o, x, y)`` for a live chart.
     """
     unknown = [o for o in orders if o != "repair_aware" and o not in STATIC_ORDERS]
     if unknown:
@@ -437,6 +440,9 @@ def prune(
             losses = loss_after(ev, prefixes)
             state["orders"][name] = {"removed": [str(u) for u in prefixes[-1]], "loss": [float(x) for x in losses],
                                      "done": True}
+            if on_step is not None:
+                for i, x in enumerate(losses):
+                    on_step(name, len(prefixes[i]) / U, float(x))
             _write_checkpoint(path, state)
             continue
         o = state["orders"].setdefault("repair_aware", {"removed": [], "loss": [], "done": False})
@@ -461,6 +467,8 @@ def prune(
             o["removed"] = [str(u) for u in removed]
             o["loss"].append(float(loss_after(ev, [removed])[0]))
             ev.forget_bases()
+            if on_step is not None:
+                on_step("repair_aware", len(removed) / U, o["loss"][-1])
             state["steps"].append({"step": len(o["loss"]) - 1, "removed": [str(u) for u in take],
                                    "candidates": len(remaining), "wall_seconds": round(time.perf_counter() - t0, 4),
                                    **seconds_and_passes(cal, s0)})

@@ -216,11 +216,11 @@ that wakes up once its primary is gone is kept. The live chart below grows while
         code('''from coax_nb import prune
 from coax_nb.organisms import task_for
 from coax_nb.widgets import Curves
+live = Curves()
+display(live)  # grows while the run goes
 p = prune(model_obj, task_for(model, 24, seed=1), task_for(model, 32, seed=2),
           orders=["repair_aware", "single", "random"], checkpoint=os.path.join(output_dir, "prune.json"),
-          progress=False)
-live = Curves(p.curves())
-display(live)
+          progress=False, on_step=lambda order, x, loss: live.append(order, x, loss))
 display(p.plot())'''),
         md("## Exercise\n\nAt k = |backups|, is the CoAx knockout at least as close to the oracle as the first-order top-up?"),
         code('''K = len(truth)

@@ -90,7 +90,10 @@ def test_repair_aware_pruning_is_never_worse_than_a_static_order_on_the_handwire
 def test_pruning_resumes_after_an_interrupt_with_identical_results(pruned, tmp_path):
     model, cal, ev, full = pruned
     ck = tmp_path / "prune.json"
-    part = prune(model, cal, ev, orders=["repair_aware", "single"], checkpoint=ck, stop_after=4, progress=False)
+    seen = []
+    part = prune(model, cal, ev, orders=["repair_aware", "single"], checkpoint=ck, stop_after=4, progress=False,
+                 on_step=lambda o, x, y: seen.append((o, x, y)))
+    assert [round(x * 12) for o, x, _ in seen] == [1, 2, 3, 4]  # live points of the repair-aware run
     assert part.meta["stopped"] and len(part.orders["repair_aware"]["loss"]) == 5
     saved = json.loads(ck.read_text())
     assert saved["orders"]["repair_aware"]["removed"] == full.orders["repair_aware"]["removed"][:4]
