@@ -134,7 +134,8 @@ def recovery(
 ) -> RecoveryResult:
     """Run every selector and score it at recovering ``truth`` (non-seed heads only).
 
-    ``task`` is a :class:`Task`, or a function ``prompt_seed -> Task`` together with
+    ``model`` may be an :class:`Engine` (then ``task=None``; its cached clean run is
+    reused). ``task`` is a :class:`Task`, or a function ``prompt_seed -> Task`` together with
     ``prompt_seeds`` to repeat over several prompt sets (rows then hold mean and std,
     as the paper reports). Selectors: the scan's ``comp``, ``ratio``, ``conditional``,
     ``single``, ``coact`` (one CoAx scan) and the gradient baselines ``atp``, ``atp_gd``,
@@ -147,7 +148,12 @@ def recovery(
         raise ValueError(f"unknown selector(s) {unknown}; choose from {', '.join(SELECTORS)}")
     if not selectors:
         raise ValueError("no selectors given")
-    if callable(task) and not isinstance(task, Task):
+    if isinstance(model, Engine):  # reuse its cached clean run
+        if task is not None or prompt_seeds:
+            raise ValueError("with an Engine, pass task=None: the engine's own prompts are used")
+        tasks = [model.task]
+        model_of = model.model
+    elif callable(task) and not isinstance(task, Task):
         if not prompt_seeds:
             raise ValueError("a task builder needs prompt_seeds=[...] to know which prompt sets to draw")
         tasks = [task(s) for s in prompt_seeds]
@@ -155,9 +161,11 @@ def recovery(
         if prompt_seeds:
             raise ValueError("prompt_seeds needs a task builder (a function seed -> Task), not a fixed Task")
         tasks = [task]
+    if not isinstance(model, Engine):
+        model_of = model
     repeats, costs = [], []
     for i, t in enumerate(tasks):
-        engine = Engine(model, t, progress=progress)
+        engine = model if isinstance(model, Engine) else Engine(model, t, progress=progress)
         seed_units = _check_seed(engine, seed)
         truth_units = parse_units(truth, engine.n_layers, engine.n_heads)
         if not truth_units:
@@ -201,5 +209,5 @@ def recovery(
         rows.append(row)
     meta = {"repeats": len(tasks), "prompt_seeds": list(prompt_seeds) if prompt_seeds else None,
             "n_prompts": [len(t) for t in tasks], "ig_steps": ig_steps, "top_r": top_r,
-            "model": getattr(model, "coax_source", None), "title": title or "Backup recovery"}
+            "model": getattr(model_of, "coax_source", None), "title": title or "Backup recovery"}
     return RecoveryResult(rows, repeats, truth_units, seed_units, meta)

@@ -137,7 +137,7 @@ def run_report(model: str, task: str = "default", seed=None, n_prompts: int = 64
     rec = None
     if truth:
         t0 = time.perf_counter()
-        rec = recovery(m, t, primaries, truth, selectors=("comp", "ratio", "single", "atp", "atp_gd", "cond_atp"),
+        rec = recovery(engine, None, primaries, truth, selectors=("comp", "ratio", "single", "atp", "atp_gd", "cond_atp"),
                        progress=False)
         timings["recovery"] = time.perf_counter() - t0
     k = max(1, len(truth) or min(3, engine.n_layers * engine.n_heads - len(primaries) - 1))

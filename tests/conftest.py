@@ -93,6 +93,19 @@ def browser():
     pw.stop()
 
 
+def js_fmt(v) -> str:
+    """Python twin of widgets/common.js fmt(), to compare numbers shown in a page."""
+    if v is None or v != v or v in (float("inf"), float("-inf")):
+        return "–"
+    a = abs(v)
+    if float(v).is_integer() and a < 1e4:
+        return str(int(v))
+    if a != 0 and (a < 1e-3 or a >= 1e4):
+        mant, exp = f"{v:.2e}".split("e")
+        return f"{mant}e{int(exp):+d}"
+    return f"{v:.4f}" if a < 1 else f"{v:.3f}"
+
+
 def screenshot(page, name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     out = ARTIFACTS / f"{name}.png"

@@ -68,3 +68,16 @@ def test_recovery_bad_input(handwired):
         recovery(handwired, task, ["1.0"], ["2.0"], prompt_seeds=[0, 1], progress=False)
     with pytest.raises(ValueError, match="outside the model"):
         recovery(handwired, task, ["7.0"], ["2.0"], progress=False)
+
+
+def test_recovery_reuses_an_engine(handwired):
+    from coax_nb import Engine
+
+    task = task_for("organism:handwired", 16, seed=4)
+    engine = Engine(handwired, task, progress=False)
+    a = recovery(engine, None, ["1.0", "1.1"], ["2.0", "2.1"], selectors=["comp", "atp"], progress=False)
+    b = recovery(handwired, task, ["1.0", "1.1"], ["2.0", "2.1"], selectors=["comp", "atp"], progress=False)
+    assert [r["roc_auc"] for r in a.rows] == [r["roc_auc"] for r in b.rows]
+    assert np.allclose(a.scores[0]["comp"], b.scores[0]["comp"], equal_nan=True)
+    with pytest.raises(ValueError, match="task=None"):
+        recovery(engine, task, ["1.0"], ["2.0"], progress=False)

@@ -10,7 +10,7 @@ from coax_nb.curves import Curves as CurveData
 from coax_nb.scores import PairScores, UnitScores
 from coax_nb.units import Unit
 
-from conftest import screenshot
+from conftest import js_fmt, screenshot
 
 FAKE_MODEL = """
 window.makeModel = (state) => {
@@ -27,17 +27,6 @@ window.makeModel = (state) => {
 """
 
 
-def js_fmt(v):
-    """Python twin of common.js fmt()."""
-    if v is None or not np.isfinite(v):
-        return "–"
-    a = abs(v)
-    if float(v).is_integer() and a < 1e4:
-        return str(int(v))
-    if a != 0 and (a < 1e-3 or a >= 1e4):
-        mant, exp = f"{v:.2e}".split("e")
-        return f"{mant}e{int(exp):+d}"
-    return f"{v:.4f}" if a < 1 else f"{v:.3f}"
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from conftest import chromium_or_skip, screenshot
+from conftest import chromium_or_skip, js_fmt, screenshot
 
 CELLS = [
     """import warnings; warnings.filterwarnings("ignore")
@@ -110,14 +110,6 @@ def _kernel_state(page) -> dict:
     raise AssertionError("the state cell printed nothing")
 
 
-def js_fmt(v: float) -> str:
-    a = abs(v)
-    if float(v).is_integer() and a < 1e4:
-        return str(int(v))
-    if a != 0 and (a < 1e-3 or a >= 1e4):
-        mant, exp = f"{v:.2e}".split("e")
-        return f"{mant}e{int(exp):+d}"
-    return f"{v:.4f}" if a < 1 else f"{v:.3f}"
 
 
 def test_widgets_render_and_drive_the_kernel(lab, browser):
