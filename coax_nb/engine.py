@@ -378,8 +378,9 @@ class Engine:
         return apply
 
     # ------------------------------------------------------------------ batched variants
-    def _run_from(self, resid, start, masks, positions, direct=None, k=1):
-        """Run blocks ``start..`` from ``resid`` [rows, T, d]; logits at ``positions`` only."""
+    def _run_from(self, resid, start, masks, positions, direct=None, k=1, support=None):
+        """Run blocks ``start..`` from ``resid`` [rows, T, d]; logits at ``positions`` only
+        (and on ``support`` [n, P, r] only, when given)."""
         rows = resid.shape[0]
         n = rows // k
         hooks = []
@@ -395,23 +396,33 @@ class Engine:
                     x = blk(x)
                     if isinstance(x, tuple):
                         x = x[0]
-                x = x[:, positions]
-                logits = self.model.unembed(self.model.ln_final(x))
+                x = self.model.ln_final(x[:, positions])
+                if support is None:
+                    logits = self.model.unembed(x)
+                else:  # only the support's columns of W_U, per (prompt, position)
+                    n = rows // k
+                    w = self.model.W_U.T[support]  # [n, P, r, d]
+                    logits = torch.einsum("knpd,nprd->knpr", x.reshape(k, n, *x.shape[1:]), w)
+                    logits = (logits + self.model.b_U[support]).reshape(rows, *support.shape[1:])
             else:
                 logits = self.model(resid, start_at_layer=start)[:, positions]
+                if support is not None:
+                    logits = logits.reshape(k, rows // k, *logits.shape[1:]).gather(
+                        -1, support.expand(k, *support.shape)).reshape(rows, *support.shape[1:])
         self.stats.block_rows += rows * (self.n_layers - start if direct else self.n_layers)
         self.stats.forward_rows += rows
         return logits
 
-    def _chunk_variants(self, bucket: Bucket) -> int:
-        """How many variants fit in one chunk for this bucket."""
+    def _chunk_variants(self, bucket: Bucket, width: Optional[int] = None) -> int:
+        """How many variants fit in one chunk for this bucket (``width``: logits per
+        position, the vocabulary unless a support is given)."""
         n, T, P = len(bucket.index), bucket.length, len(bucket.positions)
         if self._max_chunk_rows is not None:
             return max(1, self._max_chunk_rows // n)
         cfg = self.model.cfg
         d_mlp = getattr(cfg, "d_mlp", None) or 4 * self.d_model
         bytes_el = torch.finfo(self.dtype).bits // 8
-        per_row = bytes_el * (T * (6 * self.d_model + 2 * d_mlp + 3 * self.n_heads * T) + 4 * P * self.d_vocab)
+        per_row = bytes_el * (T * (6 * self.d_model + 2 * d_mlp + 3 * self.n_heads * T) + 4 * P * (width or self.d_vocab))
         if self.device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(self.device)
             budget = 0.5 * free
@@ -426,16 +437,21 @@ class Engine:
         desc: Optional[str] = None,
         buckets: Optional[Sequence[int]] = None,
         progress: Optional[bool] = None,
+        support: Optional[torch.Tensor] = None,
     ) -> Iterator[tuple[int, list[int], torch.Tensor]]:
         """Run ``variants`` batched; yield ``(bucket_index, variant_indices, logits)`` with
         logits ``[k, n, P, V]`` at the output positions. Each variant starts at its first
         layer that differs from ``base`` (whose run is cached), from ``base``'s residual.
         ``buckets`` restricts the run to some prompt buckets (callers that hold many
-        logits at once go bucket by bucket).
+        logits at once go bucket by bucket). ``support`` (``[n, P, r]`` token ids, one
+        bucket only) unembeds onto those tokens alone: logits ``[k, n, P, r]`` — a fixed
+        top-r support never materialises the vocabulary-wide logits of a big model.
         """
         variants = list(variants)
         if not variants:
             return
+        if support is not None and (buckets is None or len(buckets) != 1):
+            raise ValueError("a support applies to one bucket: pass buckets=[bi]")
         base_run = self.base(base)
         starts = [v.first_difference(base, self.n_layers) for v in variants]
         order = sorted(range(len(variants)), key=lambda i: starts[i])
@@ -452,7 +468,7 @@ class Engine:
                     b = self.buckets[bi]
                     n = len(b.index)
                     i = 0
-                    k_max = self._chunk_variants(b)
+                    k_max = self._chunk_variants(b, None if support is None else support.shape[-1])
                     while i < len(order):
                         start = starts[order[i]]
                         group = [order[i]]
@@ -460,7 +476,8 @@ class Engine:
                                and starts[order[i + len(group)]] == start):
                             group.append(order[i + len(group)])
                         try:
-                            logits = self._run_chunk(b, bi, [variants[j] for j in group], start, base_run)
+                            logits = self._run_chunk(b, bi, [variants[j] for j in group], start, base_run,
+                                                     support)
                         except RuntimeError as exc:
                             if not _is_oom(exc) or len(group) == 1:
                                 raise
@@ -477,16 +494,19 @@ class Engine:
         finally:
             bar.close()
 
-    def _run_chunk(self, b: Bucket, bi: int, chunk: list[Variant], start: int, base_run: BaseRun):
+    def _run_chunk(self, b: Bucket, bi: int, chunk: list[Variant], start: int, base_run: BaseRun, support=None):
         k, n = len(chunk), len(b.index)
         t0 = time.perf_counter()
         if start >= self.n_layers:  # identical to the base run
-            logits = base_run.logits[bi].unsqueeze(0).expand(k, -1, -1, -1)
+            logits = base_run.logits[bi]
+            if support is not None:
+                logits = logits.gather(-1, support)
+            logits = logits.unsqueeze(0).expand(k, -1, -1, -1)
         else:
             resid = base_run.resid[bi][start]
             resid = resid.unsqueeze(0).expand(k, -1, -1, -1).reshape(k * n, *resid.shape[1:])
             masks = self._layer_masks(chunk, bi)
-            logits = self._run_from(resid, start, masks, b.positions, k=k)
+            logits = self._run_from(resid, start, masks, b.positions, k=k, support=support)
             logits = logits.reshape(k, n, *logits.shape[1:])
         self.stats.seconds += time.perf_counter() - t0
         return logits

@@ -273,15 +273,17 @@ def coax_scan(
             for s in range(0, len(layer_heads), g):
                 group = layer_heads[s:s + g]
                 f_single = {}
-                for _, idx, lg in engine.run([Variant.zero([u]) for u in group], CLEAN, buckets=[bi], progress=False):
-                    f = M.features(geo.z0[bi], M.on_support(lg, geo.support[bi]), geo.p0[bi], feature_mode)
+                for _, idx, lg in engine.run([Variant.zero([u]) for u in group], CLEAN, buckets=[bi], progress=False,
+                                     support=geo.support[bi]):
+                    f = M.features(geo.z0[bi], M.on_support(lg, None), geo.p0[bi], feature_mode)
                     for row, vi in enumerate(idx):
                         f_single[vi] = f[row]
                         single[group[vi].flat(H)] += M.sq_norm(f[row]).sum().item()
                 scored = [u for u in group if not is_seed[u.flat(H)]]
                 variants = [S | Variant.zero([u]) for u in scored]
-                for _, idx, lg in engine.run(variants, S, buckets=[bi], progress=False):
-                    f = M.features(geo.zS[bi], M.on_support(lg, geo.support[bi]), p_cond, feature_mode)
+                for _, idx, lg in engine.run(variants, S, buckets=[bi], progress=False,
+                                     support=geo.support[bi]):
+                    f = M.features(geo.zS[bi], M.on_support(lg, None), p_cond, feature_mode)
                     for row, vi in enumerate(idx):
                         uid = scored[vi].flat(H)
                         cond[uid] += M.sq_norm(f[row]).sum().item()
@@ -320,8 +322,9 @@ def ablation_energy(model_or_engine, variant: Variant, prompts=None, *, referenc
     total = 0.0
     for bi in range(len(engine.buckets)):
         z_ref = M.on_support(engine.base(reference).logits[bi], geo.support[bi])
-        for _, _, lg in engine.run([variant], reference, buckets=[bi], progress=False):
-            f = M.features(z_ref, M.on_support(lg, geo.support[bi]), geo.p0[bi], feature_mode)
+        for _, _, lg in engine.run([variant], reference, buckets=[bi], progress=False,
+                                     support=geo.support[bi]):
+            f = M.features(z_ref, M.on_support(lg, None), geo.p0[bi], feature_mode)
             total += M.sq_norm(f).sum().item()
     return total / geo.count(engine)
 
@@ -401,14 +404,16 @@ def synergy(
     bar = tqdm(total=len(pairs) * len(engine.buckets), desc="synergy", unit="pair", disable=not progress, leave=False)
     for bi in range(len(engine.buckets)):
         fs = [None] * m
-        for _, idx, lg in engine.run([Variant.zero([u]) for u in chosen], CLEAN, buckets=[bi], progress=False):
-            f = M.features(geo.z0[bi], M.on_support(lg, geo.support[bi]), geo.p0[bi], feature_mode)
+        for _, idx, lg in engine.run([Variant.zero([u]) for u in chosen], CLEAN, buckets=[bi], progress=False,
+                                     support=geo.support[bi]):
+            f = M.features(geo.z0[bi], M.on_support(lg, None), geo.p0[bi], feature_mode)
             for row, vi in enumerate(idx):
                 fs[vi] = f[row]
                 single[vi] += M.sq_norm(f[row]).sum().item()
         variants = [Variant.zero([chosen[i], chosen[j]]) for i, j in pairs]
-        for _, idx, lg in engine.run(variants, CLEAN, buckets=[bi], progress=False):
-            f = M.features(geo.z0[bi], M.on_support(lg, geo.support[bi]), geo.p0[bi], feature_mode)
+        for _, idx, lg in engine.run(variants, CLEAN, buckets=[bi], progress=False,
+                                     support=geo.support[bi]):
+            f = M.features(geo.z0[bi], M.on_support(lg, None), geo.p0[bi], feature_mode)
             for row, vi in enumerate(idx):
                 i, j = pairs[vi]
                 val = M.sq_norm(f[row] - fs[i] - fs[j]).sum().item()
@@ -472,8 +477,9 @@ def greedy_completion(
         energy = np.zeros(len(pool))
         for bi in range(len(engine.buckets)):
             zA = M.on_support(engine.base(A).logits[bi], geo.support[bi])
-            for _, idx, lg in engine.run([A | Variant.zero([u]) for u in pool], A, buckets=[bi], progress=False):
-                f = M.features(zA, M.on_support(lg, geo.support[bi]), geo.p0[bi], feature_mode)
+            for _, idx, lg in engine.run([A | Variant.zero([u]) for u in pool], A, buckets=[bi], progress=False,
+                                     support=geo.support[bi]):
+                f = M.features(zA, M.on_support(lg, None), geo.p0[bi], feature_mode)
                 energy[idx] += M.sq_norm(f).sum(dim=(1, 2)).cpu().double().numpy()
         best = int(np.argmax(energy))
         added.append(pool.pop(best))

@@ -120,3 +120,29 @@ def test_bridge_start_at_layer_fallback_matches_naive(toy):
     for v, g in zip(vs, e.logits(vs)):
         ref = e.naive_logits(v)
         assert max((a - b).abs().max().item() for a, b in zip(g, ref)) < 1e-5
+
+
+def test_support_unembedding_equals_gathering_full_logits(toy):
+    """A fixed top-r support unembeds only those columns (direct and fallback paths)."""
+    from coax_nb import metrics as M
+
+    e = Engine(toy, mixed_length_prompts(toy, 8, seed=2), progress=False)
+    vs = [Variant.zero(e.units(["1.0"])), Variant.zero(e.units(["2.1", "0.3"])), Variant.mean(e.units(["2.2"]))]
+    for bi in range(len(e.buckets)):
+        sup = M.support_of(e.clean.logits[bi], 5)
+
+        def collect(**kw):
+            out = [None] * len(vs)
+            for _, idx, lg in e.run(vs, buckets=[bi], **kw):
+                for r, i in enumerate(idx):
+                    out[i] = lg[r]
+            return torch.stack(out)
+        full = collect().gather(-1, sup.expand(len(vs), *sup.shape))
+        for direct in (True, False):
+            e._direct = direct
+            got = collect(support=sup)
+            assert got.shape[-1] == 5
+            assert torch.allclose(got, full, atol=1e-5), direct
+        e._direct = True
+    with pytest.raises(ValueError, match="one bucket"):
+        next(e.run(vs, support=sup))
