@@ -236,6 +236,13 @@ SUMMARIES = {
 }
 
 
+NOTES = {
+    "ioi_cofiring": ("Does not reach CoAx (comp) ROC-AUC >= 0.85: the fourth co-firing mover 1.1, left out of the "
+                     "top-3 seed, gains conditional importance without its DLA rising, and layer-0 heads rank high; "
+                     "the amplification ratio ranks the three compensators first. See docs/organisms.md."),
+}
+
+
 def write_card(out: Path, name: str, log: dict, m: dict, organism: Optional[str] = None) -> dict:
     """The card.json of recipe ``name``'s model (shipped as ``organism``)."""
     r = log["settings"]
@@ -262,6 +269,7 @@ def write_card(out: Path, name: str, log: dict, m: dict, organism: Optional[str]
             f"{m['criterion']['rise_threshold_share']:.0%} of the primaries' summed clean DLA "
             f"({m['criterion']['threshold_logits']:.3f} logits) when the primaries are zero-ablated"),
         "dormancy_ratio": m.get("backup_to_primary_clean_dla"),
+        "notes": NOTES.get(organism, ""),
         "roles": {"other_heads_with_clean_dla_over_25pct": [
             [i // r["n_heads"], i % r["n_heads"]] for i, v in enumerate(m["clean_dla"])
             if v >= 0.25 * max(m["clean_dla"]) and [i // r["n_heads"], i % r["n_heads"]] not in m["primaries"]]},
