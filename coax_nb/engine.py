@@ -154,9 +154,13 @@ class Engine:
         cfg = model.cfg
         self.n_layers, self.n_heads = cfg.n_layers, cfg.n_heads
         self.d_head, self.d_model, self.d_vocab = cfg.d_head, cfg.d_model, cfg.d_vocab
-        self.device = resolve_device(device) if device is not None else next(model.parameters()).device
-        if next(model.parameters()).device != self.device:
-            model.to(self.device)
+        devices = {p.device for p in model.parameters()}
+        if len(devices) > 1:  # spread over devices (device_map): inputs go where the embedding is
+            self.device = model.embed.W_E.device if hasattr(model.embed, "W_E") else next(model.parameters()).device
+        else:
+            self.device = resolve_device(device) if device is not None else next(model.parameters()).device
+            if next(model.parameters()).device != self.device:
+                model.to(self.device)
         self.dtype = next(model.parameters()).dtype
         self.progress = progress
         self.task = prompts if isinstance(prompts, Task) else None

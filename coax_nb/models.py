@@ -58,7 +58,7 @@ def _organism_dir(name: str) -> Path:
     return organisms.path(name)
 
 
-def load_model(spec: Union[str, os.PathLike], device=None, dtype=None):
+def load_model(spec: Union[str, os.PathLike], device=None, dtype=None, device_map=None, max_memory=None):
     """Load a model as a ``TransformerBridge``.
 
     ``spec`` is one of
@@ -67,7 +67,9 @@ def load_model(spec: Union[str, os.PathLike], device=None, dtype=None):
       * a Hugging Face hub name such as ``"gpt2"`` (needs internet or a warm HF cache).
 
     ``device`` defaults to CUDA when present, else CPU; ``dtype`` defaults to fp32
-    (bf16/fp16 on a GPU only).
+    (bf16/fp16 on a GPU only). ``device_map`` (e.g. ``"auto"``) and ``max_memory`` spread
+    a model too big for one device over several, through TransformerBridge; the engine
+    then feeds inputs to the embedding's device and leaves the placement alone.
     """
     from transformer_lens.model_bridge import TransformerBridge
 
@@ -91,7 +93,8 @@ def load_model(spec: Union[str, os.PathLike], device=None, dtype=None):
         path = None
         source = spec_str
     try:
-        bridge = TransformerBridge.boot_transformers(source, device=str(dev), dtype=dt)
+        placement = {"device": str(dev)} if device_map is None else {"device_map": device_map, "max_memory": max_memory}
+        bridge = TransformerBridge.boot_transformers(source, dtype=dt, **placement)
     except (OSError, ValueError) as exc:
         text = str(exc)
         offline = any(k in text for k in ("connect", "offline", "resolve", "Network", "couldn't", "not a local folder", "Max retries"))

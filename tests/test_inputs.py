@@ -87,3 +87,14 @@ def test_evaluate_rejects_truth_in_seed(toy):
 def test_half_precision_refused_on_cpu(toy_dir):
     with pytest.raises(ValueError, match="CUDA"):
         load_model(toy_dir, device="cpu", dtype="fp16")
+
+
+def test_device_map_loading_goes_through_the_bridge():
+    """device_map / max_memory reach TransformerBridge (here all on the CPU)."""
+    from coax_nb import coax_scan
+    from coax_nb.organisms import task_for
+
+    m = load_model("organism:handwired", device_map="cpu")
+    assert {p.device.type for p in m.parameters()} == {"cpu"}
+    s = coax_scan(m, task_for("organism:handwired", 8), seed=["1.0", "1.1"], progress=False)
+    assert sorted(str(u) for u, _ in s.top(2)) == ["2.0", "2.1"]
