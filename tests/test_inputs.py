@@ -91,7 +91,6 @@ def test_half_precision_refused_on_cpu(toy_dir):
 
 def test_device_map_loading_goes_through_the_bridge():
     """device_map / max_memory reach TransformerBridge (here all on the CPU)."""
-    from coax_nb import coax_scan
     from coax_nb.organisms import task_for
 
     m = load_model("organism:handwired", device_map="cpu")
