@@ -40,15 +40,22 @@ def head_dla(engine: Engine, variant: Variant = CLEAN) -> np.ndarray:
     counted output positions of every prompt. Ablated heads read 0 (zero ablation)
     or their replacement's attribution (mean/freeze/patch)."""
     run = engine.base(variant)
+    if any(sc is None for sc in run.scale):
+        raise ValueError("direct logit attribution needs the final norm's scale, and this model's bridge "
+                         "has no ln_final.hook_scale")
     W_O = engine.model.W_O.detach().to(engine.dtype)  # [L, H, Dh, d]
     ln_w = engine.model.ln_final._original_component.weight.detach().to(engine.dtype)
+    # LayerNorm centres before scaling; RMSNorm does not
+    center = str(getattr(engine.model.cfg, "normalization_type", "LN") or "LN").upper().startswith("LN")
     total = torch.zeros(engine.n_layers, engine.n_heads, dtype=torch.float64, device=engine.device)
     count = 0.0
     for bi, b in enumerate(engine.buckets):
         direction, keep = _answer_directions(engine, bi)
         for layer in range(engine.n_layers):
             out = torch.einsum("nphe,hed->nphd", run.z[bi][layer][:, b.positions], W_O[layer])
-            out = (out - out.mean(-1, keepdim=True)) / run.scale[bi][:, :, None] * ln_w
+            if center:
+                out = out - out.mean(-1, keepdim=True)
+            out = out / run.scale[bi][:, :, None] * ln_w
             dla = torch.einsum("nphd,npd->nph", out, direction)
             total[layer] += (dla * keep[..., None]).sum((0, 1)).double()
         count += keep.sum().item()

@@ -334,7 +334,8 @@ class Engine:
         self.stats.seconds += time.perf_counter() - t0
         self.stats.forward_rows += tokens.shape[0]
         self.stats.block_rows += tokens.shape[0] * self.n_layers
-        return resid, zs, logits[:, positions].detach(), scale[0][:, positions]
+        # the final norm's scale (for direct logit attribution); None if the model has no such hook
+        return resid, zs, logits[:, positions].detach(), scale[0][:, positions] if scale else None
 
     # ------------------------------------------------------------------ masks and hooks
     def _source_z(self, name: str, bucket: Optional[int], layer: int) -> torch.Tensor:
@@ -404,7 +405,6 @@ class Engine:
                 if support is None:
                     logits = self.model.unembed(x)
                 else:  # only the support's columns of W_U, per (prompt, position)
-                    n = rows // k
                     w = self.model.W_U.T[support]  # [n, P, r, d]
                     logits = torch.einsum("knpd,nprd->knpr", x.reshape(k, n, *x.shape[1:]), w)
                     logits = (logits + self.model.b_U[support]).reshape(rows, *support.shape[1:])
