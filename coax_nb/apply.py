@@ -185,14 +185,18 @@ def knockout(
     variants = {(name, k): Variant.zero(P + r[:k]) for name, r in selectors.items() for k in range(K + 1)}
     oracle_v = Variant.zero(P + O)
     order = [oracle_v] + list(variants.values())
-    metric = _means(engine, order, metric_of)
-    acc = _means(engine, order, _accuracy)
+    unique = list(dict.fromkeys(order))  # k = 0 is the same variant for every selector: run it once
+    at = [unique.index(v) for v in order]
+    logits = engine.logits(unique)
+    metric = np.array([float(metric_of(engine.task, logits[j]).mean()) for j in at])
+    acc = np.array([float(_accuracy(engine.task, logits[j]).mean()) for j in at])
     kl = np.full(len(order), np.nan)
     if unrelated is not None:
         u_engine = Engine(engine.model, unrelated, position_mode="last", progress=False)
         clean = u_engine.clean_logits()
-        for i, lg in enumerate(u_engine.logits(order)):
-            kl[i] = float(np.mean([kl_divergence(c[-1], x[-1]).item() for c, x in zip(clean, lg)]))
+        per = [float(np.mean([kl_divergence(c[-1], x[-1]).item() for c, x in zip(clean, lg)]))
+               for lg in u_engine.logits(unique)]
+        kl = np.array([per[j] for j in at])
     rows = []
     for i, (name, k) in enumerate(variants, start=1):
         rows.append({"selector": name, "k": k, "accuracy": acc[i], "metric": metric[i],
