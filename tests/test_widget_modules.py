@@ -32,7 +32,7 @@ window.makeModel = (state) => {
 @pytest.fixture
 def page(browser):
     p = browser.new_page(viewport={"width": 900, "height": 700})
-    p.set_content("<html><body><div id='root'></div></body></html>")
+    p.set_content("<!DOCTYPE html><html><body><div id='root'></div></body></html>")
     p.evaluate(FAKE_MODEL)
     yield p
     p.close()
@@ -181,3 +181,27 @@ def test_ranking_module(page, scores):
     page.click("tbody tr[data-unit='2.3']")
     assert page.evaluate("window.model.state.selected") == ["2.3"]
     screenshot(page, "module-ranking")
+
+
+def test_dark_theme_uses_jupyterlab_colours(page, scores):
+    """Under JupyterLab's dark theme variables, text and tooltips follow the theme."""
+    page.evaluate("""() => {
+      const s = document.body.style;
+      s.setProperty('--jp-ui-font-color1', 'rgb(230, 230, 230)');
+      s.setProperty('--jp-ui-font-color2', 'rgb(190, 190, 190)');
+      s.setProperty('--jp-layout-color1', 'rgb(17, 17, 17)');
+      s.background = 'rgb(17, 17, 17)';
+    }""")
+    mount(page, "RankingTable", state_of(widgets.RankingTable(scores)))
+    color = page.evaluate("getComputedStyle(document.querySelector('.coax-root')).color")
+    assert color == "rgb(230, 230, 230)"
+    cell = page.evaluate("getComputedStyle(document.querySelector('.coax-ranking td')).color")
+    assert cell == "rgb(230, 230, 230)"
+    mount(page, "HeadMap", state_of(widgets.HeadMap(scores)))
+    page.hover(".coax-headmap .cell[data-unit='0.0']")
+    tip = page.evaluate("(() => { const t = getComputedStyle(document.querySelector('.coax-headmap .coax-tooltip'));"
+                        " return [t.color, t.backgroundColor]; })()")
+    assert tip == ["rgb(230, 230, 230)", "rgb(17, 17, 17)"]
+    axis = page.evaluate("getComputedStyle(document.querySelector('.coax-headmap text.coax-axis')).fill")
+    assert axis == "rgb(190, 190, 190)"
+    screenshot(page, "module-dark-theme")
