@@ -47,6 +47,12 @@ def task_loss(task: Task, logits) -> torch.Tensor:
     """Per-prompt cross-entropy of the target token at the counted positions (nats)."""
     if task.targets is None:
         raise ValueError(f"task {task.name!r} has no targets, so it has no loss")
+    if len({tuple(lg.shape) for lg in logits}) == 1:  # one batched computation when shapes agree
+        lg = torch.stack(list(logits))
+        tg = torch.tensor(task.targets, device=lg.device)
+        keep = (tg >= 0).to(torch.float64)
+        lp = torch.log_softmax(lg.double(), -1).gather(2, tg.clamp(min=0)[..., None]).squeeze(2)
+        return (-(lp * keep).sum(1) / keep.sum(1)).cpu()
     out = []
     for lg, tg in zip(logits, task.targets):
         tg = torch.tensor(tg, device=lg.device)
@@ -424,13 +430,15 @@ def prune(
     def loss_after(engine: Engine, removed_lists: list[list[Unit]]) -> np.ndarray:
         return _means(engine, [Variant.zero(r) if r else CLEAN for r in removed_lists], task_loss)
 
-    if seed is None:
+    if seed is not None:
+        seed_units = cal.units(seed)
+    elif "co_ablation" in orders:  # default seed: the top-3 single-ablation heads
         from .scores import coax_scan
 
         single = coax_scan(cal, seed=[Unit(0, 0)], progress=False)["single"]
         seed_units = [every[i] for i in np.argsort(-single)[:3]]
     else:
-        seed_units = cal.units(seed)
+        seed_units = []
 
     from tqdm.auto import tqdm
 

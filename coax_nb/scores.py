@@ -207,7 +207,16 @@ class _Geometry:
         return sum(len(b.index) * len(b.positions) for b in engine.buckets)
 
 
-def _group_size(engine: Engine, bi: int, top_r: int, budget_bytes: float = 2**29) -> int:
+def _row_energies(f: torch.Tensor) -> list[float]:
+    """``||f||^2`` summed over prompts and positions, per leading row, as host floats."""
+    return M.sq_norm(f).flatten(1).sum(1).double().cpu().tolist()
+
+
+def _group_size(engine: Engine, bi: int, top_r: int, budget_bytes: Optional[float] = None) -> int:
+    if budget_bytes is None:  # features of a whole group live at once: a quarter of free GPU memory
+        budget_bytes = 2**29
+        if engine.device.type == "cuda":
+            budget_bytes = min(0.25 * torch.cuda.mem_get_info(engine.device)[0], 2**33)
     b = engine.buckets[bi]
     width = top_r if top_r > 0 else engine.d_vocab
     per_unit = 4 * len(b.index) * len(b.positions) * width * 3
@@ -274,20 +283,22 @@ def coax_scan(
                 group = layer_heads[s:s + g]
                 f_single = {}
                 for _, idx, lg in engine.run([Variant.zero([u]) for u in group], CLEAN, buckets=[bi], progress=False,
-                                     support=geo.support[bi]):
+                                             support=geo.support[bi]):
                     f = M.features(geo.z0[bi], M.on_support(lg, None), geo.p0[bi], feature_mode)
+                    energies = _row_energies(f)  # one device->host copy per chunk
                     for row, vi in enumerate(idx):
                         f_single[vi] = f[row]
-                        single[group[vi].flat(H)] += M.sq_norm(f[row]).sum().item()
+                        single[group[vi].flat(H)] += energies[row]
                 scored = [u for u in group if not is_seed[u.flat(H)]]
                 variants = [S | Variant.zero([u]) for u in scored]
-                for _, idx, lg in engine.run(variants, S, buckets=[bi], progress=False,
-                                     support=geo.support[bi]):
+                for _, idx, lg in engine.run(variants, S, buckets=[bi], progress=False, support=geo.support[bi]):
                     f = M.features(geo.zS[bi], M.on_support(lg, None), p_cond, feature_mode)
+                    ref = torch.stack([f_single[group.index(scored[vi])] for vi in idx])
+                    energies, couplings = _row_energies(f), _row_energies(f - ref)
                     for row, vi in enumerate(idx):
                         uid = scored[vi].flat(H)
-                        cond[uid] += M.sq_norm(f[row]).sum().item()
-                        coup[uid] += M.sq_norm(f[row] - f_single[group.index(scored[vi])]).sum().item()
+                        cond[uid] += energies[row]
+                        coup[uid] += couplings[row]
                 bar.update(len(group))
     bar.close()
     count = geo.count(engine)
@@ -407,18 +418,21 @@ def synergy(
         for _, idx, lg in engine.run([Variant.zero([u]) for u in chosen], CLEAN, buckets=[bi], progress=False,
                                      support=geo.support[bi]):
             f = M.features(geo.z0[bi], M.on_support(lg, None), geo.p0[bi], feature_mode)
+            energies = _row_energies(f)
             for row, vi in enumerate(idx):
                 fs[vi] = f[row]
-                single[vi] += M.sq_norm(f[row]).sum().item()
+                single[vi] += energies[row]
+        F = torch.stack(fs)
         variants = [Variant.zero([chosen[i], chosen[j]]) for i, j in pairs]
-        for _, idx, lg in engine.run(variants, CLEAN, buckets=[bi], progress=False,
-                                     support=geo.support[bi]):
+        for _, idx, lg in engine.run(variants, CLEAN, buckets=[bi], progress=False, support=geo.support[bi]):
             f = M.features(geo.z0[bi], M.on_support(lg, None), geo.p0[bi], feature_mode)
+            ii = torch.tensor([pairs[vi][0] for vi in idx], device=F.device)
+            jj = torch.tensor([pairs[vi][1] for vi in idx], device=F.device)
+            vals = _row_energies(f - F[ii] - F[jj])
             for row, vi in enumerate(idx):
                 i, j = pairs[vi]
-                val = M.sq_norm(f[row] - fs[i] - fs[j]).sum().item()
-                raw[i, j] += val
-                raw[j, i] += val
+                raw[i, j] += vals[row]
+                raw[j, i] += vals[row]
             bar.update(len(idx))
     bar.close()
     count = geo.count(engine)

@@ -126,3 +126,21 @@ def test_induction_transfer_splits_and_numbers(toy, quiet):
     clean, both = [ev.task.metric(lg).mean().item()
                    for lg in ev.logits([Variant(), Variant.zero(r.primaries + r.completion)])]
     assert r.effect == pytest.approx(clean - both, abs=1e-9)
+
+
+def test_task_loss_is_the_cross_entropy_of_the_targets(hw):
+    import torch
+
+    from coax_nb.apply import task_loss
+
+    _, e, _, _ = hw
+    logits = e.clean_logits()
+    ref = torch.stack([-torch.log_softmax(lg.double(), -1)[0, t[0]] for lg, t in zip(logits, e.task.targets)])
+    assert torch.allclose(task_loss(e.task, logits), ref, atol=1e-12)
+    ragged = [lg if i % 2 else torch.cat([lg, lg]) for i, lg in enumerate(logits)]  # forces the per-prompt path
+    tg = [t if i % 2 else t + t for i, t in enumerate(e.task.targets)]
+    e.task.targets, saved = tg, e.task.targets
+    try:
+        assert torch.allclose(task_loss(e.task, ragged), ref, atol=1e-12)
+    finally:
+        e.task.targets = saved
