@@ -426,7 +426,10 @@ class Engine:
         cfg = self.model.cfg
         d_mlp = getattr(cfg, "d_mlp", None) or 4 * self.d_model
         bytes_el = torch.finfo(self.dtype).bits // 8
-        per_row = bytes_el * (T * (6 * self.d_model + 2 * d_mlp + 3 * self.n_heads * T) + 4 * P * (width or self.d_vocab))
+        # activations in the model's dtype; the caller turns the logits into float32 Fisher
+        # features with a few temporaries of the same size, so count those at 4 bytes x 6
+        per_row = (bytes_el * T * (6 * self.d_model + 2 * d_mlp + 3 * self.n_heads * T)
+                   + 4 * 6 * P * (width or self.d_vocab))
         if self.device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(self.device)
             budget = 0.5 * free
