@@ -84,7 +84,6 @@ def main():
         engine, t_build = timed(lambda: Engine(model, prompts, progress=False), sync)
         scores, t_scan = timed(lambda: coax_scan(engine, seed=seed, progress=False), sync)
         scores2, t_scan2 = timed(lambda: coax_scan(engine, seed=seed, progress=False), sync)
-        rows = engine.stats.block_rows
         res[f"scan_{dtype}"] = {"engine_build_s": t_build, "scan_s": t_scan, "scan_again_s": t_scan2,
                                 "total_s": t_build + t_scan, "variants": 2 * L * H - len(seed),
                                 "fpe": scores.meta["forward_passes"]}
@@ -123,7 +122,7 @@ def main():
         p, t_prune = timed(lambda: prune(model, task, ev, orders=["repair_aware"], stop_after=1, progress=False), sync)
         res[f"prune_step_{dtype}"] = {"total_s": t_prune, **p.steps[0]}
         print(f"pruning step {dtype}: {p.steps[0]}", flush=True)
-        del engine, model
+        engine = model = None  # free the GPU before the next dtype
         if cuda:
             torch.cuda.empty_cache()
     res["parameters"] = params
