@@ -88,7 +88,7 @@ def main():
                                 "total_s": t_build + t_scan, "variants": 2 * L * H - len(seed),
                                 "fpe": scores.meta["forward_passes"]}
         print(dtype, {k: round(v, 3) for k, v in res[f"scan_{dtype}"].items()}, flush=True)
-        if dtype == "fp32" and not args.skip_naive:
+        if not args.skip_naive:
             def naive():
                 units = engine.units(range(L * H))
                 S = Variant.zero(engine.units(seed))
@@ -105,11 +105,11 @@ def main():
                 return single, cond
             (single, cond), t_naive = timed(naive, sync)
             err = max(np.nanmax(np.abs(scores["single"] - single)), np.nanmax(np.abs(scores["conditional"] - cond)))
-            res["naive_fp32_s"] = t_naive
-            res["speedup_vs_naive_fp32"] = t_naive / (t_build + t_scan)
-            res["max_abs_energy_diff"] = float(err)
-            res["largest_energy"] = float(np.nanmax(single))
-            print(f"naive {t_naive:.2f} s; engine {t_build + t_scan:.3f} s; x{t_naive / (t_build + t_scan):.1f}; "
+            res[f"naive_{dtype}_s"] = t_naive
+            res[f"speedup_vs_naive_{dtype}"] = t_naive / (t_build + t_scan)
+            res[f"max_abs_energy_diff_{dtype}"] = float(err)
+            res[f"largest_energy_{dtype}"] = float(np.nanmax(single))
+            print(f"{dtype} naive {t_naive:.2f} s; engine {t_build + t_scan:.3f} s; x{t_naive / (t_build + t_scan):.1f}; "
                   f"max diff {err:.2e} of {np.nanmax(single):.3e}", flush=True)
         if not args.skip_synergy:
             units = [(layer, h) for layer in range(L) for h in range(H)]
