@@ -26,73 +26,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
 
+import numpy as np
 import torch
 
 from .models import resolve_device, tokenizer_fingerprint
 from .tasks import Task, output_positions
 from .units import Unit, parse_units
+from .variant import CACHED, CLEAN, MEAN, ZERO, Variant
 
-ZERO, MEAN, CACHED = "zero", "mean", "cached"
-
-
-@dataclass(frozen=True)
-class Variant:
-    """Per-head actions. ``actions`` maps a :class:`Unit` to ``"zero"``, ``"mean"`` or
-    ``"cached:SOURCE"`` (``cached:clean`` freezes a head at its intact-model output;
-    ``cached:NAME`` patches it from a registered counterfactual prompt set).
-    Heads not named are kept."""
-
-    actions: tuple = ()
-
-    @staticmethod
-    def make(units: Iterable[Unit], action: str = ZERO) -> "Variant":
-        if action not in (ZERO, MEAN) and not action.startswith(CACHED + ":"):
-            raise ValueError(f"unknown action {action!r}; use 'zero', 'mean' or 'cached:SOURCE'")
-        return Variant(tuple(sorted((u, action) for u in set(units))))
-
-    @staticmethod
-    def zero(units: Iterable[Unit]) -> "Variant":
-        return Variant.make(units, ZERO)
-
-    @staticmethod
-    def mean(units: Iterable[Unit]) -> "Variant":
-        return Variant.make(units, MEAN)
-
-    @staticmethod
-    def freeze(units: Iterable[Unit]) -> "Variant":
-        return Variant.make(units, CACHED + ":clean")
-
-    @staticmethod
-    def patch(units: Iterable[Unit], source: str) -> "Variant":
-        return Variant.make(units, f"{CACHED}:{source}")
-
-    def __or__(self, other: "Variant") -> "Variant":
-        """Combine two variants; ``other``'s action wins where both touch a head."""
-        merged = dict(self.actions)
-        merged.update(dict(other.actions))
-        return Variant(tuple(sorted(merged.items())))
-
-    @property
-    def units(self) -> list[Unit]:
-        return [u for u, _ in self.actions]
-
-    def layer_actions(self, layer: int) -> tuple:
-        return tuple((u.head, a) for u, a in self.actions if u.layer == layer)
-
-    def first_difference(self, base: "Variant", n_layers: int) -> int:
-        """First layer where this variant's actions differ from ``base``'s (n_layers if none)."""
-        for layer in range(n_layers):
-            if self.layer_actions(layer) != base.layer_actions(layer):
-                return layer
-        return n_layers
-
-    def __str__(self) -> str:
-        if not self.actions:
-            return "clean"
-        return " ".join(f"{u}:{a}" for u, a in self.actions)
-
-
-CLEAN = Variant()
 
 
 @dataclass
@@ -638,11 +579,47 @@ class Engine:
             out.append(torch.stack(per_layer, dim=2))
         return out
 
+    def mean_output_norms(self, run: BaseRun) -> np.ndarray:
+        """Each head's mean write norm at the output positions under ``run``: flat ``[L*H]``."""
+        norms = self.head_output_norms(run, "output")  # per bucket [n, P, L, H]
+        total = sum(x.sum(dim=(0, 1)) for x in norms)
+        count = sum(x.shape[0] * x.shape[1] for x in norms)
+        return (total / count).flatten().double().cpu().numpy()
+
     def describe(self) -> str:
         lens = sorted({b.length for b in self.buckets})
         return (f"Engine({self.n_layers}x{self.n_heads} heads, {self.n_prompts} prompts, lengths {lens}, "
                 f"position_mode={self.position_mode}, device={self.device}, dtype={self.dtype}, "
                 f"prefix path={'direct blocks' if self._direct else 'bridge start_at_layer'})")
+
+
+def as_engine(model_or_engine, task=None, *, position_mode: Optional[str] = None, progress: bool = True) -> Engine:
+    """The one way every method gets its engine: an :class:`Engine` as given, or one built
+    from a model and a task (or token lists). Reuse an Engine across calls to share its
+    cached clean run."""
+    if isinstance(model_or_engine, Engine):
+        if task is not None and task is not model_or_engine.task:
+            raise ValueError("pass the prompts either to the Engine or here, not both (the engine "
+                             "already holds its task)")
+        if position_mode is not None and position_mode != model_or_engine.position_mode:
+            raise ValueError(f"this engine reads position_mode={model_or_engine.position_mode!r}; "
+                             "build another Engine for a different mode")
+        return model_or_engine
+    if task is None:
+        raise ValueError("give a task (prompts with answers, e.g. ioi_task(model)) with the model, "
+                         "or pass an Engine")
+    return Engine(model_or_engine, task, position_mode=position_mode, progress=progress)
+
+
+def check_primaries(engine: Engine, primaries) -> list[Unit]:
+    """The primary set S as checked units: not empty, and leaving some head to score."""
+    units = engine.units(primaries)
+    if not units:
+        raise ValueError("the primary set is empty; CoAx conditions on a primary set S: pass e.g. "
+                         "primaries=['L9H9', 'L9H6']")
+    if len(units) >= engine.n_layers * engine.n_heads:
+        raise ValueError("the primary set covers every head, so no head is left to score; remove some")
+    return units
 
 
 def seconds_and_passes(engine: Engine, since: EngineStats) -> dict:

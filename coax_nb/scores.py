@@ -19,6 +19,7 @@ import torch
 
 from . import metrics as M
 from .engine import CLEAN, Engine, Variant, seconds_and_passes, snapshot
+from .results import Completion, PairScores, UnitScores
 from .units import Unit, all_units, parse_units
 
 SCORE_DOCS = {
@@ -52,138 +53,6 @@ def _check_seed(engine: Engine, seed) -> list[Unit]:
     if len(units) >= engine.n_layers * engine.n_heads:
         raise ValueError("the seed set covers every head, so no head is left to score; remove some seed heads")
     return units
-
-
-@dataclass
-class UnitScores:
-    """Per-head scores. ``scores[name]`` is an array over flat head ids
-    (``layer * n_heads + head``); NaN where a score is undefined (e.g. comp on seed heads)."""
-
-    n_layers: int
-    n_heads: int
-    seed: list
-    scores: dict
-    meta: dict = field(default_factory=dict)
-
-    @property
-    def units(self) -> list[Unit]:
-        return all_units(self.n_layers, self.n_heads)
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        if name not in self.scores:
-            raise KeyError(f"no score {name!r}; available: {', '.join(self.scores)}")
-        return self.scores[name]
-
-    def value(self, name: str, unit) -> float:
-        u = parse_units([unit], self.n_layers, self.n_heads)[0]
-        return float(self[name][u.flat(self.n_heads)])
-
-    def is_seed(self) -> np.ndarray:
-        mask = np.zeros(self.n_layers * self.n_heads, bool)
-        for u in self.seed:
-            mask[u.flat(self.n_heads)] = True
-        return mask
-
-    def top(self, k: int = 10, by: str = "comp", exclude_seed: bool = True) -> list[tuple[Unit, float]]:
-        """The k highest-scoring heads by ``by`` (seed heads left out by default)."""
-        vals = self[by].astype(float).copy()
-        if exclude_seed:
-            vals[self.is_seed()] = np.nan
-        order = [i for i in np.argsort(-np.nan_to_num(vals, nan=-np.inf), kind="stable") if not np.isnan(vals[i])]
-        return [(self.units[i], float(vals[i])) for i in order[:k]]
-
-    def to_frame(self):
-        import pandas as pd
-
-        units = self.units
-        df = pd.DataFrame({"layer": [u.layer for u in units], "head": [u.head for u in units],
-                           "name": [str(u) for u in units], "seed": self.is_seed()})
-        for name, arr in self.scores.items():
-            df[name] = arr
-        return df
-
-    def to_dict(self) -> dict:
-        clean = lambda a: [None if (isinstance(x, float) and math.isnan(x)) else x for x in a.tolist()]  # noqa: E731
-        return {"type": "UnitScores", "n_layers": self.n_layers, "n_heads": self.n_heads,
-                "seed": [str(u) for u in self.seed], "scores": {k: clean(v.astype(float)) for k, v in self.scores.items()},
-                "meta": self.meta}
-
-    def to_json(self, path: Optional[os.PathLike] = None) -> str:
-        text = json.dumps(self.to_dict(), indent=1)
-        if path is not None:
-            from .io import atomic_write_text
-
-            atomic_write_text(path, text)
-        return text
-
-    @classmethod
-    def from_json(cls, text_or_path) -> "UnitScores":
-        text = str(text_or_path)
-        if not text.lstrip().startswith("{"):
-            text = open(text_or_path).read()
-        d = json.loads(text)
-        scores = {k: np.array([np.nan if x is None else x for x in v], float) for k, v in d["scores"].items()}
-        seed = parse_units(d["seed"], d["n_layers"], d["n_heads"])
-        return cls(d["n_layers"], d["n_heads"], seed, scores, d.get("meta", {}))
-
-    def merged(self, other: "UnitScores") -> "UnitScores":
-        """These scores plus ``other``'s columns (same model shape and seed set)."""
-        if (other.n_layers, other.n_heads) != (self.n_layers, self.n_heads) or set(other.seed) != set(self.seed):
-            raise ValueError("can only merge scores of the same model with the same seed set")
-        return UnitScores(self.n_layers, self.n_heads, list(self.seed), {**self.scores, **other.scores},
-                          {**self.meta, **{k: v for k, v in other.meta.items() if k not in self.meta}})
-
-    def table(self, k: int = 10, by: str = "comp") -> str:
-        cols = [c for c in ("single", "conditional", "comp", "ratio", "wakeup") if c in self.scores]
-        lines = [f"{'rank':>4}  {'head':>6}  " + "  ".join(f"{c:>12}" for c in cols)]
-        for r, (u, _) in enumerate(self.top(k, by), 1):
-            i = u.flat(self.n_heads)
-            lines.append(f"{r:>4}  {str(u):>6}  " + "  ".join(f"{self.scores[c][i]:>12.4g}" for c in cols))
-        return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        seed = ", ".join(map(str, self.seed))
-        return (f"UnitScores({self.n_layers}x{self.n_heads} heads, seed [{seed}], "
-                f"scores {list(self.scores)})\n" + self.table(5))
-
-
-@dataclass
-class PairScores:
-    """Head x head matrices (``values[name]`` is ``[M, M]`` over ``units``)."""
-
-    units: list
-    values: dict
-    meta: dict = field(default_factory=dict)
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        return self.values[name]
-
-    def top_pairs(self, k: int = 10, by: Optional[str] = None) -> list[tuple[Unit, Unit, float]]:
-        by = by or next(iter(self.values))
-        m = self.values[by]
-        pairs = [(self.units[i], self.units[j], float(m[i, j])) for i, j in combinations(range(len(self.units)), 2)
-                 if not np.isnan(m[i, j])]
-        return sorted(pairs, key=lambda t: -t[2])[:k]
-
-    def to_dict(self) -> dict:
-        clean = lambda m: [[None if np.isnan(x) else float(x) for x in row] for row in m]  # noqa: E731
-        return {"type": "PairScores", "units": [str(u) for u in self.units],
-                "values": {k: clean(v) for k, v in self.values.items()}, "meta": self.meta}
-
-    def to_json(self, path: Optional[os.PathLike] = None) -> str:
-        text = json.dumps(self.to_dict())
-        if path is not None:
-            from .io import atomic_write_text
-
-            atomic_write_text(path, text)
-        return text
-
-    def to_frame(self, name: Optional[str] = None):
-        import pandas as pd
-
-        name = name or next(iter(self.values))
-        labels = [str(u) for u in self.units]
-        return pd.DataFrame(self.values[name], index=labels, columns=labels)
 
 
 class _Geometry:
@@ -443,21 +312,6 @@ def synergy(
             "n_prompts": engine.n_prompts, "single": single.tolist(),
             "wall_seconds": round(time.perf_counter() - t0, 3), **seconds_and_passes(engine, s0)}
     return PairScores(chosen, {"normalized": norm, "raw": raw}, meta)
-
-
-@dataclass
-class Completion:
-    """Greedy conditional completion: heads in the order they were added, with the
-    ablation energy each had given everything selected before it."""
-
-    seed: list
-    added: list
-    gains: list
-    meta: dict = field(default_factory=dict)
-
-    def __repr__(self) -> str:
-        steps = ", ".join(f"{u} ({g:.3g})" for u, g in zip(self.added, self.gains))
-        return f"Completion(seed [{', '.join(map(str, self.seed))}] + {steps})"
 
 
 def greedy_completion(

@@ -1,19 +1,27 @@
 """Units (attention heads) and how users name them.
 
-A unit is a head ``(layer, head)``; its flat id is ``layer * n_heads + head``.
-Users may write a head as ``(9, 9)``, ``"9.9"``, ``"L9H9"`` or a flat id; every
-public function goes through :func:`parse_units` so that a bad name fails the same
+A unit is a head ``(layer, head)``; its flat id (an index into per-head arrays) is
+``layer * n_heads + head``. Heads are labelled the TransformerLens way, ``L9H9``.
+
+Accepted spellings of one head: ``Unit(9, 9)``, ``(9, 9)`` or ``[9, 9]`` (numpy
+integers too), and the strings ``"9.9"``, ``"L9H9"``, ``"L9.H9"``, ``"a9.h9"``,
+``"9:9"``. **The rule for lists:** a collection is a list of heads, each written as
+above; a pair of integers on its own is one head. A bare integer is never a head
+(``10`` could mean head 0.10 or layer 10), and neither is a float: ``9.10`` read as a
+number is ``9.1`` (papermill ``-p``, YAML and CSV do that), so write heads as strings.
+Every public function goes through :func:`parse_units`, so a bad name fails the same
 clear way everywhere.
 """
 from __future__ import annotations
 
+import numbers
 import re
 from dataclasses import dataclass
 from typing import Iterable, Union
 
-UnitLike = Union["Unit", tuple, list, str, int]
+UnitLike = Union["Unit", tuple, list, str]
 
-_NAME = re.compile(r"^\s*(?:L)?(\d+)\s*[.,:H ]\s*(\d+)\s*$", re.IGNORECASE)
+_NAME = re.compile(r"^\s*(?:L|a)?\s*(\d+)\s*(?:[.,:]\s*(?:H|h)?|H)\s*(\d+)\s*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True, order=True)
@@ -22,7 +30,7 @@ class Unit:
     head: int
 
     def __str__(self) -> str:
-        return f"{self.layer}.{self.head}"
+        return f"L{self.layer}H{self.head}"
 
     def __iter__(self):  # so tuple(unit) / list(unit) give (layer, head)
         return iter((self.layer, self.head))
@@ -30,44 +38,54 @@ class Unit:
     def flat(self, n_heads: int) -> int:
         return self.layer * n_heads + self.head
 
+    @staticmethod
+    def from_flat(index: int, n_heads: int) -> "Unit":
+        return Unit(*divmod(int(index), n_heads))
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
 
 def parse_unit(spec: UnitLike, n_layers: int, n_heads: int) -> Unit:
     """Turn any accepted head spelling into a checked :class:`Unit`."""
     if isinstance(spec, Unit):
         layer, head = spec.layer, spec.head
-    elif isinstance(spec, bool):
-        raise TypeError(f"{spec!r} is not a head; write (layer, head) or 'layer.head'")
-    elif isinstance(spec, int):
-        if not 0 <= spec < n_layers * n_heads:
-            raise ValueError(
-                f"head id {spec} is outside the model: flat ids run 0..{n_layers * n_heads - 1} "
-                f"({n_layers} layers x {n_heads} heads)"
-            )
-        layer, head = divmod(spec, n_heads)
+    elif _is_int(spec):
+        raise ValueError(f"{spec!r} alone is not a head (it could be a layer or a flat id); "
+                         "write a head as 'L9H9' or a (layer, head) pair")
+    elif isinstance(spec, numbers.Real) and not isinstance(spec, bool):
+        raise ValueError(f"the number {spec!r} is not a head: written as a number, 9.10 becomes 9.1 "
+                         "(papermill -p, YAML and CSV do this); pass heads as strings, e.g. 'L9H10' or '9.10'")
     elif isinstance(spec, str):
         m = _NAME.match(spec)
         if not m:
-            raise ValueError(f"cannot read head {spec!r}; write it as 'layer.head', e.g. '9.9'")
+            raise ValueError(f"cannot read head {spec!r}; write it as 'L9H9' or '9.9' (layer.head)")
         layer, head = int(m.group(1)), int(m.group(2))
-    elif isinstance(spec, (tuple, list)) and len(spec) == 2:
+    elif isinstance(spec, (tuple, list)) and len(spec) == 2 and all(_is_int(x) for x in spec):
         layer, head = int(spec[0]), int(spec[1])
     else:
-        raise TypeError(f"{spec!r} is not a head; write (layer, head) or 'layer.head'")
+        raise ValueError(f"{spec!r} is not a head; write (layer, head) or 'L9H9'")
     if not (0 <= layer < n_layers and 0 <= head < n_heads):
         raise ValueError(
-            f"head {layer}.{head} is outside the model: layers run 0..{n_layers - 1}, "
+            f"head L{layer}H{head} is outside the model: layers run 0..{n_layers - 1}, "
             f"heads 0..{n_heads - 1}"
         )
     return Unit(layer, head)
 
 
 def parse_units(specs: Iterable[UnitLike] | UnitLike | None, n_layers: int, n_heads: int) -> list[Unit]:
-    """Parse a collection of heads, keeping order and dropping repeats."""
+    """Parse a collection of heads, keeping order and dropping repeats. A string may
+    hold several heads separated by spaces or commas (``"L9H9, L10H0"``)."""
     if specs is None:
         return []
-    if isinstance(specs, (str, int, Unit)) or (
-        isinstance(specs, tuple) and len(specs) == 2 and all(isinstance(x, int) for x in specs)
-    ):
+    if isinstance(specs, str):
+        parts = [x for x in re.split(r"\s+|,(?=\s|[La])", specs) if x]
+        specs = parts if len(parts) != 1 else [specs]
+    elif isinstance(specs, Unit) or (isinstance(specs, (tuple, list)) and len(specs) == 2
+                                     and all(_is_int(x) for x in specs)):
+        specs = [specs]
+    elif _is_int(specs) or isinstance(specs, numbers.Real):
         specs = [specs]
     out: list[Unit] = []
     for s in specs:
@@ -79,3 +97,8 @@ def parse_units(specs: Iterable[UnitLike] | UnitLike | None, n_layers: int, n_he
 
 def all_units(n_layers: int, n_heads: int) -> list[Unit]:
     return [Unit(layer, head) for layer in range(n_layers) for head in range(n_heads)]
+
+
+def parse_name(spec: UnitLike) -> Unit:
+    """A head from its name alone, without a model to check it against (reading files)."""
+    return parse_unit(spec, 1 << 30, 1 << 30)
