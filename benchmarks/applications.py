@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from coax_nb import Engine, coax_scan, load_model, organisms
-from coax_nb.apply import attribution_repair, circuit_completion, knockout, prune
+from coax_nb.applications import attribution_repair, circuit_completion, knockout, prune
 from coax_nb.organisms import task_for
 from coax_nb.tasks import induction_task
 from coax_nb.units import all_units
@@ -19,12 +19,12 @@ def main():
         model = load_model(f"organism:{name}")
         card = organisms.card(name)
         P, B = [tuple(x) for x in card["primaries"]], [tuple(x) for x in card["backups"]]
-        e = Engine(model, task_for(f"organism:{name}", 64, seed=7), progress=False)
-        s = coax_scan(e, seed=P, progress=False)
+        e = Engine(model, task_for(f"organism:{name}", 64, prompt_seed=7), progress=False)
+        s = coax_scan(e, primaries=P, progress=False)
         ar = attribution_repair(e, None, P, B)
         rows_ar.append(f"| {name} | {ar.clean:.2f} | {ar.primaries_only:.3f} | {ar.with_backups:.3f} | {ar.factor:.1f} |")
         ko = knockout(e, None, P, {"CoAx": [u for u, _ in s.top(8)], "first-order": [u for u, _ in s.top(8, by="single")]},
-                      B, unrelated=induction_task(model, 16, 8, seed=3))
+                      B, unrelated=induction_task(model, 16, 8, prompt_seed=3))
         K = len(B)
         c, f = ko.row("CoAx", K), ko.row("first-order", K)
         rnd = [ko.row(f"random #{i}", K)["distance_to_oracle"] for i in range(ko.meta["n_random"])]
@@ -37,7 +37,7 @@ def main():
         rows_cc.append(f"| {name} | {inc['base']:.3f} | {inc['CoAx']:.3f} | {inc['documented']:.3f} | "
                        f"{inc['matched random (n=8)']:.3f} |")
         t0 = time.time()
-        p = prune(model, task_for(f"organism:{name}", 48, seed=1), task_for(f"organism:{name}", 64, seed=2),
+        p = prune(model, task_for(f"organism:{name}", 48, prompt_seed=1), task_for(f"organism:{name}", 64, prompt_seed=2),
                   progress=False)
         ra = np.array(p.orders["repair_aware"]["loss"])
         statics = {n: np.array(o["loss"]) for n, o in p.orders.items() if n != "repair_aware"}

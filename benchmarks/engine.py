@@ -60,7 +60,7 @@ def main() -> None:
     sync()
     t0 = time.perf_counter()
     engine = Engine(model, prompts.tolist(), progress=False)
-    scores = coax_scan(engine, seed=seed, progress=False)
+    scores = coax_scan(engine, primaries=seed, progress=False)
     sync()
     t_engine = time.perf_counter() - t0
 

@@ -53,7 +53,7 @@ def main():
 
     from coax_nb import Engine, Variant, coax_scan, load_model, synergy
     from coax_nb import metrics as M
-    from coax_nb.apply import prune
+    from coax_nb.applications import prune
     from coax_nb.tasks import induction_task
     from coax_nb.toy import build_toy_model
 
@@ -82,8 +82,8 @@ def main():
         params = sum(p.numel() for p in model.parameters())
         Engine(model, prompts[:8], progress=False)  # warm-up (kernels, allocator)
         engine, t_build = timed(lambda: Engine(model, prompts, progress=False), sync)
-        scores, t_scan = timed(lambda: coax_scan(engine, seed=seed, progress=False), sync)
-        scores2, t_scan2 = timed(lambda: coax_scan(engine, seed=seed, progress=False), sync)
+        scores, t_scan = timed(lambda: coax_scan(engine, primaries=seed, progress=False), sync)
+        scores2, t_scan2 = timed(lambda: coax_scan(engine, primaries=seed, progress=False), sync)
         res[f"scan_{dtype}"] = {"engine_build_s": t_build, "scan_s": t_scan, "scan_again_s": t_scan2,
                                 "total_s": t_build + t_scan, "variants": 2 * L * H - len(seed),
                                 "fpe": scores.meta["forward_passes"]}
@@ -117,8 +117,8 @@ def main():
             res[f"synergy_{dtype}_s"] = t_syn
             res[f"synergy_{dtype}_variants"] = len(units) * (len(units) + 1) // 2
             print(f"synergy {L * H}x{L * H} {dtype}: {t_syn:.2f} s", flush=True)
-        task = induction_task(model, n, half_length=T // 2, seed=3)
-        ev = induction_task(model, n, half_length=T // 2, seed=4)
+        task = induction_task(model, n, half_length=T // 2, prompt_seed=3)
+        ev = induction_task(model, n, half_length=T // 2, prompt_seed=4)
         p, t_prune = timed(lambda: prune(model, task, ev, orders=["repair_aware"], stop_after=1, progress=False), sync)
         res[f"prune_step_{dtype}"] = {"total_s": t_prune, **p.steps[0]}
         print(f"pruning step {dtype}: {p.steps[0]}", flush=True)

@@ -26,11 +26,11 @@ def spearman(a, b):
 
 for name in organisms.names():
     card = organisms.card(name)
-    task = task_for(f"organism:{name}", 64, seed=7)
+    task = task_for(f"organism:{name}", 64, prompt_seed=7)
     out = {}
     for dev, dt in (("cpu", "fp32"), ("cuda", "fp32"), ("cuda", "bf16")):
         m = load_model(f"organism:{name}", device=dev, dtype=dt)
-        out[(dev, dt)] = coax_scan(Engine(m, task, progress=False), seed=card["primaries"], progress=False)
+        out[(dev, dt)] = coax_scan(Engine(m, task, progress=False), primaries=card["primaries"], progress=False)
     ref = out[("cpu", "fp32")]
     for key in (("cuda", "fp32"), ("cuda", "bf16")):
         s = out[key]
@@ -47,7 +47,7 @@ prompts[:, 0] = 0
 res = {}
 for dt in ("fp32", "bf16"):
     m = load_model(path, device="cuda", dtype=dt)
-    res[dt] = coax_scan(Engine(m, prompts.tolist(), progress=False), seed=[(9, 0), (9, 1), (10, 0)], progress=False)
+    res[dt] = coax_scan(Engine(m, prompts.tolist(), progress=False), primaries=[(9, 0), (9, 1), (10, 0)], progress=False)
 for col in ("single", "conditional", "comp"):
     a, b = res["fp32"][col], res["bf16"][col]
     print(f"GPT-2 shape bf16 vs fp32 {col}: Spearman {spearman(b, a):.4f}, "

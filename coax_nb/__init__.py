@@ -1,24 +1,27 @@
 """coax-nb: Conditional Co-Ablation (CoAx) for transformer attention heads, in Jupyter."""
-from .apply import (attribution_repair, circuit_completion, induction_transfer, knockout, prune, task_loss)
+from .applications import (attribution_repair, circuit_completion, induction_transfer, knockout, prune,
+                           task_loss)
 from .baselines import attribution_scores
 from .dla import dla_ground_truth, head_dla
-from .engine import CLEAN, Engine, Variant
+from .engine import CLEAN, Engine, Term, Variant, as_engine
 from .evaluate import average_precision, evaluate, precision_at_k, roc_auc
+from .inputs import Run, resolve
 from .models import ModelLoadError, load_model
-from .scores import (PairScores, UnitScores, ablation_energy, co_activation, coax_scan, greedy_completion,
-                     synergy)
-from .recover import RecoveryResult, recovery
-from .tasks import Task, custom_task, induction_task, ioi_task
+from .recover import recovery
+from .results import Completion, Curves, PairScores, RecoveryResult, UnitScores, load
+from .scores import ablation_energy, co_activation, coax_scan, greedy_completion, single_scan, synergy
+from .tasks import Task, custom_task, induction_task, ioi_counterfactual, ioi_task
 from .units import Unit, parse_units
-from .validate import counterfactual_patching, dla_handoff, freezing, ioi_counterfactual, wakeup
+from .validate import counterfactual_patching, dla_handoff, freezing, wakeup
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "CLEAN", "Engine", "Variant", "average_precision", "evaluate", "precision_at_k", "roc_auc",
-    "ModelLoadError", "load_model", "PairScores", "UnitScores", "ablation_energy", "co_activation", "coax_scan",
-    "greedy_completion", "synergy", "Task", "custom_task", "induction_task", "ioi_task", "Unit",
-    "parse_units", "attribution_scores", "dla_ground_truth", "head_dla", "RecoveryResult", "recovery",
-    "counterfactual_patching", "dla_handoff", "freezing", "ioi_counterfactual", "wakeup",
+    "CLEAN", "Engine", "Term", "Variant", "as_engine", "average_precision", "evaluate", "precision_at_k",
+    "roc_auc", "Run", "resolve", "ModelLoadError", "load_model", "Completion", "Curves", "PairScores",
+    "RecoveryResult", "UnitScores", "load", "ablation_energy", "co_activation", "coax_scan", "greedy_completion",
+    "single_scan", "synergy", "Task", "custom_task", "induction_task", "ioi_counterfactual", "ioi_task", "Unit",
+    "parse_units", "attribution_scores", "dla_ground_truth", "head_dla", "recovery",
+    "counterfactual_patching", "dla_handoff", "freezing", "wakeup",
     "attribution_repair", "circuit_completion", "induction_transfer", "knockout", "prune", "task_loss",
 ]

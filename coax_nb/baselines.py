@@ -16,7 +16,7 @@ differentiable ``metric_fn``):
 - ``cond_*``: the same estimator in the seed-ablated graph (seed heads zeroed);
   ``delta_*``: ``cond_* - *``, the two-state difference.
 
-One backward pass covers a whole bucket of prompts (prompts do not interact, so the
+One backward pass covers a whole batch of same-length prompts (prompts do not interact, so the
 gradient of the summed metric is every prompt's own gradient).
 """
 from __future__ import annotations
@@ -27,8 +27,9 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from .engine import CLEAN, Engine, Variant, seconds_and_passes, snapshot
-from .scores import UnitScores, _check_seed, _to_engine
+from .compat import renamed
+from .engine import CLEAN, BatchView, Engine, Variant, as_engine, check_primaries, seconds_and_passes, snapshot
+from .results import UnitScores
 
 METHODS = ("atp", "atp_gd", "eap_ig")
 
@@ -38,12 +39,12 @@ def _per_head(z: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return (z * g).sum(dim=(1, 3)).double()
 
 
-def _atp(engine: Engine, bi: int, variant: Variant) -> torch.Tensor:
+def _atp(engine: Engine, bi: BatchView, variant: Variant) -> torch.Tensor:
     zs, gs, _ = engine.gradients(bi, variant)
     return torch.stack([_per_head(z, g) for z, g in zip(zs, gs)], 1)  # [n, L, H]
 
 
-def _atp_graddrop(engine: Engine, bi: int, variant: Variant) -> torch.Tensor:
+def _atp_graddrop(engine: Engine, bi: BatchView, variant: Variant) -> torch.Tensor:
     L = engine.n_layers
     total = 0
     for drop in range(L):
@@ -52,7 +53,7 @@ def _atp_graddrop(engine: Engine, bi: int, variant: Variant) -> torch.Tensor:
     return total / max(L - 1, 1)
 
 
-def _eap_ig(engine: Engine, bi: int, variant: Variant, steps: int) -> torch.Tensor:
+def _eap_ig(engine: Engine, bi: BatchView, variant: Variant, steps: int) -> torch.Tensor:
     per_layer = []
     for layer in range(engine.n_layers):
         grad_sum, z_clean = 0, None
@@ -65,30 +66,31 @@ def _eap_ig(engine: Engine, bi: int, variant: Variant, steps: int) -> torch.Tens
     return torch.stack(per_layer, 1)
 
 
+@renamed(seed="primaries")
 def attribution_scores(
     model_or_engine,
-    prompts=None,
-    seed=(),
+    task=None,
+    primaries=(),
     *,
     methods: Sequence[str] = METHODS,
     ig_steps: int = 8,
     position_mode: Optional[str] = None,
     progress: bool = True,
 ) -> UnitScores:
-    """Gradient baselines for every head, intact and (when ``seed`` is given) in the
-    seed-ablated graph, as one :class:`UnitScores` with columns ``atp``, ``atp_gd``,
+    """Gradient baselines for every head, intact and (when ``primaries`` are given) in
+    the primaries-ablated graph, as one :class:`UnitScores` with columns ``atp``, ``atp_gd``,
     ``eap_ig``, ``cond_*`` and ``delta_*``.
 
-    Costs per bucket: AtP 1 forward+backward, GradDrop L, EAP-IG ``L x ig_steps``;
-    doubled with a seed set. ``meta['cost']`` records seconds and passes per method.
+    Costs per prompt: AtP 1 forward+backward, GradDrop L, EAP-IG ``L x ig_steps``;
+    doubled with primaries. ``meta['cost']`` records seconds and passes per method.
     """
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown attribution method(s) {unknown}; choose from {', '.join(METHODS)}")
     if ig_steps < 1:
         raise ValueError("ig_steps must be at least 1")
-    engine = _to_engine(model_or_engine, prompts, position_mode, progress)
-    seed_units = _check_seed(engine, seed) if len(seed) else []
+    engine = as_engine(model_or_engine, task, position_mode=position_mode, progress=progress)
+    seed_units = check_primaries(engine, primaries) if len(primaries) else []
     L, H = engine.n_layers, engine.n_heads
     states = [("", CLEAN)] + ([("cond_", Variant.zero(seed_units))] if seed_units else [])
     is_seed = np.zeros(L * H, bool)
@@ -98,23 +100,23 @@ def attribution_scores(
     from tqdm.auto import tqdm
 
     cost_per = {"atp": 1, "atp_gd": L, "eap_ig": L * ig_steps}
-    bar = tqdm(total=sum(cost_per[m] for m in methods) * len(states) * len(engine.buckets),
+    bar = tqdm(total=sum(cost_per[m] for m in methods) * len(states) * engine.n_prompts,
                desc="gradient baselines", unit="backward", disable=not progress, leave=False)
     columns, cost = {}, {}
     t_start = time.perf_counter()
     for method in methods:
         s0, t0 = snapshot(engine), time.perf_counter()
         for prefix, variant in states:
-            acc = torch.zeros(L, H, dtype=torch.float64)
-            for bi in range(len(engine.buckets)):
+            def batch_sum(batch, method=method, variant=variant):
                 if method == "atp":
-                    est = _atp(engine, bi, variant).abs()
+                    est = _atp(engine, batch, variant).abs()
                 elif method == "atp_gd":
-                    est = _atp_graddrop(engine, bi, variant)
+                    est = _atp_graddrop(engine, batch, variant)
                 else:
-                    est = _eap_ig(engine, bi, variant, ig_steps)  # signed; |.| after averaging
-                acc += est.sum(0).cpu()
-                bar.update(cost_per[method])
+                    est = _eap_ig(engine, batch, variant, ig_steps)  # signed; |.| after averaging
+                bar.update(cost_per[method] * batch.size)
+                return est.sum(0).cpu()
+            acc = engine.sum_over_batches(batch_sum)
             score = (acc / engine.n_prompts).flatten().numpy()
             columns[prefix + method] = np.abs(score) if method == "eap_ig" else score
         if seed_units:

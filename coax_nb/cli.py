@@ -8,45 +8,33 @@ import time
 DEFAULT_MODEL = "organism:ioi_dormant"
 
 
-def _task(model, spec: str, name: str, n: int, seed: int):
-    from . import organisms
-    from .tasks import induction_task, ioi_task
-
-    if spec.startswith("organism:") and name == "default":
-        return organisms.task_for(spec, n_prompts=n, seed=seed)
-    if name in ("ioi", "default"):
-        return ioi_task(model, n, seed=seed)
-    if name == "induction":
-        return induction_task(model, n, seed=seed)
-    raise SystemExit(f"unknown task {name!r}; choose ioi or induction")
+def _primaries(args):
+    """--primaries, or the deprecated --seed (a warning on stderr); None when neither."""
+    if args.seed is not None:
+        if args.primaries is not None:
+            raise ValueError("give the primary heads with --primaries only (--seed is its old name)")
+        print("coax-nb: warning: --seed is renamed --primaries; --seed will be removed", file=sys.stderr)
+        return " ".join(args.seed)
+    return None if args.primaries is None else " ".join(args.primaries)
 
 
 def cmd_scan(args) -> int:
-    from . import organisms
     from .evaluate import evaluate
-    from .models import load_model
+    from .inputs import resolve
     from .scores import coax_scan
 
     t0 = time.perf_counter()
-    model = load_model(args.model, device=args.device, dtype=args.dtype)
-    task = _task(model, args.model, args.task, args.prompts, args.prompt_seed)
-    seed = args.seed
-    truth = None
-    if args.model.startswith("organism:"):
-        card = organisms.card(args.model.split(":", 1)[1])
-        seed = seed or [f"{l}.{h}" for l, h in card["primaries"]]
-        truth = [f"{l}.{h}" for l, h in card["backups"]]
-    if not seed:
-        raise SystemExit("give the primary (seed) heads with --seed, e.g. --seed 9.9 9.6 10.0")
-    scores = coax_scan(model, task, seed=seed, position_mode=args.position_mode, top_r=args.top_r,
-                       progress=not args.quiet)
-    print(f"CoAx scan of {args.model} on {task.name} ({len(task)} prompts), seed S = {', '.join(map(str, scores.seed))}")
+    run = resolve(args.model, args.task, args.prompts, _primaries(args), args.prompt_seed, args.device,
+                  progress=not args.quiet, dtype=args.dtype, position_mode=args.position_mode)
+    scores = coax_scan(run.engine, primaries=run.primaries, top_r=args.top_r, progress=not args.quiet)
+    print(f"CoAx scan of {args.model} on {run.task.name} ({len(run.task)} prompts), primaries S = "
+          f"{', '.join(map(str, run.primaries))} ({run.primaries_source})")
     print(f"{scores.meta['forward_passes']} forward-pass equivalents, {time.perf_counter() - t0:.1f} s in all\n")
     print(scores.table(args.top, by=args.by))
-    if truth:
-        print(f"\nground-truth backups: {', '.join(truth)}")
+    if run.truth:
+        print(f"\nground-truth backups: {', '.join(map(str, run.truth))}")
         for by in ("comp", "single"):
-            r = evaluate(scores, truth, by=by)
+            r = evaluate(scores, run.truth, by=by)
             pk = r["p@%d" % r["k"]]
             print(f"  {by:>7}: ROC-AUC {r['roc_auc']:.3f}  AP {r['ap']:.3f}  P@{r['k']} {pk:.3f}")
     if args.json:
@@ -59,15 +47,16 @@ def cmd_report(args) -> int:
     from .report import ReportError, execute_report
 
     print(f"running the report notebook on {args.model} (papermill) ...", flush=True)
+    t0 = time.perf_counter()
     try:
-        artifact = execute_report(args.model, args.task, args.out, seed=args.seed, n_prompts=args.prompts,
+        artifact = execute_report(args.model, args.task, args.out, primaries=_primaries(args), n_prompts=args.prompts,
                                   prompt_seed=args.prompt_seed, device=args.device, top=args.top)
     except ReportError as exc:
         print(f"coax-nb report: the report notebook failed in {exc}", file=sys.stderr)
         return 1
     print(artifact["headline"])
     print(f"\nwrote {args.out}/report.ipynb, {args.out}/report.html and {args.out}/report.json "
-          f"({artifact['meta']['wall_seconds_total']} s)")
+          f"({time.perf_counter() - t0:.1f} s)")
     return 0
 
 
@@ -75,19 +64,25 @@ def cmd_organisms(args) -> int:
     from . import organisms
 
     for name, summary in organisms.list().items():
-        print(f"organism:{name:<14} {summary}")
+        print(f"{organisms.PREFIX}{name:<14} {summary}")
     return 0
+
+
+def _add_primaries(parser) -> None:
+    parser.add_argument("--primaries", nargs="+", default=None, metavar="HEAD",
+                        help="primary heads S, e.g. L9H9 L9H6 or 9.9 9.6 (organisms: their card's)")
+    parser.add_argument("--seed", nargs="+", default=None, metavar="HEAD", help="deprecated: the old name of --primaries")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="coax-nb", description="Conditional Co-Ablation (CoAx): which heads carry a "
                                 "behaviour, including backups that only wake up when others are removed.")
     sub = p.add_subparsers(dest="command")
-    s = sub.add_parser("scan", help="score every head: single ablation vs CoAx given a seed set")
+    s = sub.add_parser("scan", help="score every head: single ablation vs CoAx given a primary set")
     s.add_argument("--model", default=DEFAULT_MODEL, help="organism:NAME, a local HF directory, or a hub name "
                    f"(default {DEFAULT_MODEL})")
     s.add_argument("--task", default="default", help="ioi, induction, or default (the organism's own task)")
-    s.add_argument("--seed", nargs="*", default=None, help="primary heads S, e.g. 9.9 9.6 (organisms: their primaries)")
+    _add_primaries(s)
     s.add_argument("--prompts", type=int, default=64, help="number of prompts (default 64)")
     s.add_argument("--prompt-seed", type=int, default=0, help="random seed of the prompt generator")
     s.add_argument("--position-mode", choices=["last", "all", "full"], default=None)
@@ -103,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--model", default=DEFAULT_MODEL, help=f"organism:NAME, a local HF directory or a hub name "
                    f"(default {DEFAULT_MODEL})")
     r.add_argument("--task", default="default", help="ioi, induction, or default (the organism's own task)")
-    r.add_argument("--seed", nargs="*", default=None, help="primary heads S (organisms: their primaries)")
+    _add_primaries(r)
     r.add_argument("--prompts", type=int, default=64)
     r.add_argument("--prompt-seed", type=int, default=0)
     r.add_argument("--device", default=None)

@@ -11,7 +11,7 @@ one static shard per worker.
 
 On a cluster::
 
-    torchrun --nproc-per-node 8 my_scan.py        # inside: scan_distributed(engine, seed)
+    torchrun --nproc-per-node 8 my_scan.py        # inside: scan_distributed(engine, primaries)
 
 Locally (or in a test), :func:`run_local` spawns the processes itself.
 """
@@ -24,7 +24,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .scores import UnitScores, coax_scan
+from .compat import renamed
+from .results import UnitScores
+from .scores import coax_scan
 from .units import all_units
 
 SHARDED_COLUMNS = ("single", "conditional", "comp", "coupling", "ratio")
@@ -35,7 +37,8 @@ def shard(units, rank: int, world: int) -> list:
     return [u for i, u in enumerate(units) if i % world == rank]
 
 
-def scan_distributed(engine, seed, **scan_kwargs) -> UnitScores:
+@renamed(seed="primaries")
+def scan_distributed(engine, primaries, **scan_kwargs) -> UnitScores:
     """A CoAx scan split over the initialised process group; every rank returns the
     combined result. Heads that are not the rank's own come back NaN from its shard and
     are filled from the rank that scored them."""
@@ -44,7 +47,7 @@ def scan_distributed(engine, seed, **scan_kwargs) -> UnitScores:
     rank, world = dist.get_rank(), dist.get_world_size()
     units = all_units(engine.n_layers, engine.n_heads)
     mine = shard(units, rank, world)
-    part = coax_scan(engine, seed=seed, heads=mine, progress=False, **scan_kwargs)
+    part = coax_scan(engine, primaries=primaries, heads=mine, progress=False, **scan_kwargs)
     parts = [None] * world
     dist.all_gather_object(parts, {k: part.scores[k] for k in SHARDED_COLUMNS} | {"meta": part.meta})
     H = engine.n_heads
@@ -58,7 +61,7 @@ def scan_distributed(engine, seed, **scan_kwargs) -> UnitScores:
     meta = dict(part.meta, world_size=world,
                 forward_passes=sum(p["meta"]["forward_passes"] for p in parts),
                 wall_seconds=max(p["meta"]["wall_seconds"] for p in parts))
-    return UnitScores(part.n_layers, part.n_heads, part.seed, scores, meta)
+    return UnitScores(part.n_layers, part.n_heads, part.primaries, scores, meta)
 
 
 def _free_port() -> int:
@@ -67,7 +70,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, world: int, port: int, model_spec: str, task, seed, scan_kwargs: dict, out: str,
+def _worker(rank: int, world: int, port: int, model_spec: str, task, primaries, scan_kwargs: dict, out: str,
             threads: int):
     from .engine import Engine
     from .models import load_model
@@ -77,14 +80,15 @@ def _worker(rank: int, world: int, port: int, model_spec: str, task, seed, scan_
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         engine = Engine(load_model(model_spec, device="cpu"), task, progress=False)
-        result = scan_distributed(engine, seed, **scan_kwargs)
+        result = scan_distributed(engine, primaries, **scan_kwargs)
         if rank == 0:
             result.to_json(out)
     finally:
         dist.destroy_process_group()
 
 
-def run_local(model_spec: str, task, seed, world_size: int = 2, threads_per_worker: int = 1,
+@renamed(seed="primaries")
+def run_local(model_spec: str, task, primaries, world_size: int = 2, threads_per_worker: int = 1,
               **scan_kwargs) -> UnitScores:
     """Spawn ``world_size`` CPU workers (gloo on 127.0.0.1), each loading ``model_spec``
     (an organism or a local directory) and scoring its shard of ``task``; returns the
@@ -95,6 +99,6 @@ def run_local(model_spec: str, task, seed, world_size: int = 2, threads_per_work
         raise ValueError("world_size must be at least 1")
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "scores.json")
-        mp.spawn(_worker, args=(world_size, _free_port(), str(model_spec), task, seed, scan_kwargs, out,
+        mp.spawn(_worker, args=(world_size, _free_port(), str(model_spec), task, primaries, scan_kwargs, out,
                                 threads_per_worker), nprocs=world_size, join=True)
         return UnitScores.from_json(out)

@@ -15,22 +15,19 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .engine import CLEAN, Engine, Variant
+from .engine import CLEAN, BatchView, Engine, Variant
 from .units import Unit
 
 
-def _answer_directions(engine: Engine, bi: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _answer_directions(engine: Engine, batch: BatchView) -> tuple[torch.Tensor, torch.Tensor]:
     """``[n, P, d]`` unembedding directions and ``[n, P]`` weights (1 where counted)."""
-    task = engine.task
-    if task is None or task.targets is None:
-        raise ValueError("direct logit attribution needs a task with targets (e.g. ioi_task or an organism's task)")
-    b = engine.buckets[bi]
-    W_U = engine.model.W_U.detach().to(engine.dtype)  # [d, V]
-    tgt = torch.tensor([task.targets[i] for i in b.index], device=engine.device)
+    task = batch.task
+    W_U = engine.arch.W_U.detach().to(engine.dtype)  # [d, V]
+    tgt = torch.tensor(task.targets, device=engine.device)
     keep = (tgt >= 0).to(engine.dtype)
     direction = W_U.T[tgt.clamp(min=0)]
     if task.distractors is not None:
-        dis = torch.tensor([task.distractors[i] for i in b.index], device=engine.device)
+        dis = torch.tensor(task.distractors, device=engine.device)
         direction = direction - W_U.T[dis.clamp(min=0)]
     return direction, keep
 
@@ -39,27 +36,32 @@ def head_dla(engine: Engine, variant: Variant = CLEAN) -> np.ndarray:
     """Mean DLA of every head (flat ``[L*H]``) under ``variant``, averaged over the
     counted output positions of every prompt. Ablated heads read 0 (zero ablation)
     or their replacement's attribution (mean/freeze/patch)."""
+    if engine.task is None or engine.task.targets is None:
+        raise ValueError("direct logit attribution needs a task with targets (e.g. ioi_task or an organism's task)")
     run = engine.base(variant)
-    if any(sc is None for sc in run.scale):
-        raise ValueError("direct logit attribution needs the final norm's scale, and this model's bridge "
-                         "has no ln_final.hook_scale")
-    W_O = engine.model.W_O.detach().to(engine.dtype)  # [L, H, Dh, d]
-    ln_w = engine.model.ln_final._original_component.weight.detach().to(engine.dtype)
-    # LayerNorm centres before scaling; RMSNorm does not
-    center = str(getattr(engine.model.cfg, "normalization_type", "LN") or "LN").upper().startswith("LN")
-    total = torch.zeros(engine.n_layers, engine.n_heads, dtype=torch.float64, device=engine.device)
-    count = 0.0
-    for bi, b in enumerate(engine.buckets):
-        direction, keep = _answer_directions(engine, bi)
-        for layer in range(engine.n_layers):
-            out = torch.einsum("nphe,hed->nphd", run.z[bi][layer][:, b.positions], W_O[layer])
-            if center:
+    W_O = engine.arch.W_O.detach().to(engine.dtype)  # [L, H, Dh, d]
+    ln_w = engine.arch.final_norm_weight.detach().to(engine.dtype)
+    L, H = engine.n_layers, engine.n_heads
+
+    def batch_sum(batch):
+        scale = engine.final_scale_at(run, batch)
+        if scale is None:
+            raise ValueError("direct logit attribution needs the final norm's scale, and this model's bridge "
+                             "does not expose it")
+        direction, keep = _answer_directions(engine, batch)
+        total = torch.zeros(L * H + 1, dtype=torch.float64, device=engine.device)
+        for layer in range(L):
+            out = torch.einsum("nphe,hed->nphd", engine.outputs_at(run, batch, layer), W_O[layer])
+            if engine.arch.final_norm_centers:  # LayerNorm centres before scaling; RMSNorm does not
                 out = out - out.mean(-1, keepdim=True)
-            out = out / run.scale[bi][:, :, None] * ln_w
+            out = out / scale[:, :, None] * ln_w
             dla = torch.einsum("nphd,npd->nph", out, direction)
-            total[layer] += (dla * keep[..., None]).sum((0, 1)).double()
-        count += keep.sum().item()
-    return (total / max(count, 1.0)).flatten().cpu().numpy()
+            total[layer * H:(layer + 1) * H] = (dla * keep[..., None]).sum((0, 1)).double()
+        total[-1] = keep.sum().double()  # counted positions
+        return total
+
+    total = engine.sum_over_batches(batch_sum)
+    return (total[:-1] / max(total[-1].item(), 1.0)).cpu().numpy()
 
 
 def dla_ground_truth(engine: Engine, n_primaries: Optional[int] = None, primary_share: float = 0.25,

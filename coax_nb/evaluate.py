@@ -1,11 +1,11 @@
-"""Ranking quality of a score against a ground-truth head set (seed heads excluded)."""
+"""Ranking quality of a score against a ground-truth head set (primaries excluded)."""
 from __future__ import annotations
 
 from typing import Optional
 
 import numpy as np
 
-from .scores import UnitScores
+from .results import UnitScores
 from .units import parse_units
 
 
@@ -56,17 +56,17 @@ def precision_at_k(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
 
 def evaluate(result: UnitScores, truth, by: str = "comp", k: Optional[int] = None) -> dict:
     """ROC-AUC, AP and P@k of score ``by`` at finding the ``truth`` heads, ranking
-    only non-seed heads. ``k`` defaults to the number of truth heads."""
+    only the heads outside the primaries. ``k`` defaults to the number of truth heads."""
     truth_units = parse_units(truth, result.n_layers, result.n_heads)
     if not truth_units:
         raise ValueError("the ground-truth set is empty")
-    overlap = [str(u) for u in truth_units if u in result.seed]
+    overlap = [str(u) for u in truth_units if u in result.primaries]
     if overlap:
-        raise ValueError(f"ground-truth heads {overlap} are in the seed set; seed heads are not ranked")
-    keep = ~result.is_seed()
+        raise ValueError(f"ground-truth heads {overlap} are in the primary set; primaries are not ranked")
+    keep = ~result.is_primary()
     vals = result[by][keep]
     if np.isnan(vals).any():
-        raise ValueError(f"score {by!r} is NaN for some non-seed heads; cannot rank them")
+        raise ValueError(f"score {by!r} is NaN for some heads outside the primaries; cannot rank them")
     labels = np.zeros(len(result.units), bool)
     for u in truth_units:
         labels[u.flat(result.n_heads)] = True

@@ -5,14 +5,13 @@ is the only code that runs it.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
-from typing import Optional, Union
+from typing import Union
 
 import torch
 
-ORGANISM_PREFIX = "organism:"
+from . import organisms
 
 _DTYPES = {
     "fp32": torch.float32, "float32": torch.float32,
@@ -52,12 +51,6 @@ def resolve_dtype(dtype: Union[str, torch.dtype, None], device: torch.device) ->
     return dtype
 
 
-def _organism_dir(name: str) -> Path:
-    from . import organisms
-
-    return organisms.path(name)
-
-
 def load_model(spec: Union[str, os.PathLike], device=None, dtype=None, device_map=None, max_memory=None):
     """Load a model as a ``TransformerBridge``.
 
@@ -76,8 +69,9 @@ def load_model(spec: Union[str, os.PathLike], device=None, dtype=None, device_ma
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     spec_str = os.fspath(spec)
-    if spec_str.startswith(ORGANISM_PREFIX):
-        path = _organism_dir(spec_str[len(ORGANISM_PREFIX):])
+    organism = organisms.organism_name(spec_str)
+    if organism is not None:
+        path = organisms.path(organism)
         source = str(path)
     elif Path(spec_str).expanduser().is_dir():
         path = Path(spec_str).expanduser().resolve()
@@ -120,14 +114,3 @@ def check_has_heads(bridge) -> None:
             "this model exposes no per-head attention outputs (blocks.L.attn.hook_z); CoAx scores "
             "attention heads, so it needs a transformer with multi-head attention"
         )
-
-
-def tokenizer_fingerprint(tokenizer) -> Optional[str]:
-    """A hash of the vocabulary, used to catch prompts built with another tokenizer."""
-    if tokenizer is None:
-        return None
-    vocab = tokenizer.get_vocab()
-    h = hashlib.sha256()
-    for tok, idx in sorted(vocab.items(), key=lambda kv: kv[1]):
-        h.update(f"{idx}:{tok}\n".encode())
-    return h.hexdigest()[:16]

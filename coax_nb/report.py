@@ -1,9 +1,10 @@
 """``coax-nb report``: execute the report notebook with papermill and write the executed
 notebook, a standalone HTML export and a JSON artifact with full provenance.
 
-The notebook (``coax_nb/report.ipynb``, built by ``notebooks/build_notebooks.py``) calls
-:func:`run_report`, which does the science; :func:`execute_report` drives papermill and
-nbconvert around it.
+The notebook (``coax_nb/report.ipynb``, paired with its text source ``report.nb.py``)
+calls :func:`run_report`, which does the science through :func:`coax_nb.inputs.resolve`,
+and writes ``report.json`` with :meth:`Report.write_json`, the one writer of that file;
+:func:`execute_report` drives papermill and nbconvert around it.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Optional
 
+from . import organisms
+from .inputs import heads_text, organism_name, resolve
 from .io import atomic_write_text
 
 REPORT_NOTEBOOK = Path(__file__).resolve().parent / "report.ipynb"
@@ -36,10 +39,9 @@ def provenance(model_spec: str, model=None) -> dict:
     weights_sha256 = None
     directory = None
     spec = str(model_spec)
-    if spec.startswith("organism:"):
-        from . import organisms
-
-        directory = organisms.path(spec.split(":", 1)[1])
+    organism = organism_name(spec)
+    if organism is not None:
+        directory = organisms.path(organism)
     elif Path(spec).is_dir():
         directory = Path(spec)
     if directory is not None:
@@ -66,7 +68,7 @@ class Report:
     def headline(self) -> str:
         """The table printed to the terminal."""
         lines = [f"CoAx report: {self.meta['model']} on {self.meta['task']} ({self.meta['n_prompts']} prompts), "
-                 f"seed S = {', '.join(self.meta['seed'])}", "", self.scores.table(self.meta["top"])]
+                 f"primaries S = {', '.join(self.meta['primaries'])}", "", self.scores.table(self.meta["top"])]
         if self.recovery is not None:
             lines += ["", "backup recovery (ground truth " + ", ".join(self.meta["truth"]) + "):"]
             for r in self.recovery.rows:
@@ -79,8 +81,8 @@ class Report:
     def summary_markdown(self) -> str:
         top = ", ".join(f"{u} ({v:.3g})" for u, v in self.scores.top(5))
         text = (f"**Model** `{self.meta['model']}` · **task** {self.meta['task']} · **prompts** "
-                f"{self.meta['n_prompts']} (seed {self.meta['prompt_seed']}) · **seed S** "
-                f"{', '.join(self.meta['seed'])}\n\n**Top heads by CoAx:** {top}")
+                f"{self.meta['n_prompts']} (prompt seed {self.meta['prompt_seed']}) · **primaries S** "
+                f"{', '.join(self.meta['primaries'])} ({self.meta['primaries_source']})\n\n**Top heads by CoAx:** {top}")
         if self.recovery is not None:
             text += (f"\n\n**Recovery of the known backups** ({', '.join(self.meta['truth'])}): CoAx ROC-AUC "
                      f"{self.recovery.auc('comp'):.3f}, single ablation {self.recovery.auc('single'):.3f}")
@@ -107,32 +109,30 @@ class Report:
                 "wakeup_margins": None if self.wakeup is None else self.wakeup.margins}
 
     def write_json(self, path) -> None:
+        """Write ``report.json``: the only code that writes it (the report notebook calls it)."""
         atomic_write_text(path, json.dumps(self.to_dict(), indent=1, default=float))
 
 
-def run_report(model: str, task: str = "default", seed=None, n_prompts: int = 64, prompt_seed: int = 0,
-               device: Optional[str] = None, out_dir: str = "report", top: int = 10) -> Report:
+def run_report(model: str = "organism:ioi_dormant", task: str = "default", primaries=None, n_prompts: int = 64,
+               prompt_seed: int = 0, device: Optional[str] = None, out_dir: str = "report", top: int = 10) -> Report:
     """The report's computation: CoAx scan; with ground truth, the recovery table; wake-up
-    and freezing of CoAx's top heads against random sets."""
-    from .engine import Engine
-    from .models import load_model
+    and freezing of CoAx's top heads against random sets. The parameters are the report
+    notebook's, in its order; ``primaries`` is None (an organism's card) or head names,
+    e.g. one string ``"L9H9 L9H6"``."""
+    from transformers.utils import logging as hf_logging
+
     from .recover import recovery
     from .scores import coax_scan
-    from .tutorial import resolve_task, seed_and_truth
     from .validate import freezing, wakeup
-
-    from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a progress widget would make the static HTML load a widget manager
     timings = {}
     t0 = time.perf_counter()
-    m = load_model(model, device=device)
-    t = resolve_task(m, model, task, n_prompts, prompt_seed)
-    engine = Engine(m, t, progress=False)
-    primaries, truth = seed_and_truth(engine, model, seed)
+    run = resolve(model, task, n_prompts, primaries, prompt_seed, device)
+    engine, primaries, truth = run.engine, run.primaries, run.truth
     timings["load"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    scores = coax_scan(engine, seed=primaries, progress=False)
+    scores = coax_scan(engine, primaries=primaries, progress=False)
     timings["scan"] = time.perf_counter() - t0
     rec = None
     if truth:
@@ -149,10 +149,11 @@ def run_report(model: str, task: str = "default", seed=None, n_prompts: int = 64
         fr = None
     wu = wakeup(engine, None, primaries, selected, n_random=8)
     timings["validation"] = time.perf_counter() - t0
-    meta = {"model": model, "task": t.name, "n_prompts": len(t), "prompt_seed": prompt_seed,
-            "seed": [str(u) for u in primaries], "truth": [str(u) for u in truth], "selected": [str(u) for u in selected],
-            "top": top, "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
-            "provenance": provenance(model, m), "out_dir": str(out_dir)}
+    meta = {"model": str(model), "task": run.task.name, "n_prompts": len(run.task), "prompt_seed": int(prompt_seed),
+            "primaries": [str(u) for u in primaries], "primaries_source": run.primaries_source,
+            "truth": [str(u) for u in truth], "selected": [str(u) for u in selected],
+            "top": int(top), "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
+            "provenance": provenance(model, run.model), "out_dir": str(out_dir)}
     return Report(scores, rec, fr, wu, meta)
 
 
@@ -212,17 +213,16 @@ def export_html(notebook: Path, dest: Path) -> None:
     atomic_write_text(dest, html)
 
 
-def execute_report(model: str, task: str, out: Path, seed=None, n_prompts: int = 64, prompt_seed: int = 0,
+def execute_report(model: str, task: str, out: Path, primaries=None, n_prompts: int = 64, prompt_seed: int = 0,
                    device: Optional[str] = None, top: int = 10) -> dict:
-    """Run the report; returns the JSON artifact (also written to ``out/report.json``)."""
+    """Run the report notebook; returns the JSON artifact it wrote to ``out/report.json``.
+
+    Head names go to papermill as one string (``"L9H9 L9H10"``), which it passes through
+    unchanged; never as numbers (``9.10`` would arrive as ``9.1``)."""
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    params = {"model": model, "task": task, "seed": seed, "n_prompts": n_prompts, "prompt_seed": prompt_seed,
-              "device": device, "out_dir": str(out), "top": top}
-    t0 = time.perf_counter()
+    params = {"model": str(model), "task": task, "primaries": heads_text(primaries), "n_prompts": n_prompts,
+              "prompt_seed": prompt_seed, "device": device, "out_dir": str(out), "top": top}
     execute_notebook(REPORT_NOTEBOOK, out / "report.ipynb", params, cwd=out)
     export_html(out / "report.ipynb", out / "report.html")
-    artifact = json.loads((out / "report.json").read_text())
-    artifact["meta"]["wall_seconds_total"] = round(time.perf_counter() - t0, 2)
-    atomic_write_text(out / "report.json", json.dumps(artifact, indent=1))
-    return artifact
+    return json.loads((out / "report.json").read_text())

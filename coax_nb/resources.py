@@ -1,29 +1,72 @@
-"""How much work and memory a CoAx scan needs, known before it starts."""
+"""The one memory planner: how many variants go through one batched forward, how many
+feature tensors the energy kernel holds at once, and what a whole scan will cost --
+known before it starts. The engine asks :func:`plan_batch` for every batch it runs;
+:func:`estimate_scan` reports the same plan for a CoAx scan."""
 from __future__ import annotations
 
+import logging
 import os
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
+log = logging.getLogger("coax_nb")
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    chunk_variants: int  # variants per batched forward (rows = variants x prompts)
+    feature_terms: int  # new Fisher-feature tensors the energy kernel computes per group
+    activation_bytes: int  # one chunk's activations and logits
+    feature_bytes: int  # one group's features with their temporaries
+
+
+def working_budget(device: torch.device) -> float:
+    """Bytes for activations and features: half the free GPU memory, 1.5 GiB on the CPU."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return 0.5 * free
+    return 1.5 * 2**30
+
+
+def plan_batch(arch, dtype: torch.dtype, device: torch.device, n: int, length: int, positions: int,
+               width: int, max_chunk_rows: Optional[int] = None) -> BatchPlan:
+    """Plan for ``n`` prompts of ``length`` tokens read at ``positions`` output positions,
+    ``width`` logits each (the vocabulary, or a fixed top-r support)."""
+    budget = working_budget(device)
+    bytes_el = torch.finfo(dtype).bits // 8
+    work_el = 8 if dtype == torch.float64 else 4  # energies are accumulated in at least fp32
+    # activations in the model's dtype, plus the logits turned into features with a few temporaries
+    per_row = (bytes_el * length * (6 * arch.d_model + 2 * arch.d_mlp + 3 * arch.n_heads * length)
+               + work_el * 6 * positions * width)
+    if max_chunk_rows is not None:
+        chunk = max(1, max_chunk_rows // n)
+    else:
+        chunk = max(1, int(2 * budget / 3 // (per_row * n)))
+    # a group's features (and two temporaries of each) take at most a third of the budget, 8 GiB at most
+    per_term = 3 * work_el * n * positions * width
+    terms = max(1, int(min(budget / 3, 2**33) // per_term))
+    return BatchPlan(chunk, terms, chunk * n * per_row, terms * per_term)
+
 
 def estimate_scan(engine, top_r: int = 0, chunk_variants: Optional[int] = None) -> dict:
     """Work and memory of a CoAx scan on this engine, before running it."""
-    L, H, d, V = engine.n_layers, engine.n_heads, engine.d_model, engine.d_vocab
-    rows = sum(len(b.index) for b in engine.buckets)
-    T = max(b.length for b in engine.buckets)
-    P = max(len(b.positions) for b in engine.buckets)
+    L, H = engine.n_layers, engine.n_heads
+    work = engine.workload()
+    rows, T = work["prompts"], work["max_length"]
     bytes_el = torch.finfo(engine.dtype).bits // 8
     params = sum(p.numel() for p in engine.model.parameters())
-    cache = rows * T * L * (d + H * engine.d_head) * bytes_el * 2  # clean + seed-ablated resid and z
-    chunk = chunk_variants or engine._chunk_variants(engine.buckets[0])
-    width = top_r if top_r > 0 else V
-    activ = chunk * rows * (T * (6 * d + 8 * d + 3 * H * T) + 3 * P * width) * bytes_el
+    cache = rows * T * L * (engine.d_model + H * engine.d_head) * bytes_el * 2  # clean + primaries-ablated runs
+    plan = engine.plan(top_r)
+    chunk = chunk_variants or plan.chunk_variants
+    activ = plan.activation_bytes * chunk // max(1, plan.chunk_variants)
     # forward block-rows: single + conditional per head, each from its own layer on (prefix reuse)
     block_rows = 2 * rows * sum(L - layer for layer in range(L)) * H
     flops = 2 * params * T * block_rows / L
     return {"parameters": params, "weights_bytes": params * bytes_el, "cache_bytes": cache,
-            "chunk_activation_bytes": activ, "chunk_variants": chunk, "forward_pass_equivalents": block_rows / (L * rows),
+            "chunk_activation_bytes": activ, "feature_bytes": plan.feature_bytes, "chunk_variants": chunk,
+            "feature_terms": plan.feature_terms, "forward_pass_equivalents": block_rows / (L * rows),
             "approx_flops": flops}
 
 
@@ -39,18 +82,19 @@ def available_bytes(device: torch.device) -> int:
 
 
 def check_scan_fits(engine, top_r: int = 0, announce: bool = False) -> dict:
-    """Estimate the scan; print it when ``announce``; raise a clear error with a
+    """Estimate the scan; log it when ``announce``; raise a clear error with a
     suggestion when the cache and one chunk cannot fit in the memory left."""
     est = estimate_scan(engine, top_r)
     need = est["cache_bytes"] + est["chunk_activation_bytes"]
     have = available_bytes(engine.device)
     gib = 1 / 2**30
     if announce:
-        print(f"CoAx scan: ~{est['forward_pass_equivalents']:.0f} forward-pass equivalents, ~{est['approx_flops']:.2e} "
-              f"FLOPs; memory beyond the weights ~{need * gib:.2f} GiB ({have * gib:.1f} GiB free)")
+        log.warning("CoAx scan: ~%.0f forward-pass equivalents, ~%.2e FLOPs; memory beyond the weights "
+                    "~%.2f GiB (%.1f GiB free)", est["forward_pass_equivalents"], est["approx_flops"],
+                    need * gib, have * gib)
     if need > have:
         raise MemoryError(
             f"the scan needs ~{need * gib:.1f} GiB beyond the weights but {have * gib:.1f} GiB are free on "
-            f"{engine.device}: use fewer prompts per bucket (Engine(..., max_bucket_prompts=...)), a fixed top-r "
+            f"{engine.device}: use fewer prompts per batch (Engine(..., max_bucket_prompts=...)), a fixed top-r "
             f"support (top_r=256) or smaller chunks (Engine(..., max_chunk_rows=...))")
     return est

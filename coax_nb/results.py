@@ -12,7 +12,7 @@ import json
 import math
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from itertools import combinations
 from pathlib import Path
 from typing import ClassVar, Optional
@@ -57,7 +57,8 @@ class Result:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        _TYPES[cls.__name__] = cls
+        if not cls.__name__.startswith("_"):  # shared bases are not results of their own
+            _TYPES[cls.__name__] = cls
 
     def _payload(self) -> dict:  # pragma: no cover - every result overrides it
         raise NotImplementedError
@@ -288,3 +289,509 @@ class Completion(Result):
     def __repr__(self) -> str:
         steps = ", ".join(f"{u} ({g:.3g})" for u, g in zip(self.added, self.gains))
         return f"Completion(primaries [{', '.join(map(str, self.primaries))}] + {steps})"
+
+
+# ---------------------------------------------------------------------------- shared helpers
+def _jsonable(x):
+    """``x`` as plain JSON: heads as their names, nested results as dicts, numpy values as
+    Python ones, and non-finite floats as null (JSON has no NaN)."""
+    if isinstance(x, Result):
+        return x.to_dict()
+    if isinstance(x, Unit):
+        return str(x)
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple, np.ndarray)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(x) else None
+    return x
+
+
+def _heads(names) -> list[Unit]:
+    return [parse_name(u) for u in names]
+
+
+def _to_nan(x):
+    return np.nan if x is None else x
+
+
+def _panels(curves: dict, ax=None, which: Optional[str] = None):
+    """One panel per Curves (a new figure), or only ``which`` (default the first) on ``ax``."""
+    from .plots import curves as draw
+
+    if ax is not None or which is not None:
+        return draw(curves[which or next(iter(curves))], ax=ax)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.4))
+    for a, c in zip(np.atleast_1d(axes), curves.values()):
+        draw(c, ax=a)
+    return fig
+
+
+def _bars_with_draws(labels, values, draws, xlabel, title, colors, ax=None):
+    """Horizontal bars, the last one a mean over random draws shown as dots on it."""
+    from .plots import bars
+
+    fig = bars(labels, values, xlabel, title, colors=colors, ax=ax)
+    a = ax if ax is not None else fig.axes[0]
+    last = a.patches[len(labels) - 1]
+    y = last.get_y() + last.get_height() / 2
+    spread = 0.3 * last.get_height()
+    a.scatter(draws, y + np.linspace(-spread, spread, max(1, len(draws))), color="#777777", zorder=3, s=12)
+    a.axvline(0, color="k", lw=0.6)
+    return fig
+
+
+class _Fields(Result):
+    """Results whose dataclass fields are JSON-ready once heads become names; the fields
+    listed in ``_head_fields`` hold head lists and are read back with ``parse_name``."""
+
+    _head_fields: ClassVar[tuple] = ()
+
+    def _payload(self) -> dict:
+        return _jsonable({f.name: getattr(self, f.name) for f in fields(self)})
+
+    @classmethod
+    def _kwargs(cls, d: dict) -> dict:
+        kw = {f.name: d[f.name] for f in fields(cls) if f.name in d}
+        for name in cls._head_fields:
+            kw[name] = _heads(kw[name])
+        return kw
+
+    @classmethod
+    def _from_payload(cls, d: dict):
+        return cls(**cls._kwargs(d))
+
+
+# ---------------------------------------------------------------------------- curves
+@dataclass
+class Curves(Result):
+    """Named line series over a shared x axis, each with an optional band (e.g. mean ±
+    sd of random controls): wake-up, knockout and pruning curves, and the Curves widget.
+    ``series`` holds dicts with ``name``, ``x``, ``y`` and optional ``lo`` / ``hi``."""
+
+    title: str
+    xlabel: str
+    ylabel: str
+    series: list = field(default_factory=list)
+    log_y: bool = False
+    meta: dict = field(default_factory=dict)
+
+    def add(self, name: str, x, y, lo=None, hi=None) -> "Curves":
+        s = {"name": name, "x": [float(v) for v in x], "y": [float(v) for v in y]}
+        if lo is not None:
+            s["lo"], s["hi"] = [float(v) for v in lo], [float(v) for v in hi]
+        self.series.append(s)
+        return self
+
+    def add_band(self, name: str, x, rows) -> "Curves":
+        """A series of the mean over ``rows`` (axis 0) with a mean ± sd band."""
+        rows = np.asarray(rows, float)
+        m, sd = rows.mean(0), rows.std(0)
+        return self.add(name, x, m, m - sd, m + sd)
+
+    def get(self, name: str) -> dict:
+        for s in self.series:
+            if s["name"] == name:
+                return s
+        raise KeyError(f"no series {name!r}; have {[s['name'] for s in self.series]}")
+
+    def _payload(self) -> dict:
+        return _jsonable({"title": self.title, "xlabel": self.xlabel, "ylabel": self.ylabel, "series": self.series,
+                          "log_y": self.log_y, "meta": self.meta})
+
+    @classmethod
+    def _from_payload(cls, d: dict) -> "Curves":
+        series = [{k: (v if k == "name" else [float(_to_nan(x)) for x in v]) for k, v in s.items()}
+                  for s in d.get("series", [])]
+        return cls(d.get("title", ""), d.get("xlabel", ""), d.get("ylabel", ""), series, bool(d.get("log_y")),
+                   d.get("meta", {}))
+
+    def to_frame(self):
+        """One row per point: series, x, y (and lo, hi where a band is drawn)."""
+        import pandas as pd
+
+        rows = [{"series": s["name"], "x": x, "y": y,
+                 **({"lo": s["lo"][i], "hi": s["hi"][i]} if "lo" in s else {})}
+                for s in self.series for i, (x, y) in enumerate(zip(s["x"], s["y"]))]
+        return pd.DataFrame(rows, columns=["series", "x", "y", "lo", "hi"])
+
+    def plot(self, ax=None):
+        from .plots import curves
+
+        return curves(self, ax=ax)
+
+
+# ---------------------------------------------------------------------------- recovery
+SELECTOR_LABELS = {
+    "comp": "CoAx (conditional - single)", "ratio": "CoAx ratio", "conditional": "conditional energy",
+    "single": "single ablation", "coact": "co-activation affinity", "atp": "AtP", "atp_gd": "AtP* GradDrop",
+    "eap_ig": "EAP-IG", "cond_atp": "conditional AtP", "cond_atp_gd": "conditional AtP* GradDrop",
+    "cond_eap_ig": "conditional EAP-IG", "delta_atp": "AtP two-state difference",
+    "delta_atp_gd": "GradDrop two-state difference", "delta_eap_ig": "EAP-IG two-state difference",
+}
+_CONDITIONAL_SELECTORS = ("comp", "ratio", "conditional")  # drawn in the CoAx colour
+
+
+@dataclass
+class RecoveryResult(_Fields):
+    """The backup-recovery table: one row per selector (mean and std over repeats) plus
+    every repeat's per-head scores (one :class:`UnitScores` per repeat)."""
+
+    rows: list
+    scores: list
+    truth: list
+    primaries: list
+    meta: dict = field(default_factory=dict)
+    _head_fields = ("truth", "primaries")
+
+    @property
+    def seed(self) -> list:
+        warnings.warn("RecoveryResult.seed is renamed primaries", DeprecationWarning, stacklevel=2)
+        return self.primaries
+
+    def row(self, selector: str) -> dict:
+        for r in self.rows:
+            if r["selector"] == selector:
+                return r
+        raise KeyError(f"no selector {selector!r} in this result; have {[r['selector'] for r in self.rows]}")
+
+    def auc(self, selector: str) -> float:
+        return self.row(selector)["roc_auc"]
+
+    @classmethod
+    def _from_payload(cls, d: dict) -> "RecoveryResult":
+        kw = cls._kwargs(d)
+        kw["scores"] = [UnitScores.from_dict(s) for s in kw["scores"]]
+        return cls(**kw)
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.rows)
+
+    def table(self) -> str:
+        k = self.rows[0]["k"] if self.rows else 0
+        rep = self.meta.get("repeats", 1)
+        pm = rep > 1
+        head = (f"{'selector':<28} {'ROC-AUC':>13} {'AP':>13} {'P@' + str(k):>13} {'seconds':>9} "
+                f"{'fwd':>7} {'bwd':>7}")
+        lines = [head]
+        for r in self.rows:
+            def cell(name):
+                return f"{r[name]:.3f}" + (f" ± {r[name + '_std']:.3f}" if pm else "")
+            lines.append(f"{SELECTOR_LABELS.get(r['selector'], r['selector']):<28} {cell('roc_auc'):>13} "
+                         f"{cell('ap'):>13} {cell('p_at_k'):>13} {r['seconds']:>9.3f} {r['forward_passes']:>7.1f} "
+                         f"{r['backward_passes']:>7.1f}")
+        lines.append(f"(truth: {len(self.truth)} backups; primaries {', '.join(map(str, self.primaries))}; "
+                     f"{rep} prompt set{'s' if rep > 1 else ''}; cost columns are per repeat, shared by the "
+                     "selectors one pass computes)")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.table()
+
+    def plot(self, ax=None):
+        """Horizontal bars of ROC-AUC (± std over repeats), chance at 0.5."""
+        from .plots import bars
+
+        rows = sorted(self.rows, key=lambda r: -r["roc_auc"])  # best on top
+        colors = ["#0072B2" if r["selector"] in _CONDITIONAL_SELECTORS else "#999999" for r in rows]
+        fig = bars([SELECTOR_LABELS.get(r["selector"], r["selector"]) for r in rows], [r["roc_auc"] for r in rows],
+                   "ROC-AUC at recovering the ground-truth backups", self.meta.get("title", "Backup recovery"),
+                   errors=[r.get("roc_auc_std", 0) for r in rows], colors=colors, ax=ax, chance=0.5)
+        (ax if ax is not None else fig.axes[0]).set_xlim(0, 1.05)
+        return fig
+
+
+# ---------------------------------------------------------------------------- validation
+@dataclass
+class WakeUp(_Fields):
+    """Wake-up curves (x = number of primaries ablated), one :class:`Curves` per signal
+    (``norm``, ``effect``, ``dla``), and per signal the selected set's rise minus the
+    random sets' mean rise (``margins``)."""
+
+    curves: dict
+    margins: dict
+    primaries: list
+    selected: list
+    meta: dict = field(default_factory=dict)
+    _head_fields = ("primaries", "selected")
+
+    @classmethod
+    def _from_payload(cls, d: dict) -> "WakeUp":
+        kw = cls._kwargs(d)
+        kw["curves"] = {k: Curves.from_dict(c) for k, c in kw["curves"].items()}
+        return cls(**kw)
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.margins).T.rename_axis("signal")
+
+    def plot(self, ax=None, signal: Optional[str] = None):
+        """One panel per signal; with ``ax`` (or ``signal``) only that signal (default the first)."""
+        return _panels(self.curves, ax, signal)
+
+
+@dataclass
+class HandOff(_Fields):
+    """Summed DLA of primaries / selected / the rest, intact vs primaries ablated:
+    ``table[group] = {"intact": x, "primaries ablated": y}``."""
+
+    table: dict
+    primaries: list
+    selected: list
+    meta: dict = field(default_factory=dict)
+    _head_fields = ("primaries", "selected")
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.table).T.rename_axis("group")
+
+    def plot(self, ax=None):
+        """Grouped bars: each group's DLA intact and with the primaries ablated."""
+        import matplotlib.pyplot as plt
+
+        from .plots import line_color
+
+        groups = list(self.table)
+        if ax is None:
+            _, ax = plt.subplots(figsize=(5, 3.4))
+        xs = np.arange(2)
+        w = 0.8 / len(groups)
+        for i, g in enumerate(groups):
+            vals = [self.table[g]["intact"], self.table[g]["primaries ablated"]]
+            ax.bar(xs + i * w - 0.4 + w / 2, vals, w, label=g, color=line_color(i))
+        ax.set_xticks(xs, ["intact", "primaries ablated"])
+        ax.axhline(0, color="k", lw=0.6)
+        ax.set_ylabel("direct logit attribution")
+        ax.set_title("DLA hand-off", fontsize=10)
+        ax.legend(fontsize=8, frameon=False)
+        ax.figure.tight_layout()
+        return ax.figure
+
+
+@dataclass
+class Freezing(_Fields):
+    """Fraction of the self-repair removed by freezing the selected heads at their clean
+    outputs (``removed``), the same for size-matched random sets, and the metrics."""
+
+    removed: float
+    random_removed: list
+    metric: dict
+    primaries: list
+    selected: list
+    meta: dict = field(default_factory=dict)
+    _head_fields = ("primaries", "selected")
+
+    def to_frame(self):
+        import pandas as pd
+
+        sets = self.meta.get("random_sets", [None] * len(self.random_removed))
+        return pd.DataFrame({"set": ["selected"] + [f"random #{i}" for i in range(len(self.random_removed))],
+                             "heads": [" ".join(map(str, self.selected))] + [" ".join(s or []) for s in sets],
+                             "removed": [self.removed] + list(self.random_removed)}).set_index("set")
+
+    def plot(self, ax=None):
+        n = len(self.random_removed)
+        return _bars_with_draws(["selected", f"random (n={n})"], [self.removed, np.mean(self.random_removed)],
+                                self.random_removed, "fraction of self-repair removed", "Causal freezing",
+                                ["#0072B2", "#DDDDDD"], ax)
+
+
+@dataclass
+class Patching(_Fields):
+    """Fraction of the answer moved to the counterfactual one by patching the selected
+    heads (primaries ablated), and the same for size-matched random sets."""
+
+    moved: float
+    random_moved: list
+    primaries: list
+    selected: list
+    meta: dict = field(default_factory=dict)
+    _head_fields = ("primaries", "selected")
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame({"set": ["selected"] + [f"random #{i}" for i in range(len(self.random_moved))],
+                             "moved": [self.moved] + list(self.random_moved)}).set_index("set")
+
+    def plot(self, ax=None):
+        n = len(self.random_moved)
+        return _bars_with_draws(["selected", f"random (n={n})"], [self.moved, np.mean(self.random_moved)],
+                                self.random_moved, "fraction of the answer moved",
+                                "Counterfactual patching (primaries ablated)", ["#009E73", "#DDDDDD"], ax)
+
+
+# ---------------------------------------------------------------------------- applications
+@dataclass
+class AttributionRepair(_Fields):
+    """Metric change (ablated - clean) from ablating the primaries alone vs primaries +
+    backups."""
+
+    clean: float
+    primaries_only: float
+    with_backups: float
+    primaries: list
+    backups: list
+    meta: dict = field(default_factory=dict)
+    _head_fields = ("primaries", "backups")
+
+    @property
+    def factor(self) -> float:
+        """How many times larger the effect is once the backups go too."""
+        return self.with_backups / self.primaries_only if self.primaries_only else float("inf")
+
+    def _payload(self) -> dict:
+        return {**super()._payload(), "factor": _jsonable(self.factor)}  # derived: written, not read
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame({"ablated": ["primaries alone", "primaries + backups"],
+                             "metric_change": [self.primaries_only, self.with_backups]}).set_index("ablated")
+
+    def plot(self, ax=None):
+        from .plots import bars
+
+        fig = bars(["primaries alone", "primaries + backups"], [self.primaries_only, self.with_backups],
+                   "change of the behaviour metric", f"Attribution repair: {self.factor:.1f}x larger with backups",
+                   colors=["#999999", "#0072B2"], ax=ax)
+        (ax if ax is not None else fig.axes[0]).axvline(0, color="k", lw=0.6)
+        return fig
+
+
+@dataclass
+class Knockout(_Fields):
+    """Per selector and k: accuracy, metric, distance to the oracle knockout and KL on
+    unrelated text (``rows``), and one :class:`Curves` over k per signal."""
+
+    rows: list
+    curves: dict
+    primaries: list
+    oracle: list
+    meta: dict = field(default_factory=dict)
+    _head_fields = ("primaries", "oracle")
+
+    def row(self, selector: str, k: int) -> dict:
+        for r in self.rows:
+            if r["selector"] == selector and r["k"] == k:
+                return r
+        raise KeyError((selector, k))
+
+    @classmethod
+    def _from_payload(cls, d: dict) -> "Knockout":
+        kw = cls._kwargs(d)
+        kw["rows"] = [{k: _to_nan(v) for k, v in r.items()} for r in kw["rows"]]  # no KL without unrelated text
+        kw["curves"] = {k: Curves.from_dict(c) for k, c in kw["curves"].items()}
+        return cls(**kw)
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.rows)
+
+    def plot(self, ax=None, signal: Optional[str] = None):
+        """One panel per signal; with ``ax`` (or ``signal``) only that signal (default the first)."""
+        return _panels(self.curves, ax, signal)
+
+
+@dataclass
+class CircuitCompletion(_Fields):
+    """Incompleteness of each kept circuit (lower is better), its response to the
+    primaries' removal, and the full model's response."""
+
+    incompleteness: dict
+    responses: dict
+    full_response: float
+    primaries: list
+    meta: dict = field(default_factory=dict)
+    _head_fields = ("primaries",)
+
+    def to_frame(self):
+        import pandas as pd
+
+        names = list(self.incompleteness)
+        return pd.DataFrame({"circuit": names, "incompleteness": [self.incompleteness[n] for n in names],
+                             "response": [self.responses.get(n, np.nan) for n in names]}).set_index("circuit")
+
+    def plot(self, ax=None):
+        from .plots import bars
+
+        names = list(self.incompleteness)
+        colors = ["#999999", "#0072B2", "#009E73", "#E69F00"][: len(names)] + ["#CCCCCC"] * max(0, len(names) - 4)
+        return bars(names, [self.incompleteness[n] for n in names], "incompleteness (lower is better)",
+                    "Circuit completion", colors=colors, ax=ax)
+
+
+@dataclass
+class Pruning(_Fields):
+    """Held-out loss after each pruning step for every order: ``orders[name] =
+    {"removed": [...], "loss": [...]}`` (``loss[0]``: nothing pruned); ``steps``: the
+    repair-aware steps' seconds, forward passes and candidates; ``primaries``: the set the
+    co_ablation order conditioned on."""
+
+    orders: dict
+    steps: list
+    primaries: list
+    meta: dict = field(default_factory=dict)
+    _head_fields = ("primaries",)
+
+    def fractions(self, name: str) -> list[float]:
+        g, total = self.meta["group_size"], self.meta["n_units"]
+        return [min(1.0, g * i / total) for i in range(len(self.orders[name]["loss"]))]
+
+    def curves(self) -> Curves:
+        c = Curves("Repair-aware pruning", "fraction of heads pruned", "held-out loss (nats)", log_y=True)
+        for name, o in self.orders.items():
+            c.add(name, self.fractions(name), o["loss"])
+        return c
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame([{"order": n, "step": i, "fraction_pruned": x, "loss": o["loss"][i]}
+                             for n, o in self.orders.items() for i, x in enumerate(self.fractions(n))])
+
+    def plot(self, ax=None):
+        return self.curves().plot(ax)
+
+
+@dataclass
+class InductionTransfer(_Fields):
+    """Label-free induction pipeline: metric drop on the evaluation split when the
+    primaries + the CoAx completion are ablated (``effect``), the primaries alone, and
+    primaries + matched random heads."""
+
+    primaries: list
+    completion: list
+    effect: float
+    primaries_effect: float
+    random_effects: list
+    meta: dict = field(default_factory=dict)
+    _head_fields = ("primaries", "completion")
+
+    def to_frame(self):
+        import pandas as pd
+
+        sets = self.meta.get("random_sets", [[]] * len(self.random_effects))
+        return pd.DataFrame({"ablated": ["primaries", "primaries + CoAx completion"]
+                             + [f"primaries + random #{i}" for i in range(len(self.random_effects))],
+                             "added": ["", " ".join(map(str, self.completion))] + [" ".join(s) for s in sets],
+                             "effect": [self.primaries_effect, self.effect] + list(self.random_effects)}
+                            ).set_index("ablated")
+
+    def plot(self, ax=None):
+        return _bars_with_draws(["primaries", "+ CoAx completion", "+ matched random"],
+                                [self.primaries_effect, self.effect, np.mean(self.random_effects)],
+                                self.random_effects, "drop of answer log-prob", "Induction transfer (evaluation split)",
+                                ["#999999", "#0072B2", "#DDDDDD"], ax)

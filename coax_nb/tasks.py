@@ -3,18 +3,21 @@
 A :class:`Task` holds token-id prompts (BOS included), the output positions the
 metric reads (``position_mode``), and per-prompt targets. Three builders:
 :func:`ioi_task` (indirect object identification, any tokenizer),
-:func:`induction_task` (repeated random tokens) and :func:`custom_task`.
+:func:`induction_task` (repeated random tokens) and :func:`custom_task`; and
+:func:`ioi_counterfactual`, the same IOI prompts with one name swapped.
 """
 from __future__ import annotations
 
+import hashlib
 import random
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 import torch
 
-from .models import tokenizer_fingerprint
+from .compat import renamed
 
 POSITION_MODES = ("last", "all", "full")
 
@@ -29,6 +32,17 @@ IOI_NAMES = (
 )
 IOI_PLACES = ("store", "garden", "restaurant", "school", "hospital", "office", "house", "station")
 IOI_OBJECTS = ("drink", "ring", "kiss", "bone", "basketball", "computer", "necklace", "snack")
+
+
+def tokenizer_fingerprint(tokenizer) -> Optional[str]:
+    """A hash of the vocabulary, used to catch prompts built with another tokenizer."""
+    if tokenizer is None:
+        return None
+    vocab = tokenizer.get_vocab()
+    h = hashlib.sha256()
+    for tok, idx in sorted(vocab.items(), key=lambda kv: kv[1]):
+        h.update(f"{idx}:{tok}\n".encode())
+    return h.hexdigest()[:16]
 
 
 def output_positions(length: int, mode: str) -> list[int]:
@@ -179,10 +193,11 @@ def _known(tok, word: str) -> bool:
     return tok.unk_token_id is None or tok.unk_token_id not in ids
 
 
+@renamed(seed="prompt_seed")
 def ioi_task(
     model_or_tokenizer,
     n_prompts: int = 64,
-    seed: int = 0,
+    prompt_seed: int = 0,
     names: Sequence[str] = IOI_NAMES,
     places: Sequence[str] = IOI_PLACES,
     objects: Sequence[str] = IOI_OBJECTS,
@@ -215,7 +230,7 @@ def ioi_task(
     objects = [o for o in objects if _known(tok, o)]
     if not places or not objects:
         raise ValueError("none of the places/objects can be spelled by this tokenizer; pass places=/objects=")
-    rng = random.Random(seed)
+    rng = random.Random(prompt_seed)
     pool = sorted(name_ids)
     prompts, texts, targets, distractors = [], [], [], []
     for k in range(n_prompts):
@@ -231,14 +246,15 @@ def ioi_task(
         targets.append([name_ids[io]])
         distractors.append([name_ids[s]])
     return Task("ioi", prompts, "last", targets, distractors, texts,
-                tokenizer_fingerprint(tok), {"seed": seed, "names": pool, "templates": list(templates)})
+                tokenizer_fingerprint(tok), {"prompt_seed": prompt_seed, "names": pool, "templates": list(templates)})
 
 
+@renamed(seed="prompt_seed")
 def induction_task(
     model_or_tokenizer,
     n_prompts: int = 32,
     half_length: int = 10,
-    seed: int = 0,
+    prompt_seed: int = 0,
     token_range: Optional[tuple[int, int]] = None,
     prepend_bos: Optional[bool] = None,
 ) -> Task:
@@ -253,7 +269,7 @@ def induction_task(
     candidates = [i for i in range(lo, hi) if i not in special]
     if len(candidates) < half_length:
         raise ValueError(f"token_range {lo}..{hi} has fewer than {half_length} ordinary tokens")
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(prompt_seed)
     prompts, targets = [], []
     for _ in range(n_prompts):
         pick = torch.randperm(len(candidates), generator=g)[:half_length].tolist()
@@ -265,7 +281,7 @@ def induction_task(
         prompts.append(ids)
         targets.append(tg)
     return Task("induction", prompts, "all", targets, None, None, tokenizer_fingerprint(tok),
-                {"seed": seed, "half_length": half_length})
+                {"prompt_seed": prompt_seed, "half_length": half_length})
 
 
 def custom_task(
@@ -305,3 +321,34 @@ def custom_task(
             dist = [[one_token(d, "distractor")] for d in distractors]
     return Task(name, prompts, position_mode, targets, dist, list(texts), tokenizer_fingerprint(tok),
                 {}, metric_fn)
+
+
+@renamed(seed="rng_seed")
+def ioi_counterfactual(model_or_tokenizer, task: Task, rng_seed: int = 0, swap: str = "io") -> Task:
+    """The same IOI prompts with one name replaced by another (lengths unchanged).
+
+    ``swap="io"``: the indirect object becomes a new name, which is the new answer.
+    ``swap="s"``: the repeated subject (both occurrences) becomes a new name, which is
+    the new distractor; the answer stays. Heads that copy the answer move with the
+    first; heads that suppress the repeated name move with the second.
+    """
+    if swap not in ("io", "s"):
+        raise ValueError(f"swap must be 'io' or 's', got {swap!r}")
+    tok = _tokenizer_of(model_or_tokenizer)
+    if task.texts is None or task.distractors is None or "names" not in task.info:
+        raise ValueError("ioi_counterfactual needs an IOI task (texts, names and distractors)")
+    rng = random.Random(rng_seed)
+    names = task.info["names"]
+    bos = task.prompts[0][0] == tok.bos_token_id
+    prompts, targets, distractors, texts = [], [], [], []
+    for text, t, d in zip(task.texts, task.targets, task.distractors):
+        io, s = tok.decode([t[0]]).strip(), tok.decode([d[0]]).strip()
+        new = rng.choice([n for n in names if n not in (io, s)])
+        old = io if swap == "io" else s
+        cf = re.sub(rf"\b{re.escape(old)}\b", new, text)
+        prompts.append(_encode(tok, cf, bos))
+        texts.append(cf)
+        targets.append([_single_token(tok, new)] if swap == "io" else list(t))
+        distractors.append(list(d) if swap == "io" else [_single_token(tok, new)])
+    return Task(f"ioi-counterfactual-{swap}", prompts, task.position_mode, targets, distractors,
+                texts, task.tokenizer_fingerprint, dict(task.info, counterfactual_of=task.name, swap=swap))

@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from .compat import renamed
 from .tasks import IOI_NAMES, IOI_OBJECTS, IOI_PLACES, IOI_TEMPLATES
 
 SPECIALS = ("<bos>", "<unk>")
@@ -43,6 +44,7 @@ def word_tokenizer(words: Sequence[str]):
                                    unk_token="<unk>", pad_token="<bos>")
 
 
+@renamed(seed="rng_seed")
 def build_toy_model(
     path: os.PathLike,
     n_layers: int = 2,
@@ -51,7 +53,7 @@ def build_toy_model(
     words: Optional[Sequence[str]] = None,
     vocab_size: Optional[int] = None,
     n_ctx: int = 64,
-    seed: int = 0,
+    rng_seed: int = 0,
     d_mlp: Optional[int] = None,
     init_std: float = 0.2,
 ) -> Path:
@@ -59,7 +61,8 @@ def build_toy_model(
 
     ``words`` gives the tokenizer's vocabulary (default: the IOI vocabulary);
     ``vocab_size`` instead makes ``w0 .. wN`` words (e.g. 50257 for GPT-2's size).
-    ``init_std`` is larger than GPT-2's 0.02 so that a random model's heads matter.
+    ``init_std`` is larger than GPT-2's 0.02 so that a random model's heads matter;
+    ``rng_seed`` seeds the initialisation.
     """
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -69,7 +72,7 @@ def build_toy_model(
     cfg = GPT2Config(vocab_size=len(tok), n_positions=n_ctx, n_embd=d_model, n_layer=n_layers, n_head=n_heads,
                      n_inner=d_mlp, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                      initializer_range=init_std, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
-    torch.manual_seed(seed)
+    torch.manual_seed(rng_seed)
     model = GPT2LMHeadModel(cfg).eval()
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,39 @@ from coax_nb.toy import build_toy_model
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
+# ---------------------------------------------------------------- test tiers
+# `pytest -m "not slow"` is the developer loop (under 5 minutes on 2 CPU cores); plain
+# `pytest` (README, CI) runs everything. Slow means: executes notebooks, drives a browser,
+# spawns a process or (re)trains a model. The slow tests are listed here, in one place,
+# and marked at collection; a test may also carry @pytest.mark.slow itself.
+SLOW_FILES = {
+    "test_notebooks.py": "papermill and nbval runs of the notebooks, the coax-nb report command",
+    "test_widget_modules.py": "each widget's ES module in Chromium",
+    "test_widgets_jupyterlab.py": "JupyterLab and Chromium",
+}
+SLOW_TESTS = {
+    "test_distributed.py::test_sharded_scan_equals_single_process": "spawns gloo worker processes",
+    "test_organisms.py::test_cli_main_job_prints_top_heads": "runs the CLI in a subprocess",
+    "test_organisms.py::test_retraining_reproduces_the_card": "retrains an organism",
+}
+NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"  # collected by nbval
+
+
+def pytest_collection_modifyitems(config, items):
+    modules = {}
+    for item in items:
+        name = getattr(item, "originalname", item.name)
+        if (item.path.name in SLOW_FILES or f"{item.path.name}::{name}" in SLOW_TESTS
+                or NOTEBOOKS_DIR in item.path.parents):
+            item.add_marker(pytest.mark.slow)
+        if getattr(item, "module", None) is not None:
+            modules[item.path.name] = item.module
+    # a renamed test must not drop out of the slow tier unnoticed
+    for key in SLOW_TESTS:
+        file, name = key.split("::")
+        if file in modules and not hasattr(modules[file], name):
+            raise pytest.UsageError(f"tests/conftest.py SLOW_TESTS lists {key}, which no longer exists")
+
 
 @pytest.fixture(scope="session")
 def toy_dir(tmp_path_factory):

@@ -6,15 +6,16 @@ import numpy as np
 import pytest
 
 from coax_nb import Engine, coax_scan, load_model, organisms
-from coax_nb.apply import (attribution_repair, circuit_completion, induction_transfer, knockout, prune)
+from coax_nb.applications import (attribution_repair, circuit_completion, induction_transfer, knockout, prune,
+                                  task_loss)
 from coax_nb.organisms import task_for
 from coax_nb.tasks import induction_task
 from coax_nb.units import all_units
 
 
-def _setup(name, n=48, seed=7):
+def _setup(name, n=48, prompt_seed=7):
     model = load_model(f"organism:{name}")
-    engine = Engine(model, task_for(f"organism:{name}", n, seed=seed), progress=False)
+    engine = Engine(model, task_for(f"organism:{name}", n, prompt_seed=prompt_seed), progress=False)
     card = organisms.card(name)
     return model, engine, [tuple(x) for x in card["primaries"]], [tuple(x) for x in card["backups"]]
 
@@ -42,9 +43,9 @@ def test_attribution_repair(hw, dormant):
 @pytest.mark.parametrize("which", ["hw", "dormant"])
 def test_coax_knockout_is_closer_to_the_oracle_than_first_order(request, which):
     model, e, P, B = request.getfixturevalue(which)
-    s = coax_scan(e, seed=P, progress=False)
+    s = coax_scan(e, primaries=P, progress=False)
     ko = knockout(e, None, P, {"CoAx": [u for u, _ in s.top(6)], "first-order": [u for u, _ in s.top(6, by="single")]},
-                  B, unrelated=induction_task(model, 12, 6, seed=3), n_random=4)
+                  B, unrelated=induction_task(model, 12, 6, prompt_seed=3), n_random=4)
     K = len(B)
     coax, first = ko.row("CoAx", K), ko.row("first-order", K)
     assert coax["distance_to_oracle"] < 1e-6  # CoAx's top-K are exactly the backups here
@@ -59,7 +60,7 @@ def test_coax_knockout_is_closer_to_the_oracle_than_first_order(request, which):
 def test_circuit_completion(hw, dormant):
     for model, e, P, B in (hw, dormant):
         base = [u for u in all_units(e.n_layers, e.n_heads) if u.layer < e.n_layers - 1]
-        s = coax_scan(e, seed=P, progress=False)
+        s = coax_scan(e, primaries=P, progress=False)
         cc = circuit_completion(e, None, P, base, {"CoAx": [u for u, _ in s.top(len(B))], "documented": B})
         assert cc.incompleteness["CoAx"] < 0.01 and cc.incompleteness["documented"] < 0.01
         assert cc.incompleteness["base"] > 0.5
@@ -69,14 +70,15 @@ def test_circuit_completion(hw, dormant):
 @pytest.fixture(scope="module")
 def pruned():
     model = load_model("organism:handwired")
-    cal, ev = task_for("organism:handwired", 32, seed=1), task_for("organism:handwired", 48, seed=2)
+    cal, ev = task_for("organism:handwired", 32, prompt_seed=1), task_for("organism:handwired", 48, prompt_seed=2)
     return model, cal, ev, prune(model, cal, ev, progress=False)
 
 
 def test_repair_aware_pruning_is_never_worse_than_a_static_order_on_the_handwired_organism(pruned):
-    *_, p = pruned
+    model, _, ev, p = pruned
     ra = np.array(p.orders["repair_aware"]["loss"])
-    assert len(ra) == 13 and ra[0] == pytest.approx(ra[0])
+    intact = task_loss(ev, Engine(model, ev, progress=False).clean_logits()).mean().item()
+    assert len(ra) == 13 and ra[0] == pytest.approx(intact, abs=1e-9)  # nothing pruned yet: the intact model
     for name, o in p.orders.items():
         assert len(o["loss"]) == len(ra) and o["loss"][0] == pytest.approx(ra[0]), name
         assert np.all(ra <= np.array(o["loss"]) + 1e-5), name  # float32 noise only
@@ -122,7 +124,7 @@ def test_induction_transfer_splits_and_numbers(toy, quiet):
     # the evaluation split's numbers, recomputed by hand
     from coax_nb import Variant
 
-    ev = Engine(toy, induction_task(toy, 8, 6, seed=2), progress=False)
+    ev = Engine(toy, induction_task(toy, 8, 6, prompt_seed=2), progress=False)
     clean, both = [ev.task.metric(lg).mean().item()
                    for lg in ev.logits([Variant(), Variant.zero(r.primaries + r.completion)])]
     assert r.effect == pytest.approx(clean - both, abs=1e-9)
@@ -130,8 +132,6 @@ def test_induction_transfer_splits_and_numbers(toy, quiet):
 
 def test_task_loss_is_the_cross_entropy_of_the_targets(hw):
     import torch
-
-    from coax_nb.apply import task_loss
 
     _, e, _, _ = hw
     logits = e.clean_logits()

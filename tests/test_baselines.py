@@ -131,11 +131,11 @@ def test_atp_is_exact_when_the_metric_is_linear_in_head_outputs(no_mlp_toy_dir):
 
 def test_attribution_scores_columns_costs_and_batching(toy, quiet):
     task = ioi_task(toy, 10, seed=5)
-    s = attribution_scores(toy, task, seed=["1.1"], ig_steps=3, progress=False)
+    s = attribution_scores(toy, task, primaries=["1.1"], ig_steps=3, progress=False)
     for col in ("atp", "atp_gd", "eap_ig", "cond_atp", "cond_atp_gd", "cond_eap_ig", "delta_atp"):
         assert s[col].shape == (12,)
     assert np.isnan(s.value("cond_atp", "1.1")) and not np.isnan(s.value("atp", "1.1"))
-    assert np.allclose(s["delta_atp"][~s.is_seed()], (s["cond_atp"] - s["atp"])[~s.is_seed()])
+    assert np.allclose(s["delta_atp"][~s.is_primary()], (s["cond_atp"] - s["atp"])[~s.is_primary()])
     cost = s.meta["cost"]
     # intact + conditional: AtP 2 backward passes, GradDrop 2L, EAP-IG 2 L steps
     assert cost["atp"]["backward_passes"] == 2
@@ -143,7 +143,7 @@ def test_attribution_scores_columns_costs_and_batching(toy, quiet):
     assert cost["eap_ig"]["backward_passes"] == 2 * 3 * 3
     # batching does not change the result: one bucket vs buckets of 3 prompts
     small = Engine(toy, task, progress=False, max_bucket_prompts=3)
-    s2 = attribution_scores(small, seed=["1.1"], ig_steps=3, progress=False)
+    s2 = attribution_scores(small, primaries=["1.1"], ig_steps=3, progress=False)
     for col in s.scores:
         assert np.allclose(s[col], s2[col], atol=1e-5, equal_nan=True), col
 

@@ -13,7 +13,7 @@ from coax_nb.units import all_units
 def test_sharded_scan_equals_single_process(world):
     task = task_for("organism:ioi_dormant", 24, seed=5)
     seed = ["1.1", "1.0", "1.2"]
-    single = coax_scan(load_model("organism:ioi_dormant"), task, seed=seed, progress=False)
+    single = coax_scan(load_model("organism:ioi_dormant"), task, primaries=seed, progress=False)
     sharded = run_local("organism:ioi_dormant", task, seed, world_size=world)
     assert sharded.meta["world_size"] == world
     for k, v in single.scores.items():
@@ -31,8 +31,8 @@ def test_shards_cover_every_head_once():
 def test_partial_scan_and_estimates():
     model = load_model("organism:handwired")
     e = Engine(model, task_for("organism:handwired", 16), progress=False)
-    part = coax_scan(e, seed=["1.0", "1.1"], heads=["2.0", "0.3"], progress=False)
-    full = coax_scan(e, seed=["1.0", "1.1"], progress=False)
+    part = coax_scan(e, primaries=["1.0", "1.1"], heads=["2.0", "0.3"], progress=False)
+    full = coax_scan(e, primaries=["1.0", "1.1"], progress=False)
     for u in ("2.0", "0.3"):
         assert part.value("comp", u) == pytest.approx(full.value("comp", u))
     assert np.isnan(part.value("single", "2.1"))
@@ -45,7 +45,7 @@ def test_partial_scan_and_estimates():
     R.available_bytes = lambda device: 1000
     try:
         with pytest.raises(MemoryError, match="top_r=256"):
-            coax_scan(e, seed=["1.0"], progress=False)
+            coax_scan(e, primaries=["1.0"], progress=False)
     finally:
         R.available_bytes = real
     with pytest.raises(RuntimeError, match="not initialised"):

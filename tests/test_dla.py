@@ -36,7 +36,7 @@ def test_dla_ground_truth_on_the_handwired_organism():
     model = load_model("organism:handwired")
     engine = Engine(model, task_for("organism:handwired", 32), progress=False)
     gt = dla_ground_truth(engine, n_primaries=2)
-    assert sorted(map(str, gt["primaries"])) == ["1.0", "1.1"]
-    assert sorted(map(str, gt["backups"])) == ["2.0", "2.1"]
+    assert sorted(map(str, gt["primaries"])) == ["L1H0", "L1H1"]
+    assert sorted(map(str, gt["backups"])) == ["L2H0", "L2H1"]
     assert np.all(np.abs(gt["clean_dla"][[8, 9]]) < 1e-3)  # dormant on the intact model
     assert gt["ablated_dla"][8] > 1.5 and gt["ablated_dla"][9] > 1.5

@@ -6,6 +6,7 @@ import torch
 
 from coax_nb import Engine, ModelLoadError, coax_scan, evaluate, ioi_task, load_model
 from coax_nb.toy import build_toy_model, ioi_vocabulary
+from coax_nb.units import Unit, all_units, parse_units
 
 from conftest import mixed_length_prompts
 
@@ -18,8 +19,10 @@ def test_unknown_and_out_of_range_heads(toy):
         e.units([(0, 4)])
     with pytest.raises(ValueError, match="cannot read head"):
         e.units(["nine.nine"])
-    with pytest.raises(ValueError, match="outside the model"):
+    with pytest.raises(ValueError, match="alone is not a head"):
         e.units([99])
+    with pytest.raises(ValueError, match="9.10 becomes 9.1"):
+        e.units([9.1])
 
 
 def test_empty_prompt_set(toy):
@@ -27,12 +30,27 @@ def test_empty_prompt_set(toy):
         Engine(toy, [], progress=False)
 
 
-def test_seed_set_errors(toy):
+def test_every_head_spelling_names_the_same_head():
+    import numpy as np
+
+    spellings = ["9.10", "L9H10", "L9.H10", "a9.h10", "l9h10", "9:10", (9, 10), [9, 10],
+                 (np.int64(9), np.int32(10)), Unit(9, 10)]
+    for s in spellings:
+        assert parse_units([s], 12, 12) == [Unit(9, 10)], s
+    assert parse_units("L9H10, L10H0 11.2", 12, 12) == [Unit(9, 10), Unit(10, 0), Unit(11, 2)]
+    assert parse_units((9, 10), 12, 12) == [Unit(9, 10)]  # a lone pair is one head
+    assert str(Unit(9, 10)) == "L9H10" and Unit.from_flat(118, 12) == Unit(9, 10)
+    for bad in (10, [10], 9.1, [9.10], True):
+        with pytest.raises(ValueError, match="not a head"):
+            parse_units(bad, 12, 12)
+
+
+def test_primary_set_errors(toy):
     e = Engine(toy, mixed_length_prompts(toy, 4), progress=False)
-    with pytest.raises(ValueError, match="seed set is empty"):
-        coax_scan(e, seed=[], progress=False)
+    with pytest.raises(ValueError, match="primary set is empty"):
+        coax_scan(e, primaries=[], progress=False)
     with pytest.raises(ValueError, match="covers every head"):
-        coax_scan(e, seed=list(range(12)), progress=False)
+        coax_scan(e, primaries=all_units(3, 4), progress=False)
 
 
 def test_prompt_longer_than_context(toy):
@@ -78,9 +96,9 @@ def test_model_without_attention_heads():
         check_has_heads(NoHeads())
 
 
-def test_evaluate_rejects_truth_in_seed(toy):
-    s = coax_scan(toy, mixed_length_prompts(toy, 4), seed=["2.0"], progress=False)
-    with pytest.raises(ValueError, match="in the seed set"):
+def test_evaluate_rejects_truth_in_primaries(toy):
+    s = coax_scan(toy, mixed_length_prompts(toy, 4), primaries=["2.0"], progress=False)
+    with pytest.raises(ValueError, match="in the primar"):
         evaluate(s, ["2.0", "1.1"])
 
 
@@ -95,5 +113,5 @@ def test_device_map_loading_goes_through_the_bridge():
 
     m = load_model("organism:handwired", device_map="cpu")
     assert {p.device.type for p in m.parameters()} == {"cpu"}
-    s = coax_scan(m, task_for("organism:handwired", 8), seed=["1.0", "1.1"], progress=False)
-    assert sorted(str(u) for u, _ in s.top(2)) == ["2.0", "2.1"]
+    s = coax_scan(m, task_for("organism:handwired", 8), primaries=["1.0", "1.1"], progress=False)
+    assert sorted(str(u) for u, _ in s.top(2)) == ["L2H0", "L2H1"]

@@ -1,4 +1,5 @@
 """Tutorial notebooks (papermill, nbval) and the `coax-nb report` command."""
+import inspect
 import json
 import re
 import subprocess
@@ -6,23 +7,42 @@ import sys
 import time
 from pathlib import Path
 
+import jupytext
 import nbformat
+import papermill
 import pytest
 
-from coax_nb.report import ReportError, execute_notebook
+from coax_nb.report import REPORT_NOTEBOOK, ReportError, execute_notebook, run_report
 
 from conftest import screenshot
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+# the text sources (jupytext py:percent) that the committed notebooks are paired with;
+# the report's is named report.nb.py so that it is no module of the package
+SOURCES = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py")) + [ROOT / "coax_nb" / "report.nb.py"]
 
 
-def test_committed_notebooks_are_clean_and_in_sync():
+def paired(source: Path) -> Path:
+    return source.with_name(source.name.removesuffix(".nb.py").removesuffix(".py") + ".ipynb")
+
+
+def cells(nb) -> list:
+    return [(c.cell_type, c.source, c.metadata.get("tags", [])) for c in nb.cells]
+
+
+def test_committed_notebooks_are_in_sync_with_their_text_sources():
     assert len(NOTEBOOKS) == 8
-    check = subprocess.run([sys.executable, str(ROOT / "notebooks" / "build_notebooks.py"), "--check"],
-                           capture_output=True, text=True)
-    assert check.returncode == 0, check.stdout
-    for path in NOTEBOOKS + [ROOT / "coax_nb" / "report.ipynb"]:
+    assert sorted(map(paired, SOURCES)) == sorted(NOTEBOOKS + [REPORT_NOTEBOOK])
+    for src in SOURCES:
+        text = jupytext.read(src)
+        assert "ipynb" in text.metadata["jupytext"]["formats"].split(","), f"{src.name} is not paired"
+        nb = nbformat.read(str(paired(src)), as_version=4)
+        assert cells(nb) == cells(text), f"{paired(src).name} differs from {src.name}: run jupytext --sync {src}"
+
+
+def test_committed_notebooks_are_clean():
+    for path in NOTEBOOKS + [REPORT_NOTEBOOK]:
         nb = nbformat.read(str(path), as_version=4)
         code = [c for c in nb.cells if c.cell_type == "code"]
         assert all(not c.outputs and c.execution_count is None for c in code), f"{path.name} carries outputs"
@@ -31,6 +51,16 @@ def test_committed_notebooks_are_clean_and_in_sync():
         nb = nbformat.read(str(path), as_version=4)
         assert "You will learn" in nb.cells[0].source
         assert any("assert" in c.source for c in nb.cells if c.cell_type == "code"), f"{path.name}: no checked exercise"
+
+
+def test_notebook_parameters():
+    """papermill injects unknown names without complaint, so the names are pinned here."""
+    for path in NOTEBOOKS:
+        assert list(papermill.inspect_notebook(str(path))) == [
+            "model", "task", "n_prompts", "primaries", "device", "output_dir"], path.name
+    positional = [n for n, p in inspect.signature(run_report).parameters.items()
+                  if p.kind is p.POSITIONAL_OR_KEYWORD]
+    assert list(papermill.inspect_notebook(str(REPORT_NOTEBOOK))) == positional
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -51,13 +81,17 @@ def test_notebook_runs_under_papermill(path, tmp_path):
 
 def test_deterministic_cells_match_under_nbval(tmp_path):
     """Strict where deterministic: cells tagged nbval-check-output are re-run by nbval
-    and compared with the papermill run's outputs (everything else lax)."""
+    and compared with the papermill run's outputs (everything else lax). The primaries are
+    the organism card's, given as the one string that `papermill -p primaries` passes."""
     src = ROOT / "notebooks" / "00_quickstart.ipynb"
     executed = tmp_path / src.name
-    execute_notebook(src, executed, {"output_dir": str(tmp_path / "outputs")}, cwd=tmp_path)
+    execute_notebook(src, executed, {"output_dir": str(tmp_path / "outputs"), "primaries": "L1H1 L1H0 L1H2"},
+                     cwd=tmp_path)
     nb = nbformat.read(str(executed), as_version=4)
     tagged = [c for c in nb.cells if "nbval-check-output" in c.metadata.get("tags", [])]
     assert tagged and all(c.outputs for c in tagged)
+    shown = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "primaries S (given): ['L1H1', 'L1H0', 'L1H2']" in shown
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "--nbval-lax", "-p", "no:cacheprovider",
                           "-o", "addopts=", str(executed)], capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:]

@@ -1,22 +1,37 @@
-"""The bundled organisms: rebuildable, and their ground truth holds on the shipped files."""
+"""The bundled organisms: rebuildable from recipes/, and their ground truth holds on
+the shipped files."""
+import importlib.util
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from coax_nb import Engine, Variant, ablation_energy, coax_scan, evaluate, load_model, organisms
-from coax_nb.organisms import build_handwired
+from coax_nb import Engine, Variant, ablation_energy, coax_scan, evaluate, ioi_task, load_model, organisms
 
 HW = "organism:handwired"
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def recipe(name: str):
+    """A script of recipes/ as a module (they are not part of the package)."""
+    spec = importlib.util.spec_from_file_location(f"recipes_{name}", RECIPES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+build_handwired = recipe("build_handwired")
+train_ioi = recipe("train_ioi")
 
 
 @pytest.fixture(scope="module")
 def hw():
     model = load_model(HW, device="cpu")
-    task = organisms.task_for(HW, n_prompts=48, seed=123)  # prompts not used when the card was made
+    task = organisms.task_for(HW, n_prompts=48, prompt_seed=123)  # prompts not used when the card was made
     return model, task, Engine(model, task, progress=False)
 
 
@@ -42,7 +57,7 @@ def test_handwired_ground_truth(hw):
     model, task, e = hw
     u = e.units
     assert task.accuracy(e.clean_logits()) == 1.0
-    s = coax_scan(e, seed=["1.0", "1.1"], progress=False)
+    s = coax_scan(e, primaries=["1.0", "1.1"], progress=False)
     # the backup is dormant: its single ablation is < 1% of the primary-plus-backup joint ablation
     joint = ablation_energy(e, Variant.zero(u(["1.0", "2.0"])))
     assert s.value("single", "2.0") < 0.01 * joint
@@ -78,7 +93,7 @@ def test_cli_main_job_prints_top_heads():
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     ranks = [ln.split() for ln in lines if ln.strip().startswith(("1 ", "2 ", "3 "))]
-    assert [r[1] for r in ranks[:2]] == ["2.0", "2.1"] or [r[1] for r in ranks[:2]] == ["2.1", "2.0"]
+    assert sorted(r[1] for r in ranks[:2]) == ["L2H0", "L2H1"]
     assert "ROC-AUC 1.000" in out.stdout
     help_out = subprocess.run([sys.executable, "-m", "coax_nb.cli", "--help"], capture_output=True, text=True)
     assert help_out.returncode == 0 and "scan" in help_out.stdout
@@ -96,23 +111,43 @@ def test_there_are_trained_organisms_with_both_kinds_of_backup():
     assert max(len(organisms.card(n)["backups"]) for n in TRAINED) >= 3
 
 
-def test_trained_rebuild_reproduces_shipped_weights(tmp_path):
-    """Retraining from the recipe's seed gives the shipped weights (same torch build)."""
-    from coax_nb.organisms.train_ioi import train
-
+@pytest.mark.slow
+def test_retraining_reproduces_the_card(tmp_path):
+    """Retraining ioi_dormant from its recipe and seed gives a model that behaves as its
+    card says. Weights are not compared: float training does not give the same bits on
+    another CPU (weights differed by ~4e-3 on one fresh machine, by up to 0.25 on
+    another), but the behaviour holds, within the tolerances below."""
     card = organisms.card("ioi_dormant")
-    train(card["recipe"], tmp_path, verbose=False, seed=card["training"]["settings"]["seed"])
-    shipped = load_file(organisms.path("ioi_dormant") / "model.safetensors")
-    rebuilt = load_file(tmp_path / "model.safetensors")
-    assert shipped.keys() == rebuilt.keys()
-    for k in shipped:
-        assert torch.allclose(shipped[k], rebuilt[k], atol=1e-5), k
+    shipped = card["measured"]
+    train_ioi.train(card["recipe"], tmp_path, verbose=False, rng_seed=card["training"]["settings"]["seed"])
+    m = train_ioi.measure(tmp_path, shipped["criterion"]["n_primaries"])
+    assert sorted(m["primaries"]) == sorted(shipped["primaries"])
+    # backups: DLA rises above a threshold (10% of the primaries' DLA); the card's sit just
+    # above it (0.67 and 0.68 logits for 0.66), so a retrained one may fall just under.
+    # Each card backup rises by >= 90% of the threshold, and no other head crosses it.
+    H = card["architecture"]["n_heads"]
+    rise = [a - c for a, c in zip(m["ablated_dla"], m["clean_dla"])]
+    for layer, head in shipped["backups"]:
+        assert rise[layer * H + head] >= 0.9 * m["criterion"]["threshold_logits"], (layer, head)
+    assert m["backups"] and all(b in shipped["backups"] for b in m["backups"])
+    assert m["accuracy"] == pytest.approx(shipped["accuracy"], abs=0.02)  # 2 of 128 prompts
+    for k in ("clean", "primaries_ablated"):
+        assert m["logit_diff"][k] == pytest.approx(shipped["logit_diff"][k], rel=0.1), k
+    assert m["repair_fraction"] == pytest.approx(shipped["repair_fraction"], abs=0.05)
+    # recovery of the card's backups on the same held-out prompts: AUCs within 2 of the
+    # 3 x 6 backup/other pairs (CoAx and ratio 1.0, single ablation blind at ~0.2)
+    model = load_model(tmp_path, device="cpu")
+    task = ioi_task(model, shipped["criterion"]["n_prompts"], prompt_seed=train_ioi.HELD_OUT_SEED,
+                    names=train_ioi.NAMES, prepend_bos=True)
+    s = coax_scan(model, task, primaries=card["primaries"], progress=False)
+    for by in ("comp", "ratio", "single"):
+        auc = evaluate(s, card["backups"], by=by)["roc_auc"]
+        assert auc == pytest.approx(shipped["selectors"][by]["roc_auc"], abs=2 / 18 + 1e-9), by
 
 
 @pytest.fixture(scope="module", params=TRAINED)
 def trained(request):
-    from coax_nb.organisms.train_ioi import measure
-
+    measure = train_ioi.measure
     name = request.param
     card = organisms.card(name)
     return name, card, measure(organisms.path(name), card["measured"]["criterion"]["n_primaries"])

@@ -15,8 +15,9 @@ def handwired():
 
 @pytest.fixture(scope="module")
 def result(handwired):
-    return recovery(handwired, lambda s: task_for("organism:handwired", 24, seed=s), ["1.0", "1.1"],
-                    ["2.0", "2.1"], prompt_seeds=[0, 1], ig_steps=4, progress=False)
+    return recovery(handwired, lambda s: task_for("organism:handwired", 24, prompt_seed=s),
+                    primaries=["L1H0", "L1H1"], truth=["L2H0", "L2H1"], prompt_seeds=[0, 1], ig_steps=4,
+                    progress=False)
 
 
 def test_recovery_orders_selectors_as_the_construction_says(result):
@@ -32,11 +33,11 @@ def test_recovery_orders_selectors_as_the_construction_says(result):
 
 def test_recovery_rows_are_means_over_repeats_with_costs(result):
     assert len(result.scores) == 2 and result.meta["repeats"] == 2
-    per = [evaluate(sc, ["2.0", "2.1"], by="single")["roc_auc"] for sc in result.scores]
+    per = [evaluate(sc, ["L2H0", "L2H1"], by="single")["roc_auc"] for sc in result.scores]
     assert result.row("single")["roc_auc"] == pytest.approx(np.mean(per))
     assert result.row("single")["roc_auc_std"] == pytest.approx(np.std(per))
     atp, gd, ig = result.row("atp"), result.row("atp_gd"), result.row("eap_ig")
-    assert atp["backward_passes"] == 2  # intact + seed-ablated
+    assert atp["backward_passes"] == 2  # intact + primaries ablated
     assert gd["backward_passes"] == 2 * 3 and ig["backward_passes"] == 2 * 3 * 4
     assert result.row("comp")["backward_passes"] == 0 and result.row("comp")["forward_passes"] > 0
     assert all(r["seconds"] > 0 for r in result.rows)
@@ -56,28 +57,28 @@ def test_recovery_json_and_plot(result, tmp_path):
 
 def test_recovery_bad_input(handwired):
     task = task_for("organism:handwired", 8)
-    with pytest.raises(ValueError, match="seed set is empty"):
-        recovery(handwired, task, [], ["2.0"], progress=False)
-    with pytest.raises(ValueError, match="also in the seed set"):
-        recovery(handwired, task, ["1.0", "2.0"], ["2.0"], progress=False)
+    with pytest.raises(ValueError, match="primary set is empty"):
+        recovery(handwired, task, [], ["L2H0"], progress=False)
+    with pytest.raises(ValueError, match="also in the primary set"):
+        recovery(handwired, task, ["L1H0", "L2H0"], ["L2H0"], progress=False)
     with pytest.raises(ValueError, match="ground-truth set is empty"):
-        recovery(handwired, task, ["1.0"], [], progress=False)
+        recovery(handwired, task, ["L1H0"], [], progress=False)
     with pytest.raises(ValueError, match="unknown selector"):
-        recovery(handwired, task, ["1.0"], ["2.0"], selectors=["comp", "magic"], progress=False)
+        recovery(handwired, task, ["L1H0"], ["L2H0"], selectors=["comp", "magic"], progress=False)
     with pytest.raises(ValueError, match="task builder"):
-        recovery(handwired, task, ["1.0"], ["2.0"], prompt_seeds=[0, 1], progress=False)
+        recovery(handwired, task, ["L1H0"], ["L2H0"], prompt_seeds=[0, 1], progress=False)
     with pytest.raises(ValueError, match="outside the model"):
-        recovery(handwired, task, ["7.0"], ["2.0"], progress=False)
+        recovery(handwired, task, ["L7H0"], ["L2H0"], progress=False)
 
 
 def test_recovery_reuses_an_engine(handwired):
     from coax_nb import Engine
 
-    task = task_for("organism:handwired", 16, seed=4)
+    task = task_for("organism:handwired", 16, prompt_seed=4)
     engine = Engine(handwired, task, progress=False)
-    a = recovery(engine, None, ["1.0", "1.1"], ["2.0", "2.1"], selectors=["comp", "atp"], progress=False)
-    b = recovery(handwired, task, ["1.0", "1.1"], ["2.0", "2.1"], selectors=["comp", "atp"], progress=False)
+    a = recovery(engine, None, ["L1H0", "L1H1"], ["L2H0", "L2H1"], selectors=["comp", "atp"], progress=False)
+    b = recovery(handwired, task, ["L1H0", "L1H1"], ["L2H0", "L2H1"], selectors=["comp", "atp"], progress=False)
     assert [r["roc_auc"] for r in a.rows] == [r["roc_auc"] for r in b.rows]
     assert np.allclose(a.scores[0]["comp"], b.scores[0]["comp"], equal_nan=True)
     with pytest.raises(ValueError, match="task=None"):
-        recovery(engine, task, ["1.0"], ["2.0"], progress=False)
+        recovery(engine, task, ["L1H0"], ["L2H0"], progress=False)

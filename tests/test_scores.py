@@ -33,7 +33,7 @@ def test_scan_matches_float64_definition(toy64, top_r, mode):
     prompts = mixed_length_prompts(toy64, 6, seed=11)
     e = Engine(toy64, prompts, position_mode=mode, progress=False)
     seed = e.units(["1.0", "2.1"])
-    s = coax_scan(e, seed=seed, top_r=top_r, progress=False)
+    s = coax_scan(e, primaries=seed, top_r=top_r, progress=False)
     z0 = e.clean_logits()
     S = Variant.zero(seed)
     zS = e.naive_logits(S)
@@ -56,7 +56,7 @@ def test_conditional_geometry_and_coupling(toy64):
     prompts = mixed_length_prompts(toy64, 5, seed=2)
     e = Engine(toy64, prompts, progress=False)
     seed = e.units(["1.1"])
-    s = coax_scan(e, seed=seed, geometry="conditional", progress=False)
+    s = coax_scan(e, primaries=seed, geometry="conditional", progress=False)
     z0 = e.clean_logits()
     S = Variant.zero(seed)
     zS = e.naive_logits(S)
@@ -76,7 +76,7 @@ def test_conditional_geometry_and_coupling(toy64):
 def test_uncentered_feature_mode(toy64):
     prompts = mixed_length_prompts(toy64, 4, seed=5)
     e = Engine(toy64, prompts, progress=False)
-    s = coax_scan(e, seed=["0.0"], feature_mode="fisher_uncentered", progress=False)
+    s = coax_scan(e, primaries=["0.0"], feature_mode="fisher_uncentered", progress=False)
     z0 = e.clean_logits()
     u = Unit(1, 2)
     ref = fisher_energy_ref(z0, e.naive_logits(Variant.zero([u])), z0, mode="fisher_uncentered")
@@ -84,20 +84,20 @@ def test_uncentered_feature_mode(toy64):
 
 
 def test_scan_results_roundtrip_and_top(toy, tmp_path):
-    s = coax_scan(toy, mixed_length_prompts(toy, 6), seed=["2.0", "1.1"], progress=False)
+    s = coax_scan(toy, mixed_length_prompts(toy, 6), primaries=["2.0", "1.1"], progress=False)
     top = s.top(3)
-    assert len(top) == 3 and all(u not in s.seed for u, _ in top)
+    assert len(top) == 3 and all(u not in s.primaries for u, _ in top)
     assert top[0][1] >= top[1][1] >= top[2][1]
     df = s.to_frame()
-    assert list(df.columns[:4]) == ["layer", "head", "name", "seed"] and len(df) == 12
+    assert list(df.columns[:4]) == ["layer", "head", "name", "primary"] and len(df) == 12
     back = type(s).from_json(s.to_json(tmp_path / "s.json"))
     np.testing.assert_allclose(back["comp"], s["comp"], equal_nan=True)
-    assert back.seed == s.seed
+    assert back.primaries == s.primaries
     assert s.meta["forward_passes"] > 0 and s.meta["n_prompts"] == 6
 
 
 def test_wakeup_is_one_below_the_seed_layer(toy):
-    s = coax_scan(toy, mixed_length_prompts(toy, 6), seed=["1.0"], progress=False)
+    s = coax_scan(toy, mixed_length_prompts(toy, 6), primaries=["1.0"], progress=False)
     np.testing.assert_allclose(s["wakeup"][:4], 1.0, rtol=1e-6)  # layer 0 cannot react to layer 1
     assert np.nanmax(np.abs(s["wakeup"][8:] - 1.0)) > 1e-3  # layer 2 does react
 
@@ -134,11 +134,11 @@ def test_greedy_completion_picks_the_largest_conditional_energy(toy64):
     e = Engine(toy64, prompts, progress=False)
     comp = greedy_completion(e, ["1.0"], k=2, progress=False)
     # step 1 equals argmax of the conditional energy of a scan with the same seed
-    s = coax_scan(e, seed=["1.0"], progress=False)
+    s = coax_scan(e, primaries=["1.0"], progress=False)
     cond = np.nan_to_num(s["conditional"], nan=-1)
     assert comp.added[0] == s.units[int(np.argmax(cond))]
     assert comp.gains[0] == pytest.approx(float(np.max(cond)), rel=1e-9)
-    assert comp.added[1] not in comp.added[:1] + comp.seed
+    assert comp.added[1] not in comp.added[:1] + comp.primaries
 
 
 def test_co_activation_is_a_correlation_matrix(toy):

@@ -1,13 +1,14 @@
 """Each widget's ES module, unit-tested in a static page in headless Chromium with a fake
 anywidget model (get / set / on / save_changes), no Jupyter involved."""
 import json
+import re
 
 import numpy as np
 import pytest
+from matplotlib.colors import to_rgb
 
-from coax_nb import widgets
-from coax_nb.curves import Curves as CurveData
-from coax_nb.scores import PairScores, UnitScores
+from coax_nb import plots, widgets
+from coax_nb.results import Curves, PairScores, UnitScores
 from coax_nb.units import Unit
 
 from conftest import js_fmt, screenshot
@@ -38,9 +39,10 @@ def page(browser):
     p.close()
 
 
-def mount(page, component: str, state: dict):
-    src = widgets.module_source(component)
-    css = widgets.asset("style.css")
+def mount(page, bundle: str, state: dict):
+    """Load a built bundle (``coax_nb/widgets/static/<bundle>.js`` and ``.css``), as anywidget does."""
+    src = (widgets.STATIC / f"{bundle}.js").read_text()
+    css = (widgets.STATIC / f"{bundle}.css").read_text()
     page.evaluate(
         """async ([src, css, state]) => {
           const style = document.createElement('style'); style.textContent = css; document.head.append(style);
@@ -67,36 +69,29 @@ def scores():
     return UnitScores(3, 4, [Unit(1, 0), Unit(1, 1)], {"comp": comp, "single": rng.random(12)})
 
 
-def test_no_module_imports_anything_from_the_network():
-    for name in list(widgets.COMPONENTS.values()) + ["common.js", "style.css"]:
-        text = widgets.asset(name)
-        assert "import " not in text.replace("await import(url)", ""), name
-        assert "https://" not in text and "@import" not in text, name
-
-
 def test_headmap_module(page, scores):
-    w = widgets.HeadMap(scores, truth=["2.0"])
-    mount(page, "HeadMap", state_of(w))
+    w = widgets.HeadMap(scores, truth=["L2H0"])
+    mount(page, "headmap", state_of(w))
     assert page.locator(".cell").count() == 12
     assert page.locator(".truth-mark").count() == 1
-    assert page.locator(".cell-rect.seed").count() == 2
-    page.hover(".cell[data-unit='2.0']")
+    assert page.locator(".cell-rect.primary").count() == 2
+    page.hover(".cell[data-unit='L2H0']")
     tip = page.locator(".coax-tooltip").inner_text()
-    assert "head 2.0 — ground truth" in tip
+    assert "head L2H0 — ground truth" in tip
     assert f"comp: {js_fmt(scores['comp'][8])}" in tip and f"single: {js_fmt(scores['single'][8])}" in tip
     # switching the score re-labels every cell
     page.select_option(".coax-score-select", "single")
     assert page.evaluate("window.model.state.score") == "single"
-    label = page.locator(".cell[data-unit='0.3']").get_attribute("aria-label")
-    assert label == f"head 0.3, single {js_fmt(scores['single'][3])}"
-    # click toggles the seed; shift-click selects; keyboard works
-    page.click(".cell[data-unit='2.2']")
-    assert page.evaluate("window.model.state.seed") == ["1.0", "1.1", "2.2"]
-    page.click(".cell[data-unit='0.1']", modifiers=["Shift"])
-    assert page.evaluate("window.model.state.selected") == ["0.1"]
-    page.focus(".cell[data-unit='1.0']")
+    label = page.locator(".cell[data-unit='L0H3']").get_attribute("aria-label")
+    assert label == f"head L0H3, single {js_fmt(scores['single'][3])}"
+    # click toggles a primary; shift-click selects; keyboard works
+    page.click(".cell[data-unit='L2H2']")
+    assert page.evaluate("window.model.state.primaries") == ["L1H0", "L1H1", "L2H2"]
+    page.click(".cell[data-unit='L0H1']", modifiers=["Shift"])
+    assert page.evaluate("window.model.state.selected") == ["L0H1"]
+    page.focus(".cell[data-unit='L1H0']")
     page.keyboard.press("Enter")
-    assert page.evaluate("window.model.state.seed") == ["1.1", "2.2"]
+    assert page.evaluate("window.model.state.primaries") == ["L1H1", "L2H2"]
     assert page.evaluate("window.model.saves") == 4
     # busy indicator follows the kernel
     page.evaluate("window.model.set('busy', true)")
@@ -105,19 +100,19 @@ def test_headmap_module(page, scores):
 
 
 def test_blindspot_module(page, scores):
-    w = widgets.BlindSpot(scores, x="single", y="comp", truth=["2.0", "2.1"])
-    mount(page, "BlindSpot", state_of(w))
-    # seed heads left out; NaN CoAx (the seed) has no point either
+    w = widgets.BlindSpot(scores, x="single", y="comp", truth=["L2H0", "L2H1"])
+    mount(page, "blindspot", state_of(w))
+    # primaries left out; NaN CoAx (the primaries) has no point either
     assert page.locator(".point").count() == 10
     assert page.locator(".point.truth").count() == 2
     px, py, names = w.percentiles()
-    i = names.index("2.1")
-    page.hover(".point[data-unit='2.1']")
+    i = names.index("L2H1")
+    page.hover(".point[data-unit='L2H1']")
     tip = page.locator(".coax-tooltip").inner_text()
     assert f"(p{round(px[i])})" in tip and f"(p{round(py[i])})" in tip
-    page.click(".point[data-unit='2.1']")
-    page.click(".point[data-unit='0.0']", modifiers=["Shift"])
-    assert page.evaluate("window.model.state.selected") == ["2.1", "0.0"]
+    page.click(".point[data-unit='L2H1']")
+    page.click(".point[data-unit='L0H0']", modifiers=["Shift"])
+    assert page.evaluate("window.model.state.selected") == ["L2H1", "L0H0"]
     screenshot(page, "module-blindspot")
 
 
@@ -126,15 +121,15 @@ def test_synergy_module(page):
     m = np.array([[np.nan, 0.1, 0.9, 0.0], [0.1, np.nan, 0.0, 0.8], [0.9, 0.0, np.nan, 0.05],
                   [0.0, 0.8, 0.05, np.nan]])
     w = widgets.SynergyGrid(PairScores(units, {"normalized": m}),
-                            groups={"1.0": "mover", "1.1": "mover", "2.0": "backup", "2.1": "backup"})
+                            groups={"L1H0": "mover", "L1H1": "mover", "L2H0": "backup", "L2H1": "backup"})
     assert w.orders["cluster"] != w.orders["given"]
-    mount(page, "SynergyGrid", state_of(w))
+    mount(page, "synergy", state_of(w))
     assert page.locator(".pair-cell").count() == 16
     assert page.locator(".group-block").count() == 2
-    page.hover(".pair-cell[data-pair='1.0|2.0']")
+    page.hover(".pair-cell[data-pair='L1H0|L2H0']")
     assert "normalized: 0.9000" in page.locator(".coax-tooltip").inner_text()
-    page.click(".pair-cell[data-pair='1.1|2.1']")
-    assert page.evaluate("window.model.state.selected_pair") == ["1.1", "2.1"]
+    page.click(".pair-cell[data-pair='L1H1|L2H1']")
+    assert page.evaluate("window.model.state.selected_pair") == ["L1H1", "L2H1"]
     page.select_option(".coax-order-select", "cluster")
     rows = page.locator("svg text.coax-axis[text-anchor='end']").all_text_contents()
     assert [r.split()[0] for r in rows] == [w.units[i] for i in w.orders["cluster"]]
@@ -142,11 +137,11 @@ def test_synergy_module(page):
 
 
 def test_curves_module(page):
-    c = CurveData("wake-up", "primaries ablated", "DLA")
+    c = Curves("wake-up", "primaries ablated", "DLA")
     c.add("selected", [0, 1, 2], [0.0, 1.75, 3.5])
     c.add("random", [0, 1, 2], [0.1, 0.1, 0.1], [0.0, 0.0, 0.0], [0.2, 0.2, 0.2])
     w = widgets.Curves(c)
-    mount(page, "Curves", state_of(w))
+    mount(page, "curves", state_of(w))
     assert page.locator("path.line").count() == 2
     assert page.locator("path.band").count() == 1
     box = page.locator(".coax-hit").bounding_box()
@@ -169,8 +164,8 @@ def test_curves_module(page):
 
 
 def test_ranking_module(page, scores):
-    w = widgets.RankingTable(scores, sort_by="single", truth=["2.0"])
-    mount(page, "RankingTable", state_of(w))
+    w = widgets.RankingTable(scores, sort_by="single", truth=["L2H0"])
+    mount(page, "ranking", state_of(w))
     rows = page.locator("tbody tr")
     assert rows.count() == 12
     assert [r.split("\t")[1].split()[0] for r in rows.all_inner_texts()] == w.rows()
@@ -178,9 +173,82 @@ def test_ranking_module(page, scores):
     assert page.evaluate("window.model.state.descending") is False
     first = page.locator("tbody tr").first.get_attribute("data-unit")
     assert first == str(Unit(*divmod(int(np.argmin(scores["single"])), 4)))
-    page.click("tbody tr[data-unit='2.3']")
-    assert page.evaluate("window.model.state.selected") == ["2.3"]
+    page.click("tbody tr[data-unit='L2H3']")
+    assert page.evaluate("window.model.state.selected") == ["L2H3"]
     screenshot(page, "module-ranking")
+
+
+def rgb(text: str) -> list[int]:
+    """``rgb(r, g, b)`` (a computed style) as numbers."""
+    return [int(x) for x in re.findall(r"\d+", text)[:3]]
+
+
+def rgb255(color) -> list[int]:
+    return [round(255 * c) for c in to_rgb(color)]
+
+
+@pytest.mark.parametrize("score", ["comp", "single"])
+def test_headmap_page_and_png_agree_cell_by_cell(page, score):
+    """Every cell: the page's fill is the PNG's colour for the same value; the primaries
+    are black in both, and a NaN head is the same grey in both (never a scale extreme)."""
+    rng = np.random.default_rng(3)
+    comp, single = rng.normal(size=12), rng.random(12)
+    comp[[4, 5, 2]] = np.nan  # the primaries and one more head
+    w = widgets.HeadMap(UnitScores(3, 4, [Unit(1, 0), Unit(1, 1)], {"comp": comp, "single": single}), score=score)
+    mount(page, "headmap", state_of(w))
+    fills = page.evaluate("[...document.querySelectorAll('.cell-rect')].map((r) => getComputedStyle(r).fill)")
+    ax = w.figure().axes[0]
+    im = ax.images[0]
+    primaries = {(p.get_xy()[1] + 0.5, p.get_xy()[0] + 0.5): p.get_facecolor() for p in ax.patches}
+    assert set(primaries) == {(1, 0), (1, 1)}
+    values = w.grid()
+    for i, fill in enumerate(fills):
+        layer, head = divmod(i, 4)
+        if (layer, head) in primaries:
+            want = rgb255(primaries[layer, head])
+        else:
+            want = [round(255 * c) for c in im.to_rgba(np.ma.masked_invalid([values[layer, head]]))[0][:3]]
+        assert rgb(fill) == pytest.approx(want, abs=1), (str(Unit(layer, head)), fill, want)
+    nan_grey = rgb255(plots.palette()["nan"])
+    if score == "comp":
+        assert rgb(fills[2]) == nan_grey
+    assert rgb(fills[4]) == rgb255(plots.palette()["primary"])
+
+
+def test_curves_page_and_png_use_the_same_line_colours(page):
+    w = widgets.Curves(Curves("many", "x", "y"))
+    for k in range(9):
+        w.append(f"s{k}", 0, 1.0 + k)
+        w.append(f"s{k}", 1, 2.0 + k)
+    w.hidden = ["s2"]
+    mount(page, "curves", state_of(w))
+    page_colors = page.evaluate(
+        "Object.fromEntries([...document.querySelectorAll('path.line')].map((p) => [p.dataset.series, p.getAttribute('stroke')]))")
+    png_colors = {ln.get_label(): ln.get_color() for ln in w.figure().axes[0].lines}
+    assert sorted(page_colors) == sorted(png_colors) == [f"s{k}" for k in range(9) if k != 2]
+    for name, color in page_colors.items():
+        assert rgb255(color) == rgb255(png_colors[name]), name
+
+
+def test_blindspot_page_and_png_draw_the_same_points(page):
+    """A head whose score is NaN is left out of both, not drawn at the 100th percentile."""
+    single = np.linspace(0.1, 1.2, 12)
+    comp = single[::-1].copy()
+    comp[[4, 5, 7]] = np.nan  # the primaries and one more head
+    w = widgets.BlindSpot(UnitScores(3, 4, [Unit(1, 0), Unit(1, 1)], {"comp": comp, "single": single}),
+                          truth=["L2H0"])
+    mount(page, "blindspot", state_of(w))
+    shown = page.evaluate("[...document.querySelectorAll('.point')].map((c) => c.dataset.unit)")
+    assert "L1H3" not in shown and len(shown) == 9
+    heads, truth = w.figure().axes[0].collections[:2]
+    assert len(heads.get_offsets()) + len(truth.get_offsets()) == len(shown)
+    px, py, names = w.percentiles()
+    svg_xy = page.evaluate("[...document.querySelectorAll('.point')].map((c) => [c.dataset.unit,"
+                           " +c.getAttribute('cx'), +c.getAttribute('cy')])")
+    # the page's axes: 0..100 percent over [52, 368] px in x and [296, 10] px in y
+    for unit, cx, cy in svg_xy:
+        k = names.index(unit)
+        assert (cx - 52) / 316 * 100 == pytest.approx(px[k]) and (296 - cy) / 286 * 100 == pytest.approx(py[k])
 
 
 def test_dark_theme_uses_jupyterlab_colours(page, scores):
@@ -192,13 +260,13 @@ def test_dark_theme_uses_jupyterlab_colours(page, scores):
       s.setProperty('--jp-layout-color1', 'rgb(17, 17, 17)');
       s.background = 'rgb(17, 17, 17)';
     }""")
-    mount(page, "RankingTable", state_of(widgets.RankingTable(scores)))
+    mount(page, "ranking", state_of(widgets.RankingTable(scores)))
     color = page.evaluate("getComputedStyle(document.querySelector('.coax-root')).color")
     assert color == "rgb(230, 230, 230)"
     cell = page.evaluate("getComputedStyle(document.querySelector('.coax-ranking td')).color")
     assert cell == "rgb(230, 230, 230)"
-    mount(page, "HeadMap", state_of(widgets.HeadMap(scores)))
-    page.hover(".coax-headmap .cell[data-unit='0.0']")
+    mount(page, "headmap", state_of(widgets.HeadMap(scores)))
+    page.hover(".coax-headmap .cell[data-unit='L0H0']")
     tip = page.evaluate("(() => { const t = getComputedStyle(document.querySelector('.coax-headmap .coax-tooltip'));"
                         " return [t.color, t.backgroundColor]; })()")
     assert tip == ["rgb(230, 230, 230)", "rgb(17, 17, 17)"]

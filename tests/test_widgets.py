@@ -1,12 +1,22 @@
-"""Widget classes on the kernel side: traitlets, recompute on seed change, static fallbacks."""
+"""Widget classes on the kernel side: traitlets, recompute on a change of the primaries,
+static fallbacks drawn by coax_nb.plots with the page's colours, and the built bundles."""
 import base64
+import importlib.util
+import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.colors import to_rgb
 
-from coax_nb import Engine, load_model, synergy, wakeup
+from coax_nb import Engine, load_model, plots, synergy, wakeup
 from coax_nb.organisms import task_for
-from coax_nb.widgets import BlindSpot, Curves, HeadMap, RankingTable, SynergyGrid, link
+from coax_nb.results import UnitScores
+from coax_nb.units import Unit
+from coax_nb.widgets import COMPONENTS, STATIC, BlindSpot, Curves, HeadMap, RankingTable, SynergyGrid, link
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -16,31 +26,40 @@ def engine():
 
 @pytest.fixture(scope="module")
 def hm(engine):
-    return HeadMap.live(engine, seed=["1.0", "1.1"], truth=["2.0", "2.1"])
+    return HeadMap.live(engine, primaries=["L1H0", "L1H1"], truth=["L2H0", "L2H1"])
 
 
-def test_headmap_recomputes_when_the_page_changes_the_seed(engine, hm):
-    assert hm.n_layers == 3 and hm.n_heads == 4 and hm.seed == ["1.0", "1.1"]
-    assert hm.scores["comp"][4] is None  # NaN (seed) travels as null
-    before = hm.result.value("comp", "2.1")
-    hm.seed = ["1.0"]  # what a click on 1.1 does
+def test_headmap_recomputes_when_the_page_changes_the_primaries(engine, hm):
+    assert hm.n_layers == 3 and hm.n_heads == 4 and hm.primaries == ["L1H0", "L1H1"]
+    assert hm.truth == ["L2H0", "L2H1"]
+    assert hm.scores["comp"][4] is None  # NaN (primary) travels as null
+    before = hm.result.value("comp", "L2H1")
+    hm.primaries = ["L1H0"]  # what a click on L1H1 does
     assert hm.version == 1 and not hm.busy and hm.error == ""
-    assert [str(u) for u in hm.result.seed] == ["1.0"]
-    # with only 1.0 removed, backup 2.1 (which watches 1.1) stays dormant
-    assert hm.result.value("comp", "2.1") < 1e-3 * before
-    assert hm.scores["comp"][9] == pytest.approx(hm.result.value("comp", "2.1"))
-    hm.seed = ["1.0", "9.9"]  # a head outside the model: the error is shown, the old scores stay
-    assert "outside the model" in hm.error and [str(u) for u in hm.result.seed] == ["1.0"]
-    hm.seed = ["1.0", "1.1"]
-    assert hm.error == "" and hm.version == 3
+    assert [str(u) for u in hm.result.primaries] == ["L1H0"]
+    # with only L1H0 removed, backup L2H1 (which watches L1H1) stays dormant
+    assert hm.result.value("comp", "L2H1") < 1e-3 * before
+    assert hm.scores["comp"][9] == pytest.approx(hm.result.value("comp", "L2H1"))
+    hm.primaries = ["L1H0", "L9H9"]  # a head outside the model: the error is shown, the old scores stay
+    assert "outside the model" in hm.error and [str(u) for u in hm.result.primaries] == ["L1H0"]
+    hm.primaries = ["1.0", "1.1"]  # any head spelling; the trait keeps the page's labels
+    assert hm.primaries == ["L1H0", "L1H1"] and hm.error == "" and hm.version == 3
+
+
+def test_old_seed_names_still_work_with_a_warning(engine):
+    with pytest.warns(DeprecationWarning, match="primaries"):
+        w = HeadMap.live(engine, seed=["1.0", "1.1"])
+    with pytest.warns(DeprecationWarning, match="renamed primaries"):
+        assert w.seed == ["L1H0", "L1H1"]
 
 
 def test_every_component_has_a_static_picture(engine, hm):
-    comps = [hm, BlindSpot(hm.result, truth=["2.0"]),
-             SynergyGrid(synergy(engine, ["1.0", "1.1", "2.0", "2.1"], progress=False), name="normalized",
-                         groups={"2.0": "backup", "2.1": "backup"}),
-             Curves(wakeup(engine, None, ["1.0", "1.1"], ["2.0"], n_random=2).curves["dla"]),
+    comps = [hm, BlindSpot(hm.result, truth=["L2H0"]),
+             SynergyGrid(synergy(engine, ["L1H0", "L1H1", "L2H0", "L2H1"], progress=False), name="normalized",
+                         groups={"L2H0": "backup", "L2H1": "backup"}),
+             Curves(wakeup(engine, None, ["L1H0", "L1H1"], ["L2H0"], n_random=2).curves["dla"]),
              RankingTable(hm.result)]
+    assert [cls for cls in COMPONENTS if not any(isinstance(c, cls) for c in comps)] == []
     for c in comps:
         data, _ = c._repr_mimebundle_()
         assert "application/vnd.jupyter.widget-view+json" in data
@@ -57,10 +76,10 @@ def test_curves_append_and_ranking_order(hm):
     assert cv.curves().get("band")["lo"] == [0.5]
     rt = RankingTable(hm.result, sort_by="comp")
     order = rt.rows()
-    assert order[:2] in (["2.0", "2.1"], ["2.1", "2.0"])
-    assert order[-2:] == ["1.0", "1.1"]  # NaN (seed) last
+    assert order[:2] in (["L2H0", "L2H1"], ["L2H1", "L2H0"])
+    assert order[-2:] == ["L1H0", "L1H1"]  # NaN (primaries) last
     rt.descending = False
-    assert rt.rows()[0] not in ("2.0", "2.1")
+    assert rt.rows()[0] not in ("L2H0", "L2H1")
 
 
 def test_widget_bad_input(hm):
@@ -71,4 +90,112 @@ def test_widget_bad_input(hm):
     with pytest.raises(ValueError, match="at least two"):
         link(hm)
     assert len(link(hm, BlindSpot(hm.result), RankingTable(hm.result))) == 2
-    assert np.isfinite(BlindSpot(hm.result).percentiles()[0]).all()
+
+
+# ------------------------------------------------------------ page and PNG agree
+@pytest.fixture(scope="module")
+def scores():
+    """3 x 4 heads; comp NaN on the primaries L1H0, L1H1 and on a non-primary, L0H2."""
+    comp = np.array([0.5, -1.0, np.nan, 2.0, np.nan, np.nan, 0.0, 1.5, 3.0, -0.5, 0.25, 1.0])
+    single = np.array([0.1, 0.4, 0.2, 0.3, 9.0, 8.0, 0.7, 0.6, 0.05, 0.5, 0.9, 0.8])
+    return UnitScores(3, 4, [Unit(1, 0), Unit(1, 1)], {"comp": comp, "single": single})
+
+
+def test_blindspot_percentiles_are_the_ranks_outside_the_primaries_and_nan_stays_out(scores):
+    px, py, names = BlindSpot(scores).percentiles()
+    assert names == ["L0H0", "L0H1", "L0H2", "L0H3", "L1H2", "L1H3", "L2H0", "L2H1", "L2H2", "L2H3"]
+    # single, primaries left out: 0.1 0.4 0.2 0.3 0.7 0.6 0.05 0.5 0.9 0.8 -> ranks of 10 values
+    assert px == pytest.approx(100 / 9 * np.array([1, 4, 2, 3, 7, 6, 0, 5, 9, 8]))
+    # comp: L0H2 is NaN, so 9 values rank 0..8 and L0H2 has no percentile (the page draws no point)
+    assert np.isnan(py[2])
+    assert np.delete(py, 2) == pytest.approx(100 / 8 * np.array([4, 0, 7, 2, 6, 8, 1, 3, 5]))
+    assert plots.percentiles([np.nan, 3.0, np.nan]) == pytest.approx([np.nan, 50.0, np.nan], nan_ok=True)
+
+
+def test_blindspot_figure_draws_no_nan_head(scores):
+    w = BlindSpot(scores, x="single", y="comp", truth=["L2H0"])
+    fig = w.figure()
+    heads, truth = fig.axes[0].collections[:2]
+    drawn = np.vstack([heads.get_offsets(), truth.get_offsets()])
+    assert len(drawn) == 9  # 10 heads outside the primaries, minus L0H2 whose comp is NaN
+    px, py, names = w.percentiles()
+    assert truth.get_offsets().tolist() == [[px[names.index("L2H0")], py[names.index("L2H0")]]]
+    assert np.isfinite(drawn).all()
+    assert to_rgb(truth.get_facecolor()[0]) == pytest.approx(to_rgb(plots.palette()["truth"]))
+    assert to_rgb(heads.get_facecolor()[0]) == pytest.approx(to_rgb(plots.palette()["point"]))
+
+
+def rgb255(c):
+    return np.round(np.array(to_rgb(c)) * 255)
+
+
+def test_headmap_figure_uses_the_page_scale_and_hides_nan(scores):
+    fig = HeadMap(scores, score="comp").figure()
+    im = fig.axes[0].images[0]
+    pal = plots.palette()
+    # comp has both signs: the diverging scale, symmetric around 0 over the non-primary values
+    assert im.norm.vmin == -3.0 and im.norm.vmax == 3.0
+    assert rgb255(im.to_rgba(0.0)) == pytest.approx(pal["diverging"][1], abs=1)
+    assert rgb255(im.to_rgba(-3.0)) == pytest.approx(pal["diverging"][0], abs=1)
+    assert rgb255(im.to_rgba(3.0)) == pytest.approx(pal["diverging"][2], abs=1)
+    shown = np.asarray(im.get_array())
+    # primaries and the NaN head are masked (grey / covered), never drawn as the maximum
+    assert np.isnan(np.ma.getdata(shown))[[0, 1, 1], [2, 0, 1]].all()
+    assert rgb255(im.cmap(np.ma.masked_invalid([np.nan]))[0]) == pytest.approx(rgb255(pal["nan"]))
+    squares = [p for p in fig.axes[0].patches if to_rgb(p.get_facecolor()) == to_rgb(pal["primary"])]
+    assert sorted((p.get_xy()[1] + 0.5, p.get_xy()[0] + 0.5) for p in squares) == [(1, 0), (1, 1)]
+    assert sorted(t.get_text() for t in fig.axes[0].texts) == ["S", "S"]
+    seq = HeadMap(scores, score="single").figure().axes[0].images[0]
+    # one sign: the sequential scale from the smallest to the largest non-primary value
+    assert (seq.norm.vmin, seq.norm.vmax) == (0.05, 0.9)
+    assert rgb255(seq.to_rgba(0.05)) == pytest.approx(pal["sequential"][0], abs=1)
+    assert rgb255(seq.to_rgba(0.9)) == pytest.approx(pal["sequential"][-1], abs=1)
+    assert rgb255(seq.to_rgba(0.475)) == pytest.approx(pal["sequential"][2], abs=1)
+
+
+def test_curves_figure_uses_the_page_line_colours():
+    c = Curves()
+    for k in range(9):
+        c.append(f"s{k}", 0, 1.0 + k)
+    c.hidden = ["s1"]
+    lines = c.figure().axes[0].lines
+    names = [f"s{k}" for k in range(9) if k != 1]
+    assert [ln.get_label() for ln in lines] == names
+    # every series keeps its page colour (the k-th palette colour) when another is hidden
+    want = [plots.palette()["lines"][int(n[1:]) % 8] for n in names]
+    assert [to_rgb(ln.get_color()) for ln in lines] == [to_rgb(w) for w in want]
+    assert plots.palette()["lines"][7].upper() == "#7F7F7F"  # one 8th colour, page and PNG
+
+
+# ------------------------------------------------------------ built bundles
+def load_build():
+    spec = importlib.util.spec_from_file_location("widgets_build", ROOT / "widgets" / "build.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_committed_bundles_are_built_from_the_current_sources():
+    build = load_build()
+    assert build.stale() == [], "run: python widgets/build.py"
+    assert build.OUT == STATIC
+    shipped = {p.read_text() for p in STATIC.iterdir()}
+    for cls in COMPONENTS:
+        # given as paths, anywidget turns them into watched file contents (hot reload)
+        for asset in (cls._esm, cls._css):
+            assert type(asset).__name__ == "FileContents" and str(asset) in shipped, cls.__name__
+    # the palette the pages are built with is the one the PNGs are drawn with
+    assert json.loads((STATIC / "palette.json").read_text()) == plots.palette()
+    assert f"const PALETTE = {json.dumps(plots.palette(), separators=(', ', ': '))};" in (STATIC / "headmap.js").read_text()
+
+
+def test_no_module_imports_anything_from_the_network():
+    for path in sorted(STATIC.iterdir()) + sorted((ROOT / "widgets").glob("*.[jc]s*")):
+        text = path.read_text()
+        if path.parent == STATIC:  # a bundle is self-contained: no import at all
+            assert not re.search(r"^\s*import\b|\bimport\s*\(", text, re.M), path.name
+        else:  # sources import only each other
+            for target in re.findall(r'^import .* from "([^"]+)"', text, re.M):
+                assert re.fullmatch(r"\./[\w-]+\.(js|json)", target), (path.name, target)
+        assert "https://" not in text and "http://" not in text.replace("http://www.w3.org/2000/svg", "")
+        assert "@import" not in text and "url(" not in text, path.name

@@ -25,21 +25,21 @@ from coax_nb.organisms import task_for
 from coax_nb.widgets import HeadMap, BlindSpot, SynergyGrid, Curves, RankingTable, link
 model = load_model("organism:handwired")
 engine = Engine(model, task_for("organism:handwired", 16), progress=False)
-hm = HeadMap.live(engine, seed=["1.0", "1.1"], truth=["2.0", "2.1"])
+hm = HeadMap.live(engine, primaries=["L1H0", "L1H1"], truth=["L2H0", "L2H1"])
 hm""",
-    """bs = BlindSpot(hm.result, truth=["2.0", "2.1"])
+    """bs = BlindSpot(hm.result, truth=["L2H0", "L2H1"])
 bs""",
-    """sg = SynergyGrid(synergy(engine, ["1.0", "1.1", "2.0", "2.1"], progress=False), name="normalized",
-                 groups={"1.0": "mover", "1.1": "mover", "2.0": "backup", "2.1": "backup"})
+    """sg = SynergyGrid(synergy(engine, ["L1H0", "L1H1", "L2H0", "L2H1"], progress=False), name="normalized",
+                 groups={"L1H0": "mover", "L1H1": "mover", "L2H0": "backup", "L2H1": "backup"})
 sg""",
-    """cv = Curves(wakeup(engine, None, ["1.0", "1.1"], ["2.0", "2.1"], n_random=4).curves["dla"])
+    """cv = Curves(wakeup(engine, None, ["L1H0", "L1H1"], ["L2H0", "L2H1"], n_random=4).curves["dla"])
 cv""",
-    """rt = RankingTable(hm.result, truth=["2.0", "2.1"])
+    """rt = RankingTable(hm.result, truth=["L2H0", "L2H1"])
 links = link(hm, bs, rt)
 rt""",
     """import json
-print("STATE " + json.dumps({"seed": sorted(hm.seed), "version": hm.version, "selected": hm.selected,
-                             "comp_2.0": hm.result.value("comp", "2.0")}))""",
+print("STATE " + json.dumps({"primaries": sorted(hm.primaries), "version": hm.version, "selected": hm.selected,
+                             "comp_L2H0": hm.result.value("comp", "L2H0")}))""",
 ]
 
 
@@ -125,7 +125,7 @@ def test_widgets_render_and_drive_the_kernel(lab, browser):
     cells.first.wait_for()
     assert cells.count() == 12
     page.locator(".coax-blindspot .point").first.wait_for()
-    assert page.locator(".coax-blindspot .point").count() == 10  # 12 heads minus the 2 seeds
+    assert page.locator(".coax-blindspot .point").count() == 10  # 12 heads minus the 2 primaries
     page.locator(".coax-synergy .pair-cell").first.wait_for()
     assert page.locator(".coax-synergy .pair-cell").count() == 16
     page.locator(".coax-curves path.line").first.wait_for()
@@ -133,28 +133,28 @@ def test_widgets_render_and_drive_the_kernel(lab, browser):
     page.locator(".coax-ranking tbody tr").first.wait_for()
     assert page.locator(".coax-ranking tbody tr").count() == 12
     before = _kernel_state(page)
-    assert before["seed"] == ["1.0", "1.1"] and before["version"] == 0
+    assert before["primaries"] == ["L1H0", "L1H1"] and before["version"] == 0
 
     # hover shows the kernel's value
-    page.locator(".coax-headmap .cell[data-unit='2.0']").hover()
-    assert f"comp: {js_fmt(before['comp_2.0'])}" in page.locator(".coax-headmap .coax-tooltip").inner_text()
+    page.locator(".coax-headmap .cell[data-unit='L2H0']").hover()
+    assert f"comp: {js_fmt(before['comp_L2H0'])}" in page.locator(".coax-headmap .coax-tooltip").inner_text()
     screenshot(page, "lab-initial")
 
-    # clicking a head adds it to the seed in the kernel, which recomputes the scores
-    page.locator(".coax-headmap .cell[data-unit='2.1']").click()
+    # clicking a head adds it to the primaries in the kernel, which recomputes the scores
+    page.locator(".coax-headmap .cell[data-unit='L2H1']").click()
     page.wait_for_function(
         "document.querySelector('.coax-headmap').closest('.coax-root').dataset.version === '1'")
-    assert "seed: 1.0, 1.1, 2.1" in page.locator(".coax-headmap .coax-status").inner_text()
+    assert "primaries: L1H0, L1H1, L2H1" in page.locator(".coax-headmap .coax-status").inner_text()
     after = _kernel_state(page)
-    assert after["seed"] == ["1.0", "1.1", "2.1"] and after["version"] == 1
-    assert after["comp_2.0"] != before["comp_2.0"]
-    page.locator(".coax-headmap .cell[data-unit='2.0']").hover()
-    assert f"comp: {js_fmt(after['comp_2.0'])}" in page.locator(".coax-headmap .coax-tooltip").inner_text()
+    assert after["primaries"] == ["L1H0", "L1H1", "L2H1"] and after["version"] == 1
+    assert after["comp_L2H0"] != before["comp_L2H0"]
+    page.locator(".coax-headmap .cell[data-unit='L2H0']").hover()
+    assert f"comp: {js_fmt(after['comp_L2H0'])}" in page.locator(".coax-headmap .coax-tooltip").inner_text()
 
     # linked views: selecting a row of the table highlights the head everywhere
-    page.locator(".coax-ranking tbody tr[data-unit='0.2']").click()
-    page.locator(".coax-headmap .cell[data-unit='0.2'] .cell-rect.selected").wait_for()
-    page.locator(".coax-blindspot .point.selected[data-unit='0.2']").wait_for()
-    assert _kernel_state(page)["selected"] == ["0.2"]
+    page.locator(".coax-ranking tbody tr[data-unit='L0H2']").click()
+    page.locator(".coax-headmap .cell[data-unit='L0H2'] .cell-rect.selected").wait_for()
+    page.locator(".coax-blindspot .point.selected[data-unit='L0H2']").wait_for()
+    assert _kernel_state(page)["selected"] == ["L0H2"]
     screenshot(page, "lab-after-click")
     page.close()

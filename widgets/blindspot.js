@@ -1,5 +1,7 @@
-// BlindSpot: first-order percentile (x) vs CoAx percentile (y) per non-seed head.
-// traits: units [names], x [values], y [values], x_label, y_label, truth, seed, selected
+// BlindSpot: first-order percentile (x) vs CoAx percentile (y) per head outside the primaries.
+// traits: units [names], x [values], y [values], x_label, y_label, truth, primaries, selected
+import { fmt, htmlEl, localXY, svgEl, toggled, tooltip } from "./common.js";
+
 function percentiles(vals) {
   const idx = vals.map((v, i) => i).filter((i) => vals[i] !== null && Number.isFinite(vals[i]));
   idx.sort((a, b) => vals[a] - vals[b]);
@@ -17,10 +19,10 @@ function renderBlindSpot({ model, el }) {
 
   function draw() {
     const units = model.get("units"), xs = model.get("x"), ys = model.get("y");
-    const seed = model.get("seed"), truth = model.get("truth"), selected = model.get("selected");
-    const keep = units.map((u, i) => i).filter((i) => !seed.includes(units[i]));
+    const primaries = model.get("primaries"), truth = model.get("truth"), selected = model.get("selected");
+    const keep = units.map((u, i) => i).filter((i) => !primaries.includes(units[i]));
     const px = percentiles(keep.map((i) => xs[i])), py = percentiles(keep.map((i) => ys[i]));
-    title.textContent = `${model.get("y_label")} vs ${model.get("x_label")} (percentiles; seed heads left out)`;
+    title.textContent = `${model.get("y_label")} vs ${model.get("x_label")} (percentiles; primaries left out)`;
     const svg = svgEl("svg", { width: W, height: Hh, class: "coax-svg" });
     const sx = (p) => m.l + (p / 100) * (W - m.l - m.r), sy = (p) => Hh - m.b - (p / 100) * (Hh - m.t - m.b);
     svgEl("rect", { x: sx(50), y: sy(100), width: sx(100) - sx(50), height: sy(50) - sy(100), class: "coax-quadrant" }, svg);
@@ -63,7 +65,7 @@ function renderBlindSpot({ model, el }) {
     });
     svgBox.replaceChildren(svg);
   }
-  for (const k of ["units", "x", "y", "seed", "truth", "selected", "x_label", "y_label"]) model.on(`change:${k}`, draw);
+  for (const k of ["units", "x", "y", "primaries", "truth", "selected", "x_label", "y_label"]) model.on(`change:${k}`, draw);
   draw();
 }
 

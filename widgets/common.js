@@ -1,16 +1,17 @@
-// Shared helpers, prepended to every component's module by coax_nb.widgets (one
-// self-contained ES module per widget: anywidget loads a single module string).
+// Shared helpers of every component. widgets/build.py inlines this module (and the
+// palette) into each component's bundle: anywidget loads one self-contained module.
+import PALETTE from "./palette.json" with { type: "json" };
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 
-function svgEl(tag, attrs = {}, parent = null) {
+export function svgEl(tag, attrs = {}, parent = null) {
   const e = document.createElementNS(SVG_NS, tag);
   for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
   if (parent) parent.appendChild(e);
   return e;
 }
 
-function htmlEl(tag, attrs = {}, parent = null, text = null) {
+export function htmlEl(tag, attrs = {}, parent = null, text = null) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
   if (text !== null) e.textContent = text;
@@ -18,11 +19,11 @@ function htmlEl(tag, attrs = {}, parent = null, text = null) {
   return e;
 }
 
-// colour-blind safe scales: viridis stops (sequential), blue-white-vermillion (diverging)
-const VIRIDIS = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
-const DIVERGING = [[0, 114, 178], [247, 247, 247], [213, 94, 0]];
+// colour-blind safe scales from palette.json, the file coax_nb.plots draws the PNGs with:
+// viridis stops (sequential), blue-white-vermillion (diverging), Okabe-Ito lines
+export const LINE_COLORS = PALETTE.lines;
 
-function lerpStops(stops, t) {
+export function lerpStops(stops, t) {
   t = Math.min(1, Math.max(0, t));
   const x = t * (stops.length - 1);
   const i = Math.min(stops.length - 2, Math.floor(x));
@@ -32,7 +33,7 @@ function lerpStops(stops, t) {
 }
 
 // A scale for the finite values: diverging around 0 when values have both signs.
-function makeScale(values) {
+export function makeScale(values) {
   const finite = values.filter((v) => v !== null && Number.isFinite(v));
   if (finite.length === 0) return { color: () => "var(--coax-nan)", lo: 0, hi: 0, diverging: false };
   let lo = Math.min(...finite), hi = Math.max(...finite);
@@ -44,11 +45,11 @@ function makeScale(values) {
   const span = hi - lo || 1;
   const color = (v) => (v === null || !Number.isFinite(v))
     ? "var(--coax-nan)"
-    : lerpStops(diverging ? DIVERGING : VIRIDIS, (v - lo) / span);
+    : lerpStops(diverging ? PALETTE.diverging : PALETTE.sequential, (v - lo) / span);
   return { color, lo, hi, diverging };
 }
 
-function fmt(v) {
+export function fmt(v) {
   if (v === null || v === undefined || !Number.isFinite(v)) return "–";
   if (Number.isInteger(v) && Math.abs(v) < 1e4) return String(v);
   const a = Math.abs(v);
@@ -56,7 +57,7 @@ function fmt(v) {
   return v.toFixed(a < 1 ? 4 : 3);
 }
 
-function legend(parent, scale, label) {
+export function legend(parent, scale, label) {
   const box = htmlEl("div", { class: "coax-legend" }, parent);
   htmlEl("span", { class: "coax-legend-lo" }, box, fmt(scale.lo));
   const bar = htmlEl("span", { class: "coax-legend-bar" }, box);
@@ -68,7 +69,7 @@ function legend(parent, scale, label) {
   return box;
 }
 
-function tooltip(root) {
+export function tooltip(root) {
   const tip = htmlEl("div", { class: "coax-tooltip", role: "tooltip" }, root);
   tip.style.display = "none";
   return {
@@ -84,13 +85,14 @@ function tooltip(root) {
   };
 }
 
-function localXY(root, evt) {
+export function localXY(root, evt) {
   const r = root.getBoundingClientRect();
   return [evt.clientX - r.left, evt.clientY - r.top];
 }
 
-function toggled(list, item) {
+export function toggled(list, item) {
   return list.includes(item) ? list.filter((x) => x !== item) : [...list, item];
 }
 
-function unitName(layer, head) { return `${layer}.${head}`; }
+// heads are labelled the TransformerLens way, as in coax_nb.units
+export function unitName(layer, head) { return `L${layer}H${head}`; }

@@ -1,7 +1,8 @@
 // Curves: multi-series line chart with optional bands, log-y toggle, legend toggles,
 // hover readout at the nearest x, live redraw when series grow.
 // traits: data {title, xlabel, ylabel, series: [{name, x, y, lo?, hi?}], log_y}, hidden [names]
-const LINE_COLORS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#7f7f7f"];
+import { fmt, htmlEl, LINE_COLORS, localXY, svgEl, toggled } from "./common.js";
+
 
 function renderCurves({ model, el }) {
   const root = htmlEl("div", { class: "coax-root coax-curves" }, el);

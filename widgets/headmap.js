@@ -1,5 +1,7 @@
 // HeadMap: layer x head grid of any per-head score.
-// traits: n_layers, n_heads, scores {name: [flat values]}, score, seed, truth, selected, busy, click_action
+// traits: n_layers, n_heads, scores {name: [flat values]}, score, primaries, truth, selected, busy, click_action
+import { fmt, htmlEl, legend, localXY, makeScale, svgEl, toggled, tooltip, unitName } from "./common.js";
+
 function renderHeadMap({ model, el }) {
   const root = htmlEl("div", { class: "coax-root coax-headmap" }, el);
   const bar = htmlEl("div", { class: "coax-toolbar" }, root);
@@ -22,8 +24,8 @@ function renderHeadMap({ model, el }) {
       if (n === score) o.selected = true;
     }
     const vals = scores[score] || [];
-    const seed = model.get("seed"), truth = model.get("truth"), selected = model.get("selected");
-    const scale = makeScale(vals.filter((_, i) => !seed.includes(unitName(Math.floor(i / H), i % H))));
+    const primaries = model.get("primaries"), truth = model.get("truth"), selected = model.get("selected");
+    const scale = makeScale(vals.filter((_, i) => !primaries.includes(unitName(Math.floor(i / H), i % H))));
     const cell = Math.max(14, Math.min(36, Math.floor(520 / Math.max(H, 1))));
     const left = 34, top = 18;
     const svg = svgEl("svg", { width: left + H * cell + 4, height: top + L * cell + 4, class: "coax-svg" });
@@ -38,11 +40,11 @@ function renderHeadMap({ model, el }) {
         const i = l * H + h, u = unitName(l, h), v = vals[i];
         const g = svgEl("g", { class: "cell", "data-unit": u, tabindex: 0, role: "button",
           "aria-label": `head ${u}, ${score} ${fmt(v)}` }, svg);
-        const isSeed = seed.includes(u);
+        const isPrimary = primaries.includes(u);
         svgEl("rect", { x: left + h * cell + 1, y: top + l * cell + 1, width: cell - 2, height: cell - 2,
-          fill: isSeed ? "var(--coax-seed)" : scale.color(v),
-          class: "cell-rect" + (selected.includes(u) ? " selected" : "") + (isSeed ? " seed" : "") }, g);
-        if (isSeed) {
+          fill: isPrimary ? "var(--coax-primary)" : scale.color(v),
+          class: "cell-rect" + (selected.includes(u) ? " selected" : "") + (isPrimary ? " primary" : "") }, g);
+        if (isPrimary) {
           const s = svgEl("text", { x: left + h * cell + cell / 2, y: top + l * cell + cell / 2 + 4,
             "text-anchor": "middle", class: "coax-mark" }, g);
           s.textContent = "S";
@@ -52,7 +54,7 @@ function renderHeadMap({ model, el }) {
         }
         g.addEventListener("mousemove", (evt) => {
           const [x, y] = localXY(root, evt);
-          const lines = [`head ${u}${isSeed ? " (seed)" : ""}${truth.includes(u) ? " — ground truth" : ""}`];
+          const lines = [`head ${u}${isPrimary ? " (primary)" : ""}${truth.includes(u) ? " — ground truth" : ""}`];
           for (const n of names) lines.push(`${n}: ${fmt(scores[n][i])}`);
           tip.show(lines, x, y);
         });
@@ -63,7 +65,7 @@ function renderHeadMap({ model, el }) {
             model.set("selected", toggled(model.get("selected"), u));
           } else {
             if (model.get("busy")) return;
-            model.set("seed", toggled(model.get("seed"), u));
+            model.set("primaries", toggled(model.get("primaries"), u));
           }
           model.save_changes();
         };
@@ -77,12 +79,12 @@ function renderHeadMap({ model, el }) {
     legendBox.replaceChildren();
     legend(legendBox, scale, score + (scale.diverging ? " (diverging around 0)" : ""));
     const err = model.get("error");
-    status.textContent = `seed: ${seed.join(", ") || "none"}` + (err ? ` — could not recompute: ${err}` : "");
+    status.textContent = `primaries: ${primaries.join(", ") || "none"}` + (err ? ` — could not recompute: ${err}` : "");
     busy.style.display = model.get("busy") ? "inline" : "none";
     root.dataset.version = String(model.get("version"));
   }
   select.addEventListener("change", () => { model.set("score", select.value); model.save_changes(); });
-  for (const k of ["scores", "score", "seed", "truth", "selected", "busy", "n_layers", "n_heads", "version", "error"]) {
+  for (const k of ["scores", "score", "primaries", "truth", "selected", "busy", "n_layers", "n_heads", "version", "error"]) {
     model.on(`change:${k}`, draw);
   }
   draw();

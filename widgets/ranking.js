@@ -1,12 +1,14 @@
 // RankingTable: sortable per-head table of scores; click a row to select the head.
-// traits: n_heads, scores {name: [flat]}, sort_by, descending, seed, truth, selected, max_rows
+// traits: n_heads, scores {name: [flat]}, sort_by, descending, primaries, truth, selected, max_rows
+import { fmt, htmlEl, toggled, unitName } from "./common.js";
+
 function renderRankingTable({ model, el }) {
   const root = htmlEl("div", { class: "coax-root coax-ranking" }, el);
   const tableBox = htmlEl("div", { class: "coax-table-box" }, root);
 
   function draw() {
     const H = model.get("n_heads"), scores = model.get("scores"), names = Object.keys(scores);
-    const seed = model.get("seed"), truth = model.get("truth"), selected = model.get("selected");
+    const primaries = model.get("primaries"), truth = model.get("truth"), selected = model.get("selected");
     const sortBy = names.includes(model.get("sort_by")) ? model.get("sort_by") : names[0];
     const desc = model.get("descending");
     const n = names.length ? scores[names[0]].length : 0;
@@ -32,9 +34,9 @@ function renderRankingTable({ model, el }) {
     rows.slice(0, model.get("max_rows")).forEach((i, r) => {
       const u = unitName(Math.floor(i / H), i % H);
       const tr = htmlEl("tr", { "data-unit": u, tabindex: 0,
-        class: (selected.includes(u) ? "selected " : "") + (seed.includes(u) ? "seed " : "") + (truth.includes(u) ? "truth" : "") }, body);
+        class: (selected.includes(u) ? "selected " : "") + (primaries.includes(u) ? "primary " : "") + (truth.includes(u) ? "truth" : "") }, body);
       htmlEl("td", {}, tr, String(r + 1));
-      htmlEl("td", {}, tr, u + (seed.includes(u) ? " (S)" : "") + (truth.includes(u) ? " ●" : ""));
+      htmlEl("td", {}, tr, u + (primaries.includes(u) ? " (S)" : "") + (truth.includes(u) ? " ●" : ""));
       for (const nm of names) htmlEl("td", { class: "num" }, tr, fmt(scores[nm][i]));
       const act = (evt) => {
         model.set("selected", evt.shiftKey ? toggled(model.get("selected"), u) : [u]);
@@ -45,7 +47,7 @@ function renderRankingTable({ model, el }) {
     });
     tableBox.replaceChildren(table);
   }
-  for (const k of ["scores", "sort_by", "descending", "seed", "truth", "selected", "max_rows"]) model.on(`change:${k}`, draw);
+  for (const k of ["scores", "sort_by", "descending", "primaries", "truth", "selected", "max_rows"]) model.on(`change:${k}`, draw);
   draw();
 }
 

@@ -1,5 +1,7 @@
 // SynergyGrid: pairwise matrix over a head set, group blocks, reorder, click a pair.
 // traits: units, values [[...]], groups [label per unit], orders {name: [indices]}, order, label, selected, selected_pair
+import { fmt, htmlEl, legend, localXY, makeScale, svgEl, tooltip } from "./common.js";
+
 function renderSynergyGrid({ model, el }) {
   const root = htmlEl("div", { class: "coax-root coax-synergy" }, el);
   const bar = htmlEl("div", { class: "coax-toolbar" }, root);

@@ -1,16 +1,37 @@
-"""Bundled model organisms of self-repair.
+"""Bundled model organisms of self-repair: data and the loader, nothing else.
 
 Each organism is a HF-format directory beside this file (config.json,
 model.safetensors, tokenizer files) with a ``card.json`` describing how it was built
-and its ground truth. Load one with ``load_model("organism:NAME")``.
+and its ground truth. Load one with ``load_model("organism:NAME")``. The scripts that
+train or build them live in the repository's ``recipes/`` folder, outside the package.
 """
 from __future__ import annotations
 
 import builtins
 import json
+import os
 from pathlib import Path
+from typing import Optional
+
+from ..compat import renamed
 
 HERE = Path(__file__).resolve().parent
+PREFIX = "organism:"
+
+
+def organism_name(spec) -> Optional[str]:
+    """``"organism:NAME"`` -> ``"NAME"``; anything else (a directory, a hub name, a
+    loaded model) -> None. The one place that reads the prefix (``coax_nb.inputs``
+    re-exports it)."""
+    if not isinstance(spec, (str, os.PathLike)):
+        return None
+    spec = os.fspath(spec)
+    if not spec.startswith(PREFIX):
+        return None
+    name = spec[len(PREFIX):].strip()
+    if not name:
+        raise ValueError(f"{spec!r} names no organism; bundled organisms: {', '.join(names())}")
+    return name
 
 
 def names() -> builtins.list[str]:
@@ -34,21 +55,22 @@ def list() -> dict[str, str]:  # noqa: A001 - the issue asks for organisms.list(
     return {n: card(n).get("summary", "") for n in names()}
 
 
-def task_for(spec: str, n_prompts: int = 64, seed: int = 0):
-    """The organism's own task (prompts, answers, metric) built from its card."""
+@renamed(seed="prompt_seed")
+def task_for(spec: str, n_prompts: int = 64, prompt_seed: int = 0):
+    """The organism's own task (prompts, answers, metric) built from its card.
+    ``spec`` is ``"organism:NAME"`` or the bare ``NAME``."""
     from transformers import PreTrainedTokenizerFast
 
-    from ..models import ORGANISM_PREFIX
     from ..tasks import ioi_task
 
-    name = spec[len(ORGANISM_PREFIX):] if spec.startswith(ORGANISM_PREFIX) else spec
+    name = organism_name(spec) or str(spec)
     c = card(name)
     t = c["task"]
     if t["kind"] != "ioi":
         raise ValueError(f"organism {name!r} has task kind {t['kind']!r}, which task_for does not know")
     tok = PreTrainedTokenizerFast.from_pretrained(str(path(name)))
-    task = ioi_task(tok, n_prompts, seed=seed, names=t["names"], places=t["places"], objects=t["objects"],
-                    prepend_bos=True)
+    task = ioi_task(tok, n_prompts, prompt_seed=prompt_seed, names=t["names"], places=t["places"],
+                    objects=t["objects"], prepend_bos=True)
     task.info["organism"] = name
     task.info["primaries"] = [tuple(x) for x in c["primaries"]]
     task.info["backups"] = [tuple(x) for x in c["backups"]]

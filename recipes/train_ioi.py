@@ -1,9 +1,10 @@
 """Train the IOI organisms (route B of organisms.md) and label their ground truth.
 
-``python -m coax_nb.organisms.train_ioi RECIPE [OUT_DIR]`` trains one recipe from its
-fixed seed on CPU (a few minutes), measures it, and writes a HF-format model directory
-with a ``card.json``. ``--all`` trains every recipe and prints the comparison that
-``docs/organisms.md`` records.
+``python recipes/train_ioi.py RECIPE OUT_DIR --seed N`` trains one recipe from its
+fixed seed (or training seed N) on CPU (a few minutes), measures it, and writes a
+HF-format model directory with a ``card.json``. ``--all`` trains every recipe and
+prints the comparison that ``docs/organisms.md`` records. A recipe, not part of the
+package: nothing in ``coax_nb`` imports it.
 
 Task: the IOI templates over a small word vocabulary; the loss is read at the last
 position only (the answer name). Pressures a recipe can switch on:
@@ -31,9 +32,10 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..io import atomic_write_text
-from ..tasks import IOI_NAMES, IOI_OBJECTS, IOI_PLACES, ioi_task
-from ..toy import ioi_vocabulary, word_tokenizer
+from coax_nb import organisms
+from coax_nb.io import atomic_write_text
+from coax_nb.tasks import IOI_NAMES, IOI_OBJECTS, IOI_PLACES, ioi_task
+from coax_nb.toy import ioi_vocabulary, word_tokenizer
 
 NAMES = list(IOI_NAMES[:16])
 BASE = dict(n_layers=3, n_heads=4, d_model=64, d_mlp=256, n_ctx=32, steps=1500, batch=128, lr=3e-3,
@@ -81,26 +83,27 @@ GT_SEED = 1000  # prompts that define the ground truth
 HELD_OUT_SEED = 12345  # prompts every selector is scored on; training uses the recipe's seed
 
 
-def recipe(name: str, seed: Optional[int] = None) -> dict:
+def recipe(name: str, rng_seed: Optional[int] = None) -> dict:
+    """The settings of recipe ``name``; ``rng_seed`` replaces its training seed."""
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; choose from {', '.join(RECIPES)}")
     r = {**BASE, **RECIPES[name]}
-    if seed is not None:
-        r["seed"] = seed
+    if rng_seed is not None:
+        r["seed"] = rng_seed
     return r
 
 
-def _data(tok, n, seed):
-    task = ioi_task(tok, n, seed=seed, names=NAMES, prepend_bos=True)
+def _data(tok, n, prompt_seed):
+    task = ioi_task(tok, n, prompt_seed=prompt_seed, names=NAMES, prepend_bos=True)
     x = torch.tensor(task.prompts)
     y = torch.tensor([t[0] for t in task.targets])
     return x, y
 
 
-def train(name: str, out: Path, verbose: bool = True, seed: Optional[int] = None) -> dict:
+def train(name: str, out: Path, verbose: bool = True, rng_seed: Optional[int] = None) -> dict:
     """Train recipe ``name`` (optionally with another training seed) into ``out`` (HF
     format); returns the training log."""
-    r = recipe(name, seed)
+    r = recipe(name, rng_seed)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one thread: the same torch build reproduces the weights bit for bit
     try:
@@ -118,7 +121,7 @@ def _train(name: str, r: dict, out: Path, verbose: bool) -> dict:
                      n_head=r["n_heads"], n_inner=r["d_mlp"], bos_token_id=tok.bos_token_id,
                      eos_token_id=tok.eos_token_id, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     model = GPT2LMHeadModel(cfg)
-    x_all, y_all = _data(tok, r["train_prompts"], seed=r["seed"])
+    x_all, y_all = _data(tok, r["train_prompts"], prompt_seed=r["seed"])
     H, dh = r["n_heads"], r["d_model"] // r["n_heads"]
     drop_layers = r["dropout_layers"] if r["dropout_layers"] is not None else list(range(r["n_layers"]))
     state = {"mask": {}, "l1": []}
@@ -183,17 +186,17 @@ def measure(path: Path, n_primaries=None, n_prompts: int = 128, rise_threshold: 
             progress: bool = False) -> dict:
     """Accuracy, ground truth (DLA criterion on GT_SEED prompts), dormancy, repair and
     every selector's recovery figures on held-out prompts (HELD_OUT_SEED)."""
-    from ..dla import dla_ground_truth
-    from ..engine import Engine, Variant
-    from ..models import load_model
-    from ..recover import recovery
+    from coax_nb.dla import dla_ground_truth
+    from coax_nb.engine import Engine, Variant
+    from coax_nb.models import load_model
+    from coax_nb.recover import recovery
 
     model = load_model(str(path))
-    gt_task = ioi_task(model, n_prompts, seed=GT_SEED, names=NAMES, prepend_bos=True)
+    gt_task = ioi_task(model, n_prompts, prompt_seed=GT_SEED, names=NAMES, prepend_bos=True)
     gt = dla_ground_truth(Engine(model, gt_task, progress=progress), n_primaries=n_primaries,
                           rise_threshold=rise_threshold)
     prim, back = gt["primaries"], gt["backups"]
-    task = ioi_task(model, n_prompts, seed=HELD_OUT_SEED, names=NAMES, prepend_bos=True)
+    task = ioi_task(model, n_prompts, prompt_seed=HELD_OUT_SEED, names=NAMES, prepend_bos=True)
     eng = Engine(model, task, progress=progress)
     H = eng.n_heads
     clean = task.metric(eng.clean_logits()).mean().item()
@@ -253,8 +256,8 @@ def write_card(out: Path, name: str, log: dict, m: dict, organism: Optional[str]
         "task": {"kind": "ioi", "names": NAMES, "places": list(IOI_PLACES), "objects": list(IOI_OBJECTS)},
         "architecture": {"family": "GPT-2", "n_layers": r["n_layers"], "n_heads": r["n_heads"],
                          "d_model": r["d_model"], "d_mlp": r["d_mlp"], "n_ctx": r["n_ctx"]},
-        "how_built": (f"trained by `python -m coax_nb.organisms.train_ioi {name} OUT_DIR` "
-                      f"--seed {r['seed']} (recipe {name}: {RECIPES[name]}; {log['train_seconds']} s on CPU, "
+        "how_built": (f"trained by `python recipes/train_ioi.py {name} OUT_DIR "
+                      f"--seed {r['seed']}` (recipe {name}: {RECIPES[name]}; {log['train_seconds']} s on CPU, "
                       f"torch {torch.__version__})"),
         "training": {k: log[k] for k in ("recipe", "settings", "train_seconds", "log")},
         "accuracy": m["accuracy"],
@@ -311,7 +314,7 @@ def markdown_table(cards: list) -> str:
     return "\n".join(rows)
 
 
-def ship(trained_dirs: dict, dest: Path = Path(__file__).resolve().parent) -> None:
+def ship(trained_dirs: dict, dest: Path = organisms.HERE) -> None:
     """Copy trained model dirs (organism -> dir) into the package as the SHIPPED
     organisms, re-measuring each and writing its card."""
     import shutil
@@ -345,7 +348,7 @@ def main(argv=None):
     names = list(RECIPES) if a.all else [a.recipe]
     for name in names:
         out = Path(a.out or f"organism-{name}") / (name if a.all else "")
-        log = train(name, out, seed=a.seed)
+        log = train(name, out, rng_seed=a.seed)
         m = measure(out, recipe(name)["n_primaries"])
         write_card(out, name, log, m)
         print(_pretty(name, m), f"train {log['train_seconds']} s", flush=True)

@@ -1,6 +1,9 @@
 """Build the hand-wired IOI organism from explicit weights (exact ground truth).
 
-    python -m coax_nb.organisms.build_handwired [OUT_DIR]
+    python recipes/build_handwired.py [OUT_DIR]
+
+(``OUT_DIR`` defaults to the shipped ``coax_nb/organisms/handwired``.) A recipe, not
+part of the package: nothing in ``coax_nb`` imports it.
 
 A 3-layer x 4-head GPT-2-architecture model whose every weight is set here. The
 residual stream has named dimensions; every head reads and writes named ones:
@@ -39,8 +42,9 @@ from pathlib import Path
 
 import torch
 
-from ..tasks import IOI_NAMES, IOI_OBJECTS, IOI_PLACES
-from ..toy import ioi_vocabulary, word_tokenizer
+from coax_nb import organisms
+from coax_nb.tasks import IOI_NAMES, IOI_OBJECTS, IOI_PLACES
+from coax_nb.toy import ioi_vocabulary, word_tokenizer
 
 NAME = "handwired"
 NAMES = IOI_NAMES[:16]
@@ -202,16 +206,16 @@ def build(out_dir: Path) -> Path:
     return out_dir
 
 
-def measure(out_dir: Path, n_prompts: int = 64, seed: int = 0) -> dict:
+def measure(out_dir: Path, n_prompts: int = 64, prompt_seed: int = 0) -> dict:
     """The figures the card records, measured on the built files through the engine."""
-    from ..engine import Engine, Variant
-    from ..evaluate import evaluate
-    from ..models import load_model
-    from ..scores import ablation_energy, coax_scan
-    from ..tasks import ioi_task
+    from coax_nb.engine import Engine, Variant
+    from coax_nb.evaluate import evaluate
+    from coax_nb.models import load_model
+    from coax_nb.scores import ablation_energy, coax_scan
+    from coax_nb.tasks import ioi_task
 
     model = load_model(out_dir, device="cpu")
-    task = ioi_task(model, n_prompts, seed=seed, names=NAMES)
+    task = ioi_task(model, n_prompts, prompt_seed=prompt_seed, names=NAMES)
     e = Engine(model, task, progress=False)
     u = e.units
     ld = lambda v: float(task.metric(e.logits([v])[0] if v.actions else e.clean_logits()).mean())  # noqa: E731
@@ -220,7 +224,7 @@ def measure(out_dir: Path, n_prompts: int = 64, seed: int = 0) -> dict:
     both = ld(Variant.zero(u(PRIMARIES + BACKUPS)))
     one = ld(Variant.zero(u([PRIMARIES[0]])))
     one_and_backup = ld(Variant.zero(u([PRIMARIES[0], BACKUPS[0]])))
-    s = coax_scan(e, seed=PRIMARIES, progress=False)
+    s = coax_scan(e, primaries=PRIMARIES, progress=False)
     fl = lambda name, unit: float(s.value(name, unit))  # noqa: E731
     return {
         "accuracy": task.accuracy(e.clean_logits()),
@@ -235,7 +239,7 @@ def measure(out_dir: Path, n_prompts: int = 64, seed: int = 0) -> dict:
         "backup_single_over_joint": float(s.value("single", BACKUPS[0])
                                           / ablation_energy(e, Variant.zero(u([PRIMARIES[0], BACKUPS[0]])))),
         "roc_auc": {by: evaluate(s, BACKUPS, by=by)["roc_auc"] for by in ("comp", "ratio", "single", "coact")},
-        "task": {"generator": "ioi_task", "n_prompts": n_prompts, "seed": seed},
+        "task": {"generator": "ioi_task", "n_prompts": n_prompts, "seed": prompt_seed},  # card's key
     }
 
 
@@ -247,7 +251,7 @@ def write_card(out_dir: Path) -> dict:
         "task": {"kind": "ioi", "names": list(NAMES), "places": list(PLACES), "objects": list(OBJECTS)},
         "architecture": {"family": "GPT-2", "n_layers": N_LAYERS, "n_heads": N_HEADS, "d_model": D_MODEL,
                          "n_ctx": N_CTX, "mlp": "all-zero weights"},
-        "how_built": "hand-wired from explicit weights by coax_nb/organisms/build_handwired.py (see its docstring)",
+        "how_built": "hand-wired from explicit weights by recipes/build_handwired.py (see its docstring)",
         "primaries": [list(x) for x in PRIMARIES],
         "backups": [list(x) for x in BACKUPS],
         "backup_criterion": "by construction: 2.0 / 2.1 read DONE_A / DONE_B, the flags 1.0 / 1.1 write",
@@ -260,7 +264,7 @@ def write_card(out_dir: Path) -> dict:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    out = Path(argv[0]) if argv else Path(__file__).resolve().parent / NAME
+    out = Path(argv[0]) if argv else organisms.HERE / NAME
     build(out)
     card = write_card(out)
     print(json.dumps(card["measured"], indent=1))

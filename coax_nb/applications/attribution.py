@@ -1,0 +1,20 @@
+"""Attribution repair: a primary set's measured effect, with and without its backups."""
+from __future__ import annotations
+
+from typing import Optional
+
+from ..engine import CLEAN, Variant, as_engine
+from ..results import AttributionRepair
+from ..tasks import Task
+from .common import metric_of, variant_means
+
+
+def attribution_repair(model_or_engine, task: Optional[Task], primaries, backups) -> AttributionRepair:
+    """The primaries' measured effect is corrupted by self-repair; removing the recovered
+    backups with them shows the effect they really carry."""
+    engine = as_engine(model_or_engine, task, progress=False)
+    P, B = engine.units(primaries), engine.units(backups)
+    if not P or not B:
+        raise ValueError("attribution_repair needs non-empty primaries and backups")
+    clean, p, pb = variant_means(engine, [CLEAN, Variant.zero(P), Variant.zero(P + B)], metric_of)
+    return AttributionRepair(float(clean), float(p - clean), float(pb - clean), P, B)

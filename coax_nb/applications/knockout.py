@@ -1,0 +1,89 @@
+"""Capability knockout: ablate the primaries plus each selector's top-k heads and compare
+with the oracle knockout (primaries + the documented backups)."""
+from __future__ import annotations
+
+import random
+from typing import Optional
+
+import numpy as np
+
+from ..engine import Variant, as_engine
+from ..metrics import kl_divergence
+from ..results import Curves, Knockout
+from ..tasks import Task
+from ..units import all_units
+from .common import metric_of, prompt_accuracy
+
+SIGNAL_LABELS = {"metric": "behaviour metric", "accuracy": "task accuracy",
+                 "distance_to_oracle": "distance to oracle", "kl_unrelated": "KL on unrelated text"}
+
+
+def knockout(
+    model_or_engine,
+    task: Optional[Task],
+    primaries,
+    rankings: dict,
+    oracle,
+    *,
+    K: Optional[int] = None,
+    unrelated=None,
+    n_random: int = 8,
+    rng_seed: int = 0,
+) -> Knockout:
+    """Ablate the primaries plus the top-k heads of each ranking, k = 0..K.
+
+    ``rankings``: selector name -> ordered heads (e.g. ``{"CoAx": [u for u, _ in
+    scores.top(10)], "first-order": [u for u, _ in scores.top(10, by="single")]}``);
+    ``oracle``: the documented backups (the oracle knockout ablates primaries + all of
+    them); a matched-random selector (mean over ``n_random`` draws) is added.
+    ``unrelated``: prompts (token lists or a Task) of unrelated text; the KL(clean ||
+    knocked-out) of their next-token distribution at the last position measures collateral
+    damage. Distance to the oracle = |metric(knockout) - metric(oracle knockout)|.
+    """
+    engine = as_engine(model_or_engine, task, progress=False)
+    P, O = engine.units(primaries), engine.units(oracle)
+    if not P:
+        raise ValueError("the primary set is empty")
+    if not O:
+        raise ValueError("the oracle (documented backup) set is empty")
+    ranks = {name: [u for u in engine.units(list(r)) if u not in P] for name, r in rankings.items()}
+    K = K if K is not None else len(O)
+    short = [n for n, r in ranks.items() if len(r) < K]
+    if short:
+        raise ValueError(f"rankings {short} have fewer than K={K} heads outside the primaries")
+    pool = [u for u in all_units(engine.n_layers, engine.n_heads) if u not in P]
+    rng = random.Random(rng_seed)
+    draws = [rng.sample(pool, K) for _ in range(n_random)]
+    selectors = dict(ranks, **{f"random #{i}": d for i, d in enumerate(draws)})
+    variants = {(name, k): Variant.zero(P + r[:k]) for name, r in selectors.items() for k in range(K + 1)}
+    oracle_v = Variant.zero(P + O)
+    order = [oracle_v] + list(variants.values())
+    unique = list(dict.fromkeys(order))  # k = 0 is the same variant for every selector: run it once
+    at = [unique.index(v) for v in order]
+    logits = engine.logits(unique)
+    metric = np.array([float(metric_of(engine.task, logits[j]).mean()) for j in at])
+    acc = np.array([float(prompt_accuracy(engine.task, logits[j]).mean()) for j in at])
+    kl = np.full(len(order), np.nan)
+    if unrelated is not None:
+        u_engine = as_engine(engine.model, unrelated, position_mode="last", progress=False)
+        clean = u_engine.clean_logits()
+        per = [float(np.mean([kl_divergence(c[-1], x[-1]).item() for c, x in zip(clean, lg)]))
+               for lg in u_engine.logits(unique)]
+        kl = np.array([per[j] for j in at])
+    rows = []
+    for i, (name, k) in enumerate(variants, start=1):
+        rows.append({"selector": name, "k": k, "accuracy": float(acc[i]), "metric": float(metric[i]),
+                     "distance_to_oracle": float(abs(metric[i] - metric[0])), "kl_unrelated": float(kl[i])})
+    ks = list(range(K + 1))
+    curves = {}
+    for sig in ("metric", "accuracy", "distance_to_oracle") + (("kl_unrelated",) if unrelated is not None else ()):
+        c = Curves(f"Knockout: {SIGNAL_LABELS[sig]}", "k heads added to the primaries", sig)
+        for name in ranks:
+            c.add(name, ks, [next(r[sig] for r in rows if r["selector"] == name and r["k"] == k) for k in ks])
+        rnd = [[next(r[sig] for r in rows if r["selector"] == f"random #{i}" and r["k"] == k) for k in ks]
+               for i in range(n_random)]
+        c.add_band(f"matched random (n={n_random})", ks, rnd)
+        curves[sig] = c
+    meta = {"K": K, "oracle_metric": float(metric[0]), "oracle_accuracy": float(acc[0]),
+            "oracle_kl_unrelated": None if np.isnan(kl[0]) else float(kl[0]), "n_random": n_random}
+    return Knockout(rows, curves, P, O, meta)

@@ -1,0 +1,121 @@
+"""One resolver of a run's inputs, shared by the CLI, the report and the notebooks.
+
+``resolve(model, task, n_prompts, primaries, prompt_seed, device)`` turns what a user
+types (a model spec, a task name, head names) into a :class:`Run`: the loaded model,
+the task, an :class:`~coax_nb.engine.Engine` over it, the primary set S and the known
+backups (the organism card's, when the model is a bundled organism).
+
+>>> run = resolve("organism:handwired", n_prompts=8)
+>>> [str(u) for u in run.primaries], run.primaries_source
+(['L1H0', 'L1H1'], 'organism card')
+"""
+from __future__ import annotations
+
+import numbers
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+from . import organisms
+from .engine import Engine, check_primaries
+from .models import load_model
+from .organisms import organism_name
+from .tasks import Task, induction_task, ioi_task
+from .units import Unit, parse_units
+
+__all__ = ["Run", "TASKS", "heads_text", "organism_name", "resolve", "resolve_task"]
+
+TASKS = ("default", "ioi", "induction")
+
+
+@dataclass
+class Run:
+    """A resolved run: everything a scan, a report or a tutorial needs."""
+
+    model_spec: Optional[str]
+    model: object
+    task: Task
+    engine: Engine
+    primaries: list[Unit]
+    truth: list[Unit]
+    primaries_source: str  # "given" or "organism card"
+
+
+def _count(value, what: str, minimum: int) -> int:
+    """An integer parameter, also from the digit strings papermill or a shell may pass."""
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{what} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _head_names(primaries):
+    """None for "not given" (None, "", []); else the heads, syntax-checked before any
+    model is loaded so a typo fails in a second, not after the load."""
+    if primaries is None or (isinstance(primaries, str) and not primaries.strip()):
+        return None
+    if isinstance(primaries, (list, tuple)) and len(primaries) == 0:
+        return None
+    parse_units(primaries, 1 << 30, 1 << 30)
+    return primaries
+
+
+def heads_text(primaries) -> Optional[str]:
+    """Any accepted spelling of a head set as one string of names (``"L9H9 L9H10"``), or
+    None when none is given: the form that survives papermill ``-p``, YAML and CSV."""
+    given = _head_names(primaries)
+    return None if given is None else " ".join(str(u) for u in parse_units(given, 1 << 30, 1 << 30))
+
+
+def resolve_task(model, spec, task="default", n_prompts: int = 32, prompt_seed: int = 0) -> Task:
+    """The task named ``task`` for ``model``: ``"default"`` is an organism's own task
+    (from its card) and IOI for any other model; ``"ioi"``, ``"induction"``; a
+    :class:`Task` is returned as it is."""
+    if isinstance(task, Task):
+        return task
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    n_prompts = _count(n_prompts, "n_prompts", 1)
+    prompt_seed = _count(prompt_seed, "prompt_seed", 0)
+    name = organism_name(spec)
+    if task == "default" and name is not None:
+        return organisms.task_for(name, n_prompts, prompt_seed=prompt_seed)
+    if task in ("ioi", "default"):
+        return ioi_task(model, n_prompts, prompt_seed=prompt_seed)
+    return induction_task(model, n_prompts, prompt_seed=prompt_seed)
+
+
+def resolve(model="organism:ioi_dormant", task="default", n_prompts: int = 32, primaries=None,
+            prompt_seed: int = 0, device: Optional[str] = None, progress: bool = False, *,
+            dtype: Optional[str] = None, position_mode: Optional[str] = None) -> Run:
+    """Load ``model`` (a spec: ``"organism:NAME"``, a local HF directory, a hub name; or
+    an already loaded model), build its task and engine, and settle the primary set.
+
+    ``primaries`` is a list of head names, one string of several (``"L9H9 L9H6"``, the
+    safe way through papermill), or None: an organism's card then gives them. The known
+    backups (``truth``) come from the card too, and are empty for other models.
+    ``dtype`` is the one to load the model in (see :func:`~coax_nb.models.load_model`);
+    ``position_mode`` overrides the task's for the engine.
+    """
+    if not isinstance(task, Task) and task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    n_prompts = _count(n_prompts, "n_prompts", 1)
+    prompt_seed = _count(prompt_seed, "prompt_seed", 0)
+    given = _head_names(primaries)
+    if isinstance(model, (str, os.PathLike)):
+        spec, m = os.fspath(model), None
+    else:
+        spec, m = getattr(model, "coax_source", None), model
+    name = organism_name(spec)
+    card = organisms.card(name) if name is not None else None  # an unknown organism fails here, before any load
+    if given is None and card is None:
+        raise ValueError("give the primary heads, e.g. primaries='L9H9 L9H6'; only bundled organisms "
+                         "(organism:NAME) come with a default primary set")
+    if m is None:
+        m = load_model(spec, device=device, dtype=dtype)
+    t = resolve_task(m, spec, task, n_prompts, prompt_seed)
+    engine = Engine(m, t, position_mode=position_mode, device=device, progress=progress)
+    heads = check_primaries(engine, given if given is not None else card["primaries"])
+    truth = engine.units(card["backups"]) if card is not None else []
+    return Run(spec, m, t, engine, heads, truth, "given" if given is not None else "organism card")

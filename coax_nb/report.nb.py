@@ -1,0 +1,49 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,.nb.py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # CoAx report
+#
+# Executed by `coax-nb report`; every figure is a static image so the HTML reads offline.
+
+# %% tags=["parameters"]
+# Parameters
+model = "organism:ioi_dormant"
+task = "default"
+primaries = None  # the primary heads S as one string, e.g. "L9H9 L9H6"; None takes the organism card's
+n_prompts = 64
+prompt_seed = 0
+device = None
+out_dir = "report"
+top = 10
+
+# %%
+import json, os, time, warnings
+warnings.filterwarnings("ignore")
+from IPython.display import display, Markdown
+from coax_nb.report import run_report
+report = run_report(model, task, primaries, n_prompts, prompt_seed, device, out_dir, top)
+display(Markdown(report.summary_markdown()))
+
+# %%
+print(report.scores.table(top))
+
+# %%
+for fig in report.figures():
+    display(fig)
+
+# %%
+report.write_json(os.path.join(out_dir, "report.json"))
+print("artifact written:", os.path.join(out_dir, "report.json"))

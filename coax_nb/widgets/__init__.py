@@ -1,0 +1,28 @@
+"""Interactive anywidget components, driven by the kernel-side scores.
+
+- :class:`HeadMap`: layer x head grid of any per-head score; clicking a head toggles it
+  in the primaries and, when bound to a scorer (:meth:`HeadMap.live`), the kernel
+  recomputes the scores and the map updates (with a busy indicator).
+- :class:`BlindSpot`: first-order vs CoAx percentile scatter (the paper's teaser).
+- :class:`SynergyGrid`: pairwise synergy matrix with group blocks and reordering.
+- :class:`Curves`: multi-series line chart (wake-up, knockout, pruning), log-y, legend
+  toggles, hover readout, live :meth:`Curves.append`.
+- :class:`RankingTable`: sortable per-head table.
+
+One module per component; each sets ``_esm`` / ``_css`` to files of ``static/`` (built
+from the top-level ``widgets/`` sources by ``widgets/build.py``; nothing is fetched from a
+CDN). Every component has ``selected`` (head names) as a synced traitlet, shared by
+:func:`link`, and ``figure()`` (drawn by :mod:`coax_nb.plots`, the same picture as the
+page), whose PNG is in its mime bundle for nbconvert, GitHub and papermill reports.
+"""
+from .base import STATIC, Component, link
+from .blindspot import BlindSpot
+from .curves import Curves
+from .headmap import HeadMap
+from .ranking import RankingTable
+from .synergy import SynergyGrid
+
+COMPONENTS = (HeadMap, BlindSpot, SynergyGrid, Curves, RankingTable)
+
+__all__ = ["BlindSpot", "COMPONENTS", "Component", "Curves", "HeadMap", "RankingTable", "STATIC", "SynergyGrid",
+           "link"]

@@ -1,0 +1,80 @@
+"""What every component shares: the ``selected`` traitlet, the static PNG fallback,
+:func:`link`, and the conversions of values and head names for the page."""
+from __future__ import annotations
+
+import base64
+import io
+import warnings
+from pathlib import Path
+
+import anywidget
+import numpy as np
+import traitlets as t
+
+from ..units import parse_name
+
+# the built ES modules and stylesheets (widgets/build.py writes them; the wheel ships them)
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+def json_values(values) -> list:
+    """Floats for the page; NaN and inf travel as null (JSON has neither)."""
+    return [None if (v is None or not np.isfinite(v)) else float(v) for v in np.asarray(values, float)]
+
+
+def float_values(values) -> np.ndarray:
+    """The page's values back as floats, null as NaN."""
+    return np.array([np.nan if v is None else v for v in values], float)
+
+
+def head_names(units) -> list[str]:
+    """Heads (``Unit``, pairs or any accepted name) as the page's labels, ``L9H9``."""
+    return [str(parse_name(u)) for u in units]
+
+
+def png_base64(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+class Component(anywidget.AnyWidget):
+    """Base of every component: a shared head selection and a static picture."""
+
+    selected = t.List(t.Unicode()).tag(sync=True)
+
+    def figure(self):  # pragma: no cover - every component overrides it
+        raise NotImplementedError
+
+    def _repr_mimebundle_(self, **kwargs):
+        bundle = super()._repr_mimebundle_(**kwargs)
+        data, meta = bundle if isinstance(bundle, tuple) else (bundle, {})
+        data = dict(data)
+        data["image/png"] = png_base64(self.figure())
+        return data, meta
+
+
+class HasPrimaries:
+    """``seed``: the old name of the ``primaries`` traitlet, kept for a while."""
+
+    @property
+    def seed(self) -> list:
+        warnings.warn(f"{type(self).__name__}.seed is renamed primaries", DeprecationWarning, stacklevel=2)
+        return self.primaries
+
+    @seed.setter
+    def seed(self, value) -> None:
+        warnings.warn(f"{type(self).__name__}.seed is renamed primaries", DeprecationWarning, stacklevel=2)
+        self.primaries = value
+
+
+def link(*components: Component) -> list:
+    """Share the head selection between components (in the browser, via ``jslink``)."""
+    import ipywidgets
+
+    if len(components) < 2:
+        raise ValueError("link needs at least two components")
+    return [ipywidgets.jslink((a, "selected"), (b, "selected")) for a, b in zip(components, components[1:])]

@@ -1,0 +1,56 @@
+"""Curves: line chart of a curves result that grows live while a run goes."""
+from __future__ import annotations
+
+from typing import Optional
+
+import traitlets as t
+
+from ..results import Curves as CurvesResult
+from .base import STATIC, Component
+
+FIELDS = ("title", "xlabel", "ylabel", "series", "log_y", "meta")
+
+
+class Curves(Component):
+    """Line chart of a :class:`coax_nb.results.Curves` (or anything with its fields);
+    :meth:`append` adds points live."""
+
+    _esm = STATIC / "curves.js"
+    _css = STATIC / "curves.css"
+    data = t.Dict().tag(sync=True)
+    hidden = t.List(t.Unicode()).tag(sync=True)
+
+    def __init__(self, curves=None, **kwargs):
+        if curves is None:
+            data = {"title": "", "xlabel": "x", "ylabel": "y", "series": [], "log_y": False, "meta": {}}
+        else:
+            data = {k: getattr(curves, k) for k in FIELDS if hasattr(curves, k)}
+        super().__init__(data=data, **kwargs)
+
+    def append(self, series: str, x: float, y: float, lo: Optional[float] = None, hi: Optional[float] = None):
+        """Add one point to ``series`` (created if new); the page redraws at once."""
+        data = {**self.data, "series": [dict(s, x=list(s["x"]), y=list(s["y"])) for s in self.data["series"]]}
+        for s in data["series"]:
+            if s["name"] == series:
+                break
+        else:
+            s = {"name": series, "x": [], "y": []}
+            data["series"].append(s)
+        s["x"].append(float(x))
+        s["y"].append(float(y))
+        if lo is not None:
+            s.setdefault("lo", []).append(float(lo))
+            s.setdefault("hi", []).append(float(hi))
+        self.data = data
+
+    def curves(self) -> CurvesResult:
+        """The chart's data as a :class:`coax_nb.results.Curves`."""
+        d = self.data
+        return CurvesResult(title=d.get("title", ""), xlabel=d.get("xlabel", ""), ylabel=d.get("ylabel", ""),
+                               series=list(d.get("series", [])), log_y=bool(d.get("log_y")),
+                               meta=dict(d.get("meta", {})))
+
+    def figure(self):
+        from ..plots import curves
+
+        return curves(self.curves(), hidden=self.hidden)

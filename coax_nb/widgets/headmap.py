@@ -1,0 +1,85 @@
+"""HeadMap: layer x head grid of any per-head score; a click toggles a primary and the
+kernel rescans."""
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import traitlets as t
+
+from ..compat import renamed
+from .base import STATIC, Component, HasPrimaries, float_values, head_names, json_values
+
+
+class HeadMap(HasPrimaries, Component):
+    """Layer x head grid of ``scores`` (a ``UnitScores``), one score shown at a time.
+
+    Click a head to toggle it in the primaries (shift-click, or ``click_action="select"``,
+    selects it instead); Enter/Space do the same from the keyboard. After :meth:`bind`
+    (or with :meth:`live`) a change of the primaries recomputes the scores in the kernel.
+    """
+
+    _esm = STATIC / "headmap.js"
+    _css = STATIC / "headmap.css"
+    n_layers = t.Int().tag(sync=True)
+    n_heads = t.Int().tag(sync=True)
+    scores = t.Dict().tag(sync=True)
+    score = t.Unicode("comp").tag(sync=True)
+    primaries = t.List(t.Unicode()).tag(sync=True)
+    truth = t.List(t.Unicode()).tag(sync=True)
+    busy = t.Bool(False).tag(sync=True)
+    click_action = t.Unicode("primaries").tag(sync=True)
+    version = t.Int(0).tag(sync=True)
+    error = t.Unicode("").tag(sync=True)
+
+    def __init__(self, scores, score: str = "comp", truth: Sequence = (), **kwargs):
+        if score not in scores.scores:
+            raise ValueError(f"no score {score!r}; available: {', '.join(scores.scores)}")
+        super().__init__(n_layers=scores.n_layers, n_heads=scores.n_heads, score=score,
+                         scores={k: json_values(v) for k, v in scores.scores.items()},
+                         primaries=head_names(scores.primaries), truth=head_names(truth), **kwargs)
+        self.result = scores
+        self._scorer: Optional[Callable] = None
+
+    @t.validate("primaries", "truth")
+    def _normalize_names(self, proposal):
+        return head_names(proposal["value"])
+
+    def bind(self, scorer: Callable) -> "HeadMap":
+        """Recompute with ``scorer(primary_names)`` whenever the primaries change in the page."""
+        self._scorer = scorer
+        self.observe(self._recompute, names="primaries")
+        return self
+
+    @classmethod
+    @renamed(seed="primaries")
+    def live(cls, engine, primaries=(), truth: Sequence = (), score: str = "comp", **scan_kwargs) -> "HeadMap":
+        """A HeadMap of ``coax_scan`` on ``engine`` that rescans when a head is clicked."""
+        from ..scores import coax_scan
+
+        scan_kwargs.setdefault("progress", False)
+        return cls(coax_scan(engine, primaries=primaries, **scan_kwargs), score, truth).bind(
+            lambda p: coax_scan(engine, primaries=p, **scan_kwargs))
+
+    def _recompute(self, change):
+        if self._scorer is None or not change["new"]:
+            return
+        self.busy = True
+        try:
+            result = self._scorer(list(change["new"]))
+            self.result = result
+            self.scores = {k: json_values(v) for k, v in result.scores.items()}
+            self.error = ""
+        except Exception as exc:  # shown in the page; the kernel keeps the last good scores
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.busy = False
+            self.version += 1
+
+    def grid(self):
+        """The shown score as a ``[n_layers, n_heads]`` array (NaN where the page shows none)."""
+        return float_values(self.scores[self.score]).reshape(self.n_layers, self.n_heads)
+
+    def figure(self):
+        from ..plots import head_map
+
+        return head_map(self.grid(), self.score, primaries=self.primaries, truth=self.truth)

@@ -1,0 +1,193 @@
+/* Built by widgets/build.py from palette.json, common.js, headmap.js: edit those, then rebuild. */
+const PALETTE = {"sequential": [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], "diverging": [[0, 114, 178], [247, 247, 247], [213, 94, 0]], "lines": ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#7F7F7F"], "nan": "#D0D0D0", "primary": "#000000", "truth": "#D55E00", "point": "#56B4E9"};
+
+// Shared helpers of every component. widgets/build.py inlines this module (and the
+// palette) into each component's bundle: anywidget loads one self-contained module.
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+function svgEl(tag, attrs = {}, parent = null) {
+  const e = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  if (parent) parent.appendChild(e);
+  return e;
+}
+
+function htmlEl(tag, attrs = {}, parent = null, text = null) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  if (text !== null) e.textContent = text;
+  if (parent) parent.appendChild(e);
+  return e;
+}
+
+// colour-blind safe scales from palette.json, the file coax_nb.plots draws the PNGs with:
+// viridis stops (sequential), blue-white-vermillion (diverging), Okabe-Ito lines
+const LINE_COLORS = PALETTE.lines;
+
+function lerpStops(stops, t) {
+  t = Math.min(1, Math.max(0, t));
+  const x = t * (stops.length - 1);
+  const i = Math.min(stops.length - 2, Math.floor(x));
+  const f = x - i;
+  const c = stops[i].map((a, k) => Math.round(a + f * (stops[i + 1][k] - a)));
+  return `rgb(${c[0]},${c[1]},${c[2]})`;
+}
+
+// A scale for the finite values: diverging around 0 when values have both signs.
+function makeScale(values) {
+  const finite = values.filter((v) => v !== null && Number.isFinite(v));
+  if (finite.length === 0) return { color: () => "var(--coax-nan)", lo: 0, hi: 0, diverging: false };
+  let lo = Math.min(...finite), hi = Math.max(...finite);
+  const diverging = lo < 0 && hi > 0;
+  if (diverging) {
+    const m = Math.max(-lo, hi);
+    lo = -m; hi = m;
+  }
+  const span = hi - lo || 1;
+  const color = (v) => (v === null || !Number.isFinite(v))
+    ? "var(--coax-nan)"
+    : lerpStops(diverging ? PALETTE.diverging : PALETTE.sequential, (v - lo) / span);
+  return { color, lo, hi, diverging };
+}
+
+function fmt(v) {
+  if (v === null || v === undefined || !Number.isFinite(v)) return "–";
+  if (Number.isInteger(v) && Math.abs(v) < 1e4) return String(v);
+  const a = Math.abs(v);
+  if (a !== 0 && (a < 1e-3 || a >= 1e4)) return v.toExponential(2);
+  return v.toFixed(a < 1 ? 4 : 3);
+}
+
+function legend(parent, scale, label) {
+  const box = htmlEl("div", { class: "coax-legend" }, parent);
+  htmlEl("span", { class: "coax-legend-lo" }, box, fmt(scale.lo));
+  const bar = htmlEl("span", { class: "coax-legend-bar" }, box);
+  const stops = [];
+  for (let i = 0; i <= 10; i++) stops.push(scale.color(scale.lo + (i / 10) * (scale.hi - scale.lo)));
+  bar.style.background = `linear-gradient(to right, ${stops.join(",")})`;
+  htmlEl("span", { class: "coax-legend-hi" }, box, fmt(scale.hi));
+  htmlEl("span", { class: "coax-legend-label" }, box, label);
+  return box;
+}
+
+function tooltip(root) {
+  const tip = htmlEl("div", { class: "coax-tooltip", role: "tooltip" }, root);
+  tip.style.display = "none";
+  return {
+    el: tip,
+    show(lines, x, y) {
+      tip.replaceChildren();
+      for (const line of lines) htmlEl("div", {}, tip, line);
+      tip.style.display = "block";
+      tip.style.left = `${x + 12}px`;
+      tip.style.top = `${y + 12}px`;
+    },
+    hide() { tip.style.display = "none"; },
+  };
+}
+
+function localXY(root, evt) {
+  const r = root.getBoundingClientRect();
+  return [evt.clientX - r.left, evt.clientY - r.top];
+}
+
+function toggled(list, item) {
+  return list.includes(item) ? list.filter((x) => x !== item) : [...list, item];
+}
+
+// heads are labelled the TransformerLens way, as in coax_nb.units
+function unitName(layer, head) { return `L${layer}H${head}`; }
+
+// HeadMap: layer x head grid of any per-head score.
+// traits: n_layers, n_heads, scores {name: [flat values]}, score, primaries, truth, selected, busy, click_action
+
+function renderHeadMap({ model, el }) {
+  const root = htmlEl("div", { class: "coax-root coax-headmap" }, el);
+  const bar = htmlEl("div", { class: "coax-toolbar" }, root);
+  htmlEl("label", { for: "coax-score" }, bar, "score ");
+  const select = htmlEl("select", { class: "coax-score-select", "aria-label": "score" }, bar);
+  const status = htmlEl("span", { class: "coax-status" }, bar);
+  const busy = htmlEl("span", { class: "coax-busy", "aria-live": "polite" }, bar, "recomputing…");
+  const svgBox = htmlEl("div", { class: "coax-plot" }, root);
+  const legendBox = htmlEl("div", {}, root);
+  const tip = tooltip(root);
+
+  function draw() {
+    const L = model.get("n_layers"), H = model.get("n_heads");
+    const scores = model.get("scores"), names = Object.keys(scores);
+    let score = model.get("score");
+    if (!names.includes(score)) score = names[0];
+    select.replaceChildren();
+    for (const n of names) {
+      const o = htmlEl("option", { value: n }, select, n);
+      if (n === score) o.selected = true;
+    }
+    const vals = scores[score] || [];
+    const primaries = model.get("primaries"), truth = model.get("truth"), selected = model.get("selected");
+    const scale = makeScale(vals.filter((_, i) => !primaries.includes(unitName(Math.floor(i / H), i % H))));
+    const cell = Math.max(14, Math.min(36, Math.floor(520 / Math.max(H, 1))));
+    const left = 34, top = 18;
+    const svg = svgEl("svg", { width: left + H * cell + 4, height: top + L * cell + 4, class: "coax-svg" });
+    for (let h = 0; h < H; h++) {
+      const t = svgEl("text", { x: left + h * cell + cell / 2, y: 12, class: "coax-axis", "text-anchor": "middle" }, svg);
+      t.textContent = h;
+    }
+    for (let l = 0; l < L; l++) {
+      const t = svgEl("text", { x: left - 6, y: top + l * cell + cell / 2 + 4, class: "coax-axis", "text-anchor": "end" }, svg);
+      t.textContent = `L${l}`;
+      for (let h = 0; h < H; h++) {
+        const i = l * H + h, u = unitName(l, h), v = vals[i];
+        const g = svgEl("g", { class: "cell", "data-unit": u, tabindex: 0, role: "button",
+          "aria-label": `head ${u}, ${score} ${fmt(v)}` }, svg);
+        const isPrimary = primaries.includes(u);
+        svgEl("rect", { x: left + h * cell + 1, y: top + l * cell + 1, width: cell - 2, height: cell - 2,
+          fill: isPrimary ? "var(--coax-primary)" : scale.color(v),
+          class: "cell-rect" + (selected.includes(u) ? " selected" : "") + (isPrimary ? " primary" : "") }, g);
+        if (isPrimary) {
+          const s = svgEl("text", { x: left + h * cell + cell / 2, y: top + l * cell + cell / 2 + 4,
+            "text-anchor": "middle", class: "coax-mark" }, g);
+          s.textContent = "S";
+        }
+        if (truth.includes(u)) {
+          svgEl("circle", { cx: left + h * cell + cell - 6, cy: top + l * cell + 6, r: 3, class: "truth-mark" }, g);
+        }
+        g.addEventListener("mousemove", (evt) => {
+          const [x, y] = localXY(root, evt);
+          const lines = [`head ${u}${isPrimary ? " (primary)" : ""}${truth.includes(u) ? " — ground truth" : ""}`];
+          for (const n of names) lines.push(`${n}: ${fmt(scores[n][i])}`);
+          tip.show(lines, x, y);
+        });
+        g.addEventListener("mouseleave", () => tip.hide());
+        const act = (evt) => {
+          const selectOnly = evt.shiftKey || model.get("click_action") === "select";
+          if (selectOnly) {
+            model.set("selected", toggled(model.get("selected"), u));
+          } else {
+            if (model.get("busy")) return;
+            model.set("primaries", toggled(model.get("primaries"), u));
+          }
+          model.save_changes();
+        };
+        g.addEventListener("click", act);
+        g.addEventListener("keydown", (evt) => {
+          if (evt.key === "Enter" || evt.key === " ") { evt.preventDefault(); act(evt); }
+        });
+      }
+    }
+    svgBox.replaceChildren(svg);
+    legendBox.replaceChildren();
+    legend(legendBox, scale, score + (scale.diverging ? " (diverging around 0)" : ""));
+    const err = model.get("error");
+    status.textContent = `primaries: ${primaries.join(", ") || "none"}` + (err ? ` — could not recompute: ${err}` : "");
+    busy.style.display = model.get("busy") ? "inline" : "none";
+    root.dataset.version = String(model.get("version"));
+  }
+  select.addEventListener("change", () => { model.set("score", select.value); model.save_changes(); });
+  for (const k of ["scores", "score", "primaries", "truth", "selected", "busy", "n_layers", "n_heads", "version", "error"]) {
+    model.on(`change:${k}`, draw);
+  }
+  draw();
+}
+
+export default { render: renderHeadMap };

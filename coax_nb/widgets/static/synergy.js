@@ -1,0 +1,180 @@
+/* Built by widgets/build.py from palette.json, common.js, synergy.js: edit those, then rebuild. */
+const PALETTE = {"sequential": [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], "diverging": [[0, 114, 178], [247, 247, 247], [213, 94, 0]], "lines": ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#7F7F7F"], "nan": "#D0D0D0", "primary": "#000000", "truth": "#D55E00", "point": "#56B4E9"};
+
+// Shared helpers of every component. widgets/build.py inlines this module (and the
+// palette) into each component's bundle: anywidget loads one self-contained module.
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+function svgEl(tag, attrs = {}, parent = null) {
+  const e = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  if (parent) parent.appendChild(e);
+  return e;
+}
+
+function htmlEl(tag, attrs = {}, parent = null, text = null) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  if (text !== null) e.textContent = text;
+  if (parent) parent.appendChild(e);
+  return e;
+}
+
+// colour-blind safe scales from palette.json, the file coax_nb.plots draws the PNGs with:
+// viridis stops (sequential), blue-white-vermillion (diverging), Okabe-Ito lines
+const LINE_COLORS = PALETTE.lines;
+
+function lerpStops(stops, t) {
+  t = Math.min(1, Math.max(0, t));
+  const x = t * (stops.length - 1);
+  const i = Math.min(stops.length - 2, Math.floor(x));
+  const f = x - i;
+  const c = stops[i].map((a, k) => Math.round(a + f * (stops[i + 1][k] - a)));
+  return `rgb(${c[0]},${c[1]},${c[2]})`;
+}
+
+// A scale for the finite values: diverging around 0 when values have both signs.
+function makeScale(values) {
+  const finite = values.filter((v) => v !== null && Number.isFinite(v));
+  if (finite.length === 0) return { color: () => "var(--coax-nan)", lo: 0, hi: 0, diverging: false };
+  let lo = Math.min(...finite), hi = Math.max(...finite);
+  const diverging = lo < 0 && hi > 0;
+  if (diverging) {
+    const m = Math.max(-lo, hi);
+    lo = -m; hi = m;
+  }
+  const span = hi - lo || 1;
+  const color = (v) => (v === null || !Number.isFinite(v))
+    ? "var(--coax-nan)"
+    : lerpStops(diverging ? PALETTE.diverging : PALETTE.sequential, (v - lo) / span);
+  return { color, lo, hi, diverging };
+}
+
+function fmt(v) {
+  if (v === null || v === undefined || !Number.isFinite(v)) return "–";
+  if (Number.isInteger(v) && Math.abs(v) < 1e4) return String(v);
+  const a = Math.abs(v);
+  if (a !== 0 && (a < 1e-3 || a >= 1e4)) return v.toExponential(2);
+  return v.toFixed(a < 1 ? 4 : 3);
+}
+
+function legend(parent, scale, label) {
+  const box = htmlEl("div", { class: "coax-legend" }, parent);
+  htmlEl("span", { class: "coax-legend-lo" }, box, fmt(scale.lo));
+  const bar = htmlEl("span", { class: "coax-legend-bar" }, box);
+  const stops = [];
+  for (let i = 0; i <= 10; i++) stops.push(scale.color(scale.lo + (i / 10) * (scale.hi - scale.lo)));
+  bar.style.background = `linear-gradient(to right, ${stops.join(",")})`;
+  htmlEl("span", { class: "coax-legend-hi" }, box, fmt(scale.hi));
+  htmlEl("span", { class: "coax-legend-label" }, box, label);
+  return box;
+}
+
+function tooltip(root) {
+  const tip = htmlEl("div", { class: "coax-tooltip", role: "tooltip" }, root);
+  tip.style.display = "none";
+  return {
+    el: tip,
+    show(lines, x, y) {
+      tip.replaceChildren();
+      for (const line of lines) htmlEl("div", {}, tip, line);
+      tip.style.display = "block";
+      tip.style.left = `${x + 12}px`;
+      tip.style.top = `${y + 12}px`;
+    },
+    hide() { tip.style.display = "none"; },
+  };
+}
+
+function localXY(root, evt) {
+  const r = root.getBoundingClientRect();
+  return [evt.clientX - r.left, evt.clientY - r.top];
+}
+
+function toggled(list, item) {
+  return list.includes(item) ? list.filter((x) => x !== item) : [...list, item];
+}
+
+// heads are labelled the TransformerLens way, as in coax_nb.units
+function unitName(layer, head) { return `L${layer}H${head}`; }
+
+// SynergyGrid: pairwise matrix over a head set, group blocks, reorder, click a pair.
+// traits: units, values [[...]], groups [label per unit], orders {name: [indices]}, order, label, selected, selected_pair
+
+function renderSynergyGrid({ model, el }) {
+  const root = htmlEl("div", { class: "coax-root coax-synergy" }, el);
+  const bar = htmlEl("div", { class: "coax-toolbar" }, root);
+  htmlEl("span", {}, bar, "order ");
+  const select = htmlEl("select", { class: "coax-order-select", "aria-label": "order" }, bar);
+  const svgBox = htmlEl("div", { class: "coax-plot" }, root);
+  const legendBox = htmlEl("div", {}, root);
+  const tip = tooltip(root);
+
+  function draw() {
+    const units = model.get("units"), V = model.get("values"), groups = model.get("groups");
+    const orders = model.get("orders"), selected = model.get("selected");
+    let orderName = model.get("order");
+    if (!(orderName in orders)) orderName = Object.keys(orders)[0];
+    select.replaceChildren();
+    for (const n of Object.keys(orders)) {
+      const o = htmlEl("option", { value: n }, select, n);
+      if (n === orderName) o.selected = true;
+    }
+    const ord = orders[orderName];
+    const n = units.length;
+    const flat = [];
+    for (let a = 0; a < n; a++) for (let b = 0; b < n; b++) if (a !== b) flat.push(V[a][b]);
+    const scale = makeScale(flat);
+    const cell = Math.max(12, Math.min(34, Math.floor(480 / Math.max(n, 1))));
+    const left = 86, top = 70;
+    const svg = svgEl("svg", { width: left + n * cell + 6, height: top + n * cell + 6, class: "coax-svg" });
+    ord.forEach((a, r) => {
+      const ty = svgEl("text", { x: left - 4, y: top + r * cell + cell / 2 + 4, class: "coax-axis", "text-anchor": "end" }, svg);
+      ty.textContent = `${units[a]}${groups.length ? " " + groups[a] : ""}`;
+      const tx = svgEl("text", { x: left + r * cell + cell / 2, y: top - 4, class: "coax-axis",
+        transform: `rotate(-60 ${left + r * cell + cell / 2} ${top - 4})` }, svg);
+      tx.textContent = units[a];
+      ord.forEach((b, c) => {
+        const v = V[a][b];
+        const pair = `${units[a]}|${units[b]}`;
+        const rect = svgEl("rect", { x: left + c * cell + 1, y: top + r * cell + 1, width: cell - 2, height: cell - 2,
+          fill: a === b ? "var(--coax-nan)" : scale.color(v), tabindex: a === b ? -1 : 0, "data-pair": pair,
+          class: "pair-cell" + (selected.includes(units[a]) && selected.includes(units[b]) && a !== b ? " selected" : "") }, svg);
+        if (a === b) return;
+        rect.addEventListener("mousemove", (evt) => {
+          const [x, y] = localXY(root, evt);
+          tip.show([`${units[a]} × ${units[b]}`, `${model.get("label")}: ${fmt(v)}`,
+            groups.length ? `groups: ${groups[a]} / ${groups[b]}` : ""].filter(Boolean), x, y);
+        });
+        rect.addEventListener("mouseleave", () => tip.hide());
+        const act = () => {
+          model.set("selected_pair", [units[a], units[b]]);
+          model.set("selected", [units[a], units[b]]);
+          model.save_changes();
+        };
+        rect.addEventListener("click", act);
+        rect.addEventListener("keydown", (evt) => { if (evt.key === "Enter" || evt.key === " ") { evt.preventDefault(); act(); } });
+      });
+    });
+    // group blocks: outline runs of equal group labels along the current order
+    if (groups.length) {
+      let start = 0;
+      for (let r = 1; r <= n; r++) {
+        if (r === n || groups[ord[r]] !== groups[ord[start]]) {
+          svgEl("rect", { x: left + start * cell, y: top + start * cell, width: (r - start) * cell,
+            height: (r - start) * cell, class: "group-block" }, svg);
+          start = r;
+        }
+      }
+    }
+    svgBox.replaceChildren(svg);
+    legendBox.replaceChildren();
+    legend(legendBox, scale, model.get("label"));
+  }
+  select.addEventListener("change", () => { model.set("order", select.value); model.save_changes(); });
+  for (const k of ["units", "values", "groups", "orders", "order", "label", "selected"]) model.on(`change:${k}`, draw);
+  draw();
+}
+
+export default { render: renderSynergyGrid };

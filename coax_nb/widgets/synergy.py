@@ -1,0 +1,59 @@
+"""SynergyGrid: pairwise matrix with group blocks, reordering and pair selection."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import traitlets as t
+
+from ..units import parse_name
+from .base import STATIC, Component, json_values
+
+
+def _cluster_order(m: np.ndarray) -> list[int]:
+    """Spectral order: sort by the Fiedler vector of the |synergy| similarity graph."""
+    w = np.nan_to_num(np.abs(m))
+    np.fill_diagonal(w, 0)
+    if len(w) < 3 or not w.any():
+        return list(range(len(w)))
+    lap = np.diag(w.sum(1)) - w
+    _, vecs = np.linalg.eigh(lap)
+    return [int(i) for i in np.argsort(vecs[:, 1], kind="stable")]
+
+
+class SynergyGrid(Component):
+    """Pairwise matrix of a ``PairScores`` (default its first matrix); ``groups`` maps
+    heads to labels (e.g. ``{"L2H0": "backup"}``) for blocks and the group order."""
+
+    _esm = STATIC / "synergy.js"
+    _css = STATIC / "synergy.css"
+    units = t.List(t.Unicode()).tag(sync=True)
+    values = t.List().tag(sync=True)
+    groups = t.List(t.Unicode()).tag(sync=True)
+    orders = t.Dict().tag(sync=True)
+    order = t.Unicode("group").tag(sync=True)
+    label = t.Unicode().tag(sync=True)
+    selected_pair = t.List(t.Unicode()).tag(sync=True)
+
+    def __init__(self, pairs, name: Optional[str] = None, groups: Optional[dict] = None, **kwargs):
+        name = name or next(iter(pairs.values))
+        if name not in pairs.values:
+            raise ValueError(f"no matrix {name!r}; available: {', '.join(pairs.values)}")
+        units = [str(u) for u in pairs.units]
+        m = np.asarray(pairs[name], float)
+        by_head = {str(parse_name(k)): str(v) for k, v in (groups or {}).items()}
+        labels = [by_head.get(u, "other") for u in units] if groups else []
+        orders = {"given": list(range(len(units))), "cluster": _cluster_order(m)}
+        if labels:
+            first_seen = {g: i for i, g in reversed(list(enumerate(labels)))}
+            orders["group"] = sorted(range(len(units)), key=lambda i: (first_seen[labels[i]], i))
+        super().__init__(units=units, values=[json_values(row) for row in m], groups=labels, orders=orders,
+                         order="group" if labels else "given", label=name, **kwargs)
+        self.matrix = m
+
+    def figure(self):
+        from ..plots import synergy_grid
+
+        order = self.orders[self.order]
+        return synergy_grid(self.matrix[np.ix_(order, order)], [self.units[i] for i in order], self.label,
+                            groups=[self.groups[i] for i in order] if self.groups else None)
