@@ -41,8 +41,10 @@ class ModelAdapter:
 
     FINAL_SCALE_HOOK = "ln_final.hook_scale"
 
-    def has_head_outputs(self) -> bool:
-        names = getattr(self.model, "hook_dict", {})
+    @staticmethod
+    def exposes_head_outputs(model) -> bool:
+        """Whether the bridge has per-head attention outputs to ablate."""
+        names = getattr(model, "hook_dict", {})
         return any(n.endswith("attn.hook_z") for n in names)
 
     # ------------------------------------------------------------------ running

@@ -528,6 +528,9 @@ class Engine:
         M.check_options(feature_mode, "clean", top_r)
         combos = [[(float(c), t) for c, t in combo] for combo in combos]
         terms = list(dict.fromkeys(t for combo in combos for _, t in combo))
+        bad = [t.metric for t in terms if t.metric not in ("clean", "base")]
+        if bad:
+            raise ValueError(f"a term's metric must be 'clean' or 'base', got {bad[0]!r}")
         tid = {t: i for i, t in enumerate(terms)}
         ids = [[(c, tid[t]) for c, t in combo] for combo in combos]
         last_use = {}

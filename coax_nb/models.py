@@ -12,6 +12,7 @@ from typing import Union
 import torch
 
 from . import organisms
+from .adapter import ModelAdapter
 
 _DTYPES = {
     "fp32": torch.float32, "float32": torch.float32,
@@ -108,8 +109,7 @@ def load_model(spec: Union[str, os.PathLike], device=None, dtype=None, device_ma
 
 def check_has_heads(bridge) -> None:
     """Raise a clear error for a model CoAx cannot score (no attention-head outputs)."""
-    names = getattr(bridge, "hook_dict", {})
-    if not any(n.endswith("attn.hook_z") for n in names):
+    if not ModelAdapter.exposes_head_outputs(bridge):
         raise ModelLoadError(
             "this model exposes no per-head attention outputs (blocks.L.attn.hook_z); CoAx scores "
             "attention heads, so it needs a transformer with multi-head attention"

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from coax_nb import Engine, Variant, load_model
+from coax_nb import CLEAN, Engine, Variant, load_model
 from coax_nb.units import Unit
 
 from conftest import mixed_length_prompts
@@ -146,3 +146,27 @@ def test_support_unembedding_equals_gathering_full_logits(toy):
         e._direct = True
     with pytest.raises(ValueError, match="one bucket"):
         next(e.run(vs, support=sup))
+
+
+def test_energy_kernel_does_not_depend_on_feature_groups(toy, monkeypatch):
+    """Shared terms, differences and the planner's group size: one answer."""
+    import dataclasses
+
+    import numpy as np
+
+    import coax_nb.engine as E
+    from coax_nb.engine import Term
+
+    e = Engine(toy, mixed_length_prompts(toy, 6, seed=5), progress=False)
+    S = Variant.zero(e.units(["L1H0"]))
+    a, b = Term(Variant.zero(e.units(["L0H1"]))), Term(S | Variant.zero(e.units(["L2H2"])), S, "base")
+    combos = [[(1.0, a)], [(1.0, b)], [(1.0, b), (-1.0, a)], [(2.0, a), (1.0, b)]]
+    full = e.energies(combos)
+    real = E.plan_batch
+    monkeypatch.setattr(E, "plan_batch", lambda *args, **kw: dataclasses.replace(real(*args, **kw), feature_terms=1))
+    one_at_a_time = e.energies(combos)
+    assert np.allclose(full, one_at_a_time, rtol=1e-6, atol=0)
+    # linearity checks of the kernel itself: ||2a||^2 = 4||a||^2 when b is absent
+    assert e.energies([[(2.0, a)]])[0] == pytest.approx(4 * full[0], rel=1e-6)
+    with pytest.raises(ValueError, match="'clean' or 'base'"):
+        e.energies([[(1.0, Term(S, CLEAN, "bogus"))]])

@@ -24,8 +24,8 @@ STATIC_ORDERS = ("single", "co_ablation", "magnitude", "wanda", "taylor", "rando
 
 
 def _head_weight_norms(engine: Engine) -> np.ndarray:
-    W_O = engine.model.W_O.detach().double()  # [L, H, Dh, d]
-    W_V = engine.model.W_V.detach().double()  # [L, H, d, Dh]
+    W_O = engine.arch.W_O.detach().double()  # [L, H, Dh, d]
+    W_V = engine.arch.W_V.detach().double()  # [L, H, d, Dh]
     return (W_O.flatten(2).norm(dim=-1) * W_V.flatten(2).norm(dim=-1)).flatten().cpu().numpy()
 
 
