@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
+from typing import Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -35,8 +35,7 @@ from .models import resolve_device
 from .resources import plan_batch
 from .tasks import Task, output_positions, tokenizer_fingerprint
 from .units import Unit, parse_units
-from .variant import CACHED, CLEAN, MEAN, ZERO, Variant
-
+from .variant import CLEAN, MEAN, ZERO, Variant
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ out_dir = "report"
 top = 10
 
 # %%
-import json, os, time, warnings
+import os, warnings
 warnings.filterwarnings("ignore")
 from IPython.display import display, Markdown
 from coax_nb.report import run_report
