@@ -40,6 +40,7 @@ def main() -> None:
     from coax_nb import Engine, Variant, coax_scan, load_model
     from coax_nb import metrics as M
     from coax_nb.toy import build_toy_model
+    from coax_nb.units import all_units
 
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -67,7 +68,7 @@ def main() -> None:
     # --- naive: one forward per variant, full logits, same energies
     sync()
     t0 = time.perf_counter()
-    units = engine.units(range(L * H))
+    units = all_units(L, H)
     seed_units = engine.units(seed)
     S = Variant.zero(seed_units)
     z0 = torch.stack(engine.naive_logits(Variant())).float()

@@ -56,6 +56,7 @@ def main():
     from coax_nb.applications import prune
     from coax_nb.tasks import induction_task
     from coax_nb.toy import build_toy_model
+    from coax_nb.units import all_units
 
     dev = torch.device(args.device)
     cuda = dev.type == "cuda"
@@ -90,7 +91,7 @@ def main():
         print(dtype, {k: round(v, 3) for k, v in res[f"scan_{dtype}"].items()}, flush=True)
         if not args.skip_naive:
             def naive():
-                units = engine.units(range(L * H))
+                units = all_units(L, H)
                 S = Variant.zero(engine.units(seed))
                 z0 = torch.stack(engine.naive_logits(Variant())).float()
                 zS = torch.stack(engine.naive_logits(S)).float()
