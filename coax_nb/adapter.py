@@ -21,6 +21,8 @@ class ModelAdapter:
         self.n_layers, self.n_heads = cfg.n_layers, cfg.n_heads
         self.d_head, self.d_model, self.d_vocab = cfg.d_head, cfg.d_model, cfg.d_vocab
         self.n_ctx = cfg.n_ctx
+        archs = getattr(cfg, "architecture", None) or getattr(getattr(model, "original_model", None), "config", None)
+        self.name = archs if isinstance(archs, str) else type(model).__name__
         self.d_mlp = getattr(cfg, "d_mlp", None) or 4 * self.d_model
         # LayerNorm centres its input before scaling; RMSNorm does not
         self.final_norm_centers = str(getattr(cfg, "normalization_type", "LN") or "LN").upper().startswith("LN")

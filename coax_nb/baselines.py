@@ -125,6 +125,6 @@ def attribution_scores(
         cost[method] = {**seconds_and_passes(engine, s0), "wall_seconds": round(time.perf_counter() - t0, 4)}
     bar.close()
     meta = {"ig_steps": ig_steps, "n_prompts": engine.n_prompts, "position_mode": engine.position_mode,
-            "model": getattr(engine.model, "coax_source", None), "cost": cost,
+            "model": getattr(engine.model, "coax_source", None), "cost": cost, "engine_check": engine.self_check,
             "wall_seconds": round(time.perf_counter() - t_start, 3)}
     return UnitScores(L, H, seed_units, columns, meta)

@@ -22,7 +22,9 @@ not depend on how prompts are grouped.
 """
 from __future__ import annotations
 
+import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional, Sequence, Union
 
@@ -155,13 +157,13 @@ class Engine:
         self._sources: dict[str, list[list[torch.Tensor]]] = {}
         self._hook_names = [arch.z_hook(layer) for layer in range(self.n_layers)]
         self._geometries: dict = {}
-        self._direct = True
+        self._path = "direct"
         with torch.no_grad():
             self.clean = self.base(CLEAN)
             self._check_finite(self.clean.logits, "the clean model")
             self._sources["clean"] = self.clean.z
             self._mean_z = self._pooled_mean(self.clean.z)
-            self._direct = self._direct_path_matches()
+            self.self_check = self._check_fast_paths()
 
     # ------------------------------------------------------------------ setup
     def _check_tokens(self, token_lists):
@@ -210,20 +212,78 @@ class Engine:
         tokens = sum(b.tokens.numel() for b in self.buckets)
         return [sum(z[layer].sum(dim=(0, 1)) for z in zs) / tokens for layer in range(self.n_layers)]
 
-    def _direct_path_matches(self) -> bool:
-        """Calling blocks directly (true prefix skipping) must reproduce the bridge's own
-        forward; if an architecture needs more than the residual (e.g. rotary inputs),
-        fall back to the bridge's ``start_at_layer``."""
+    PATHS = ("direct", "bridge", "full")  # fastest first; "full" reuses no prefix at all
+
+    def _check_fast_paths(self) -> dict:
+        """Check every shortcut the engine takes against the bridge's own hooked forward
+        from the tokens, on ablated probes (a head zeroed in the first layer, one in a
+        middle layer, one in the last, and a conditional variant started from an ablated
+        base), through the output-position and the fixed-support unembedding. The first
+        path that reproduces them all is used; falling back warns once, naming the
+        architecture and the cost. The outcome is ``engine.self_check`` (results carry it)."""
+        L, H = self.n_layers, self.n_heads
         b = self.buckets[0]
         n = min(4, len(b.index))
-        start = self.n_layers - 1
-        try:
-            got = self._run_from(self.clean.resid[0][start][:n], start, {}, b.positions, direct=True)
-        except Exception:
-            return False
-        ref = self.clean.logits[0][:n]
-        tol = 1e-4 if self.dtype in (torch.float32, torch.float64) else 5e-2
-        return bool(torch.allclose(got, ref, atol=tol * max(1.0, ref.abs().max().item()), rtol=0))
+        tokens = b.tokens[:n]
+        first = Variant.zero([Unit(0, 0)])
+        probes = [(first, CLEAN), (Variant.zero([Unit(L // 2, H - 1)]), CLEAN),
+                  (Variant.zero([Unit(L - 1, 0)]), CLEAN)]
+        if L > 1:
+            probes.append((first | Variant.zero([Unit(L - 1, H - 1)]), first))
+        ref = [self._hooked_logits(tokens, v, b.positions) for v, _ in probes]
+        scale = max(1.0, max(r.abs().max().item() for r in ref))
+        tol = (1e-4 if self.dtype in (torch.float32, torch.float64) else 5e-2) * scale
+        support = M.support_of(self.clean.logits[0][:n], min(5, self.d_vocab - 1))
+        errors, failed = {}, []
+        for path in self.PATHS:
+            try:
+                worst = 0.0
+                for (v, base), r in zip(probes, ref):
+                    got = self._probe_logits(path, tokens, v, base, b.positions, n)
+                    worst = max(worst, (got - r).abs().max().item())
+                    on_sup = self._probe_logits(path, tokens, v, base, b.positions, n, support=support)
+                    worst = max(worst, (on_sup - r.gather(-1, support)).abs().max().item())
+            except Exception as exc:  # a block that cannot run on a bare residual, say
+                errors[path] = f"{type(exc).__name__}: {exc}"[:200]
+                failed.append(path)
+                continue
+            errors[path] = worst
+            if worst <= tol and math.isfinite(worst):
+                break
+            failed.append(path)
+        else:
+            raise RuntimeError(f"no exact path for {self.arch.name}: every way of running ablated variants "
+                               f"disagrees with the bridge's own hooked forward ({errors}); this architecture "
+                               "cannot be scored reliably")
+        self._path = path
+        if failed:
+            warnings.warn(
+                f"{self.arch.name}: the engine's {' and '.join(failed)} path disagreed with the bridge's hooked "
+                f"forward on ablated probes ({', '.join(f'{p}: {errors[p]}' for p in failed)}); using the "
+                f"{path} path, which is exact but slower ({'no prefix reuse' if path == 'full' else 'full-vocabulary unembedding'})",
+                RuntimeWarning, stacklevel=3)
+        return {"path": path, "fell_back_from": failed, "max_error": errors[path], "tolerance": tol,
+                "probes": [str(v) for v, _ in probes], "architecture": self.arch.name}
+
+    def _hooked_logits(self, tokens, variant: Variant, positions) -> torch.Tensor:
+        """The reference: the bridge's own forward from the tokens, heads edited by hooks."""
+        masks = self._layer_masks([variant], 0) if variant.actions else {}
+        n = tokens.shape[0]
+        hooks = [(self._hook_names[layer], lambda z, hook, fn=self._make_hook(m, 1, n): fn(z))
+                 for layer, m in masks.items()]
+        with self.arch.hooks(hooks):
+            return self.arch.forward(tokens)[:, positions]
+
+    def _probe_logits(self, path, tokens, variant, base, positions, n, support=None) -> torch.Tensor:
+        start = variant.first_difference(base, self.n_layers)
+        masks = self._layer_masks([variant], 0)
+        if path == "full":
+            return self._run_full(tokens, masks, positions, k=1, support=support)
+        if base == CLEAN:
+            resid = self.clean.resid[0][start][:n]
+        else:  # the base's residual for these few prompts only
+            resid = self._cached_forward(tokens, base, positions)[0][start]
+        return self._run_from(resid, start, masks, positions, path=path, support=support)
 
     # ------------------------------------------------------------------ sources
     def add_source(self, name: str, prompts: Union[Task, Sequence[Sequence[int]]], under: Variant = CLEAN) -> None:
@@ -349,7 +409,23 @@ class Engine:
         return apply
 
     # ------------------------------------------------------------------ batched variants
-    def _run_from(self, resid, start, masks, positions, direct=None, k=1, support=None):
+    def _run_full(self, tokens, masks, positions, k=1, support=None):
+        """The exact fallback: every variant from its tokens through the bridge's own
+        forward (no prefix reuse); ``tokens`` holds k copies of the batch."""
+        rows = tokens.shape[0]
+        n = rows // k
+        hooks = [(self._hook_names[layer], lambda z, hook, fn=self._make_hook(m, k, n): fn(z))
+                 for layer, m in masks.items()]
+        with self.arch.hooks(hooks):
+            logits = self.arch.forward(tokens)[:, positions]
+        if support is not None:
+            logits = logits.reshape(k, n, *logits.shape[1:]).gather(
+                -1, support.expand(k, *support.shape)).reshape(rows, *support.shape[1:])
+        self.stats.block_rows += rows * self.n_layers
+        self.stats.forward_rows += rows
+        return logits
+
+    def _run_from(self, resid, start, masks, positions, path=None, k=1, support=None):
         """Run blocks ``start..`` from ``resid`` [rows, T, d]; logits at ``positions`` only
         (and on ``support`` [n, P, r] only, when given)."""
         rows = resid.shape[0]
@@ -359,7 +435,7 @@ class Engine:
             if layer >= start:
                 fn = self._make_hook(mask, k, n)
                 hooks.append((self._hook_names[layer], lambda z, hook, fn=fn: fn(z)))
-        direct = self._direct if direct is None else direct
+        direct = (path or self._path) == "direct"
         with self.arch.hooks(hooks):
             if direct:
                 x = self.arch.blocks_from(resid, start)
@@ -466,6 +542,10 @@ class Engine:
             if support is not None:
                 logits = logits.gather(-1, support)
             logits = logits.unsqueeze(0).expand(k, -1, -1, -1)
+        elif self._path == "full":
+            tokens = b.tokens.unsqueeze(0).expand(k, -1, -1).reshape(k * n, -1)
+            logits = self._run_full(tokens, self._layer_masks(chunk, bi), b.positions, k=k, support=support)
+            logits = logits.reshape(k, n, *logits.shape[1:])
         else:
             resid = base_run.resid[bi][start]
             resid = resid.unsqueeze(0).expand(k, -1, -1, -1).reshape(k * n, *resid.shape[1:])
@@ -720,7 +800,7 @@ class Engine:
         lens = sorted({b.length for b in self.buckets})
         return (f"Engine({self.n_layers}x{self.n_heads} heads, {self.n_prompts} prompts, lengths {lens}, "
                 f"position_mode={self.position_mode}, device={self.device}, dtype={self.dtype}, "
-                f"prefix path={'direct blocks' if self._direct else 'bridge start_at_layer'})")
+                f"path={self._path})")
 
 
 def as_engine(model_or_engine, task=None, *, position_mode: Optional[str] = None, progress: bool = True) -> Engine:

@@ -34,7 +34,7 @@ SCORE_DOCS = {
 def _scan_meta(engine: Engine, t0: float, s0, **options) -> dict:
     return {"position_mode": engine.position_mode, **options, "n_prompts": engine.n_prompts,
             "model": getattr(engine.model, "coax_source", None),
-            "task": engine.task.name if engine.task is not None else None,
+            "task": engine.task.name if engine.task is not None else None, "engine_check": engine.self_check,
             "wall_seconds": round(time.perf_counter() - t0, 3), **seconds_and_passes(engine, s0)}
 
 
@@ -211,7 +211,7 @@ def synergy(
     np.fill_diagonal(raw, np.nan)
     norm = raw / np.sqrt(np.maximum(np.outer(single, single), eps))
     meta = {"position_mode": engine.position_mode, "top_r": top_r, "feature_mode": feature_mode,
-            "n_prompts": engine.n_prompts, "single": single.tolist(),
+            "n_prompts": engine.n_prompts, "single": single.tolist(), "engine_check": engine.self_check,
             "wall_seconds": round(time.perf_counter() - t0, 3), **seconds_and_passes(engine, s0)}
     return PairScores(chosen, {"normalized": norm, "raw": raw}, meta)
 

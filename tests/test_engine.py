@@ -111,11 +111,13 @@ def test_prefix_reuse_and_output_positions_save_work(toy):
     assert (e.stats.block_rows - before) == 4 * len(prompts) * (3 + 2 + 1)
 
 
-def test_bridge_start_at_layer_fallback_matches_naive(toy):
-    """Architectures whose blocks cannot be called on a bare residual use the bridge's
-    own start_at_layer path; it must give the same numbers."""
+@pytest.mark.parametrize("path", ["bridge", "full"])
+def test_fallback_paths_match_naive(toy, path):
+    """Where the direct block calls cannot be trusted, the engine falls back to the
+    bridge's own start_at_layer path, or to full forwards from the tokens; both must
+    give the same numbers."""
     e = Engine(toy, mixed_length_prompts(toy, 6), progress=False)
-    e._direct = False
+    e._path = path
     vs = [Variant.zero(e.units(["1.2"])), Variant.mean(e.units(["2.0", "0.3"]))]
     for v, g in zip(vs, e.logits(vs)):
         ref = e.naive_logits(v)
@@ -123,7 +125,7 @@ def test_bridge_start_at_layer_fallback_matches_naive(toy):
 
 
 def test_support_unembedding_equals_gathering_full_logits(toy):
-    """A fixed top-r support unembeds only those columns (direct and fallback paths)."""
+    """A fixed top-r support unembeds only those columns (every path)."""
     from coax_nb import metrics as M
 
     e = Engine(toy, mixed_length_prompts(toy, 8, seed=2), progress=False)
@@ -138,12 +140,12 @@ def test_support_unembedding_equals_gathering_full_logits(toy):
                     out[i] = lg[r]
             return torch.stack(out)
         full = collect().gather(-1, sup.expand(len(vs), *sup.shape))
-        for direct in (True, False):
-            e._direct = direct
+        for path in Engine.PATHS:
+            e._path = path
             got = collect(support=sup)
             assert got.shape[-1] == 5
-            assert torch.allclose(got, full, atol=1e-5), direct
-        e._direct = True
+            assert torch.allclose(got, full, atol=1e-5), path
+        e._path = "direct"
     with pytest.raises(ValueError, match="one bucket"):
         next(e.run(vs, support=sup))
 
@@ -170,3 +172,29 @@ def test_energy_kernel_does_not_depend_on_feature_groups(toy, monkeypatch):
     assert e.energies([[(2.0, a)]])[0] == pytest.approx(4 * full[0], rel=1e-6)
     with pytest.raises(ValueError, match="'clean' or 'base'"):
         e.energies([[(1.0, Term(S, CLEAN, "bogus"))]])
+
+
+def test_self_check_catches_a_broken_fast_path_and_falls_back(toy, monkeypatch):
+    """A direct block path that silently drops an input (here: skips the first block it is
+    asked to run) must be caught on the ablated probes; the engine then warns, uses an
+    exact path, records it, and scores equal the bridge's own hooked forward."""
+    from coax_nb import coax_scan
+    from coax_nb.adapter import ModelAdapter
+
+    real = ModelAdapter.blocks_from
+    monkeypatch.setattr(ModelAdapter, "blocks_from", lambda self, resid, layer: real(self, resid, layer + 1))
+    prompts = mixed_length_prompts(toy, 6, seed=3)
+    with pytest.warns(RuntimeWarning, match="direct path disagreed"):
+        e = Engine(toy, prompts, progress=False)
+    assert e.self_check["path"] == "bridge" and e.self_check["fell_back_from"] == ["direct"]
+    vs = [Variant.zero(e.units(["L0H1"])), Variant.zero(e.units(["L1H0", "L2H3"]))]
+    for v, got in zip(vs, e.logits(vs)):
+        assert max((a - b).abs().max().item() for a, b in zip(got, e.naive_logits(v))) < 1e-5
+    assert coax_scan(e, primaries=["L1H0"], progress=False).meta["engine_check"]["path"] == "bridge"
+    # with the bridge's start_at_layer broken too, only full forwards from the tokens are left
+    monkeypatch.setattr(ModelAdapter, "forward_from", lambda self, resid, layer: self.model(resid * 0, start_at_layer=layer))
+    with pytest.warns(RuntimeWarning, match="direct and bridge path"):
+        e2 = Engine(toy, prompts, progress=False)
+    assert e2.self_check["path"] == "full"
+    for v, got in zip(vs, e2.logits(vs)):
+        assert max((a - b).abs().max().item() for a, b in zip(got, e2.naive_logits(v))) < 1e-5
