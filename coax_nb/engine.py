@@ -142,6 +142,7 @@ class Engine:
             token_lists = prompts.prompts
         else:
             if isinstance(prompts, torch.Tensor):
+                check_not_right_padded(prompts, getattr(getattr(model, "tokenizer", None), "pad_token_id", None))
                 prompts = prompts.tolist()
             token_lists = [list(map(int, p)) for p in prompts]
             self.position_mode = position_mode or "last"
@@ -804,6 +805,21 @@ class Engine:
         return (f"Engine({self.n_layers}x{self.n_heads} heads, {self.n_prompts} prompts, lengths {lens}, "
                 f"position_mode={self.position_mode}, device={self.device}, dtype={self.dtype}, "
                 f"path={self._path})")
+
+
+def check_not_right_padded(tokens: torch.Tensor, pad_id: Optional[int]) -> None:
+    """A token tensor of prompts of different lengths is padded; scoring it would read the
+    answer slot at a pad position. Refuse rows that end in pad tokens while others don't."""
+    if pad_id is None or tokens.ndim != 2 or tokens.shape[1] < 2:
+        return
+    ends_in_pad = tokens[:, -1] == pad_id
+    if bool(ends_in_pad.any()) and not bool(ends_in_pad.all()):
+        row = int(torch.nonzero(ends_in_pad)[0])
+        raise ValueError(
+            f"prompt {row} ends in the pad token (id {pad_id}) while others do not: these prompts are "
+            "right-padded (e.g. model.to_tokens on texts of different lengths), and the engine would read "
+            "predictions at pad positions. Pass a list of token lists of their true lengths instead "
+            "(e.g. [model.to_tokens(t)[0].tolist() for t in texts]); the engine groups lengths itself")
 
 
 def as_engine(model_or_engine, task=None, *, position_mode: Optional[str] = None, progress: bool = True) -> Engine:

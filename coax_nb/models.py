@@ -5,6 +5,7 @@ is the only code that runs it.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Union
@@ -82,6 +83,7 @@ def load_model(spec: Union[str, os.PathLike], device=None, dtype=None, device_ma
                 "model.save_pretrained(dir) and tokenizer.save_pretrained(dir)"
             )
         source = str(path)
+        check_causal(json.loads((path / "config.json").read_text()), str(path))
     elif os.sep in spec_str and not Path(spec_str).exists() and spec_str.startswith((".", "/", "~")):
         raise ModelLoadError(f"no model directory at {spec_str!r}")
     else:
@@ -102,9 +104,31 @@ def load_model(spec: Union[str, os.PathLike], device=None, dtype=None, device_ma
             ) from exc
         raise ModelLoadError(f"could not load {spec_str!r}: {text}") from exc
     bridge.eval()
+    check_causal({"architectures": [getattr(bridge.cfg, "architecture", None) or ""]}, spec_str)
     check_has_heads(bridge)
     bridge.coax_source = spec_str  # provenance for results
     return bridge
+
+
+# model types that attend in both directions: there is no next-token prediction to read
+ENCODER_ONLY = {"bert", "roberta", "distilbert", "albert", "electra", "deberta", "deberta-v2", "xlm-roberta",
+                "camembert", "mpnet", "ernie", "modernbert", "nomic_bert", "megatron-bert"}
+
+
+def check_causal(config: dict, where: str) -> None:
+    """Refuse encoder-only and encoder-decoder models, whose outputs are not next-token
+    predictions of a causal decoder (CoAx would score them without a word otherwise)."""
+    kind = str(config.get("model_type", "")).lower()
+    archs = [str(a) for a in config.get("architectures") or []]
+    encoder = kind in ENCODER_ONLY or (archs and all(a.endswith(("ForMaskedLM", "ForSequenceClassification",
+                                                                    "ForTokenClassification", "ForPreTraining"))
+                                                     for a in archs))
+    if encoder or config.get("is_encoder_decoder"):
+        what = "an encoder-decoder" if config.get("is_encoder_decoder") else "an encoder-only (bidirectional)"
+        raise ModelLoadError(
+            f"{where} is {what} model ({kind or ', '.join(archs)}); CoAx scores the heads of a causal "
+            "decoder-only language model from its next-token predictions, so it cannot score this one. "
+            "Use a decoder-only model (GPT-2, Pythia, Llama, ...)")
 
 
 def check_has_heads(bridge) -> None:

@@ -115,3 +115,28 @@ def test_device_map_loading_goes_through_the_bridge():
     assert {p.device.type for p in m.parameters()} == {"cpu"}
     s = coax_scan(m, task_for("organism:handwired", 8), primaries=["1.0", "1.1"], progress=False)
     assert sorted(str(u) for u, _ in s.top(2)) == ["L2H0", "L2H1"]
+
+
+def test_encoder_only_model_is_refused(tmp_path):
+    from transformers import BertConfig, BertForMaskedLM
+
+    from coax_nb.toy import word_tokenizer
+
+    tok = word_tokenizer(ioi_vocabulary())
+    BertForMaskedLM(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                               intermediate_size=64)).save_pretrained(tmp_path / "bert")
+    tok.save_pretrained(tmp_path / "bert")
+    with pytest.raises(ModelLoadError, match="encoder-only .*decoder-only"):
+        load_model(tmp_path / "bert", device="cpu")
+
+
+def test_right_padded_token_tensor_is_refused(toy):
+    from coax_nb.engine import check_not_right_padded
+
+    pad = toy.tokenizer.pad_token_id
+    assert pad is not None
+    word = pad + 5
+    with pytest.raises(ValueError, match="right-padded.*true lengths"):
+        Engine(toy, torch.tensor([[0, word, word, word], [0, word, pad, pad]]), progress=False)
+    check_not_right_padded(torch.tensor([[0, word], [0, word + 1]]), pad)  # equal lengths pass
+    check_not_right_padded(torch.tensor([[0, word], [0, pad]]), None)  # no pad token: nothing to check
