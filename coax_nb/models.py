@@ -5,8 +5,13 @@ is the only code that runs it.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import platform
+import sys
+import time
+from importlib import metadata
 from pathlib import Path
 from typing import Union
 
@@ -138,3 +143,33 @@ def check_has_heads(bridge) -> None:
             "this model exposes no per-head attention outputs (blocks.L.attn.hook_z); CoAx scores "
             "attention heads, so it needs a transformer with multi-head attention"
         )
+
+
+PACKAGES = ("coax-nb", "torch", "transformer-lens", "transformers", "numpy", "matplotlib", "papermill", "nbconvert")
+
+
+def provenance(model_spec: str, model=None) -> dict:
+    """Package versions, platform and a hash of the model's weights (when on disk)."""
+    versions = {}
+    for p in PACKAGES:
+        try:
+            versions[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            versions[p] = None
+    weights_sha256 = None
+    directory = None
+    spec = str(model_spec)
+    organism = organisms.organism_name(spec)
+    if organism is not None:
+        directory = organisms.path(organism)
+    elif Path(spec).is_dir():
+        directory = Path(spec)
+    if directory is not None:
+        h = hashlib.sha256()
+        for f in sorted(directory.glob("*.safetensors")) + sorted(directory.glob("*.bin")):
+            h.update(f.read_bytes())
+        weights_sha256 = h.hexdigest()
+    return {"packages": versions, "python": sys.version.split()[0], "platform": platform.platform(),
+            "model_spec": spec, "weights_sha256": weights_sha256,
+            "device": str(next(model.parameters()).device) if model is not None else None,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
