@@ -12,10 +12,15 @@ from typing import Optional
 import torch
 
 
+class UnsupportedModelError(RuntimeError):
+    """The model cannot be scored head by head; the message says why and what to use instead."""
+
+
 class ModelAdapter:
     """What the engine and the methods need from a bridge, under stable names."""
 
     def __init__(self, model):
+        self.check_scorable(model)
         self.model = model
         cfg = model.cfg
         self.n_layers, self.n_heads = cfg.n_layers, cfg.n_heads
@@ -49,6 +54,25 @@ class ModelAdapter:
         names = getattr(model, "hook_dict", {})
         return any(n.endswith("attn.hook_z") for n in names)
 
+    @classmethod
+    def check_scorable(cls, model) -> None:
+        """Refuse a model whose blocks do not all have attention heads (state-space,
+        recurrent and convolutional hybrids): a score per head of every layer is what
+        every method here assumes, and a layer without heads would be skipped silently."""
+        names = getattr(model, "hook_dict", {})
+        n_layers = model.cfg.n_layers
+        missing = [layer for layer in range(n_layers) if cls.z_hook(layer) not in names]
+        arch = getattr(model.cfg, "architecture", None) or type(model).__name__
+        if len(missing) == n_layers:
+            raise UnsupportedModelError(
+                f"{arch} exposes no per-head attention outputs (blocks.L.attn.hook_z); CoAx scores attention "
+                "heads, so it needs a transformer with multi-head attention in every block")
+        if missing:
+            raise UnsupportedModelError(
+                f"{arch} is a hybrid: blocks {missing} of {n_layers} have no attention heads (a state-space, "
+                "recurrent or convolution mixer instead); CoAx scores attention heads in every block and "
+                "cannot score this model. Use a model whose every block is multi-head attention")
+
     # ------------------------------------------------------------------ running
     @contextmanager
     def hooks(self, fwd_hooks):
@@ -57,6 +81,14 @@ class ModelAdapter:
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.model(tokens)
+
+    def reference_forward(self, tokens: torch.Tensor) -> Optional[torch.Tensor]:
+        """The wrapped Hugging Face model's own forward (full logits), bypassing the bridge;
+        None when the bridge wraps no such model."""
+        original = getattr(self.model, "original_model", None)
+        if original is None:
+            return None
+        return original(input_ids=tokens).logits
 
     def forward_from(self, resid: torch.Tensor, layer: int) -> torch.Tensor:
         """The bridge's own forward from the residual entering block ``layer`` (full logits)."""
@@ -94,9 +126,37 @@ class ModelAdapter:
     def W_V(self) -> torch.Tensor:  # [layers, heads, d_model, d_head]
         return self.model.W_V
 
-    @property
-    def final_norm_weight(self) -> torch.Tensor:
-        return self.model.ln_final._original_component.weight
+    def final_norm_gain(self) -> torch.Tensor:
+        """The final norm's elementwise gain ``[d_model]``, read off the norm itself rather
+        than its ``weight`` (Gemma's RMSNorm multiplies by ``1 + weight``, OLMo's LayerNorm
+        has no weight): for a probe ``p`` of zero mean and mean square ``c**2`` with ``c``
+        large enough that eps does not count, ``norm(p) - norm(-p) = 2 * p / c * gain``
+        (any bias cancels)."""
+        d = self.d_model
+        param = next(self.model.parameters())
+        device = next(self.model.ln_final.parameters(), param).device  # its own device under device_map
+        c = 1e3
+        gains = []
+        for shift in (0, 1):  # two probes, so that a zero entry of one (odd d) is covered by the other
+            p = torch.ones(d, dtype=torch.float64)
+            p[1::2] = -1
+            if d % 2:
+                p[-1] = 0
+                p = p * (d / (d - 1)) ** 0.5
+            p = torch.roll(p, shift) * c
+            x = p.to(device, param.dtype)
+            with torch.no_grad():
+                diff = (self.model.ln_final(x[None, None]) - self.model.ln_final(-x[None, None]))[0, 0].double()
+            gains.append((diff.cpu() * c / (2 * p), p != 0))
+        (g0, ok0), (g1, _) = gains
+        return torch.where(ok0, g0, g1)
+
+    def logit_multiplier(self) -> float:
+        """Scalar the HF model applies to the unembedding's output (Cohere's ``logit_scale``,
+        Granite's ``1 / logits_scaling``); 1 for most families."""
+        config = getattr(getattr(self.model, "original_model", None), "config", None)
+        scale = float(getattr(config, "logit_scale", None) or 1.0)
+        return scale / float(getattr(config, "logits_scaling", None) or 1.0)
 
     def input_device(self, requested: Optional[torch.device]) -> torch.device:
         """Where token inputs go: the embedding's device when the model is spread over

@@ -1,8 +1,8 @@
 """Direct logit attribution (DLA) of each head to the task's behaviour metric.
 
 A head's DLA is its write into the residual stream (``z @ W_O``), passed through the
-final LayerNorm with the run's own scale held fixed (centre, divide by the scale,
-multiply by the LN weight) and read off the unembedding along the metric's
+final norm with the run's own scale held fixed (centre for LayerNorm, divide by the
+scale, multiply by the norm's gain) and read off the unembedding along the metric's
 direction: ``W_U[:, correct] - W_U[:, distractor]`` for a logit-difference task,
 ``W_U[:, correct]`` otherwise. It is the linear, label-using quantity Wang et al.
 used to find GPT-2's backup name movers, and it is the ground-truth criterion of the
@@ -40,7 +40,7 @@ def head_dla(engine: Engine, variant: Variant = CLEAN) -> np.ndarray:
         raise ValueError("direct logit attribution needs a task with targets (e.g. ioi_task or an organism's task)")
     run = engine.base(variant)
     W_O = engine.arch.W_O.detach().to(engine.dtype)  # [L, H, Dh, d]
-    ln_w = engine.arch.final_norm_weight.detach().to(engine.dtype)
+    gain = engine.arch.final_norm_gain().to(engine.device, engine.dtype) * engine.arch.logit_multiplier()
     L, H = engine.n_layers, engine.n_heads
 
     def batch_sum(batch):
@@ -54,7 +54,7 @@ def head_dla(engine: Engine, variant: Variant = CLEAN) -> np.ndarray:
             out = torch.einsum("nphe,hed->nphd", engine.outputs_at(run, batch, layer), W_O[layer])
             if engine.arch.final_norm_centers:  # LayerNorm centres before scaling; RMSNorm does not
                 out = out - out.mean(-1, keepdim=True)
-            out = out / scale[:, :, None] * ln_w
+            out = out / scale[:, :, None] * gain
             dla = torch.einsum("nphd,npd->nph", out, direction)
             total[layer * H:(layer + 1) * H] = (dla * keep[..., None]).sum((0, 1)).double()
         total[-1] = keep.sum().double()  # counted positions

@@ -32,10 +32,10 @@ import numpy as np
 import torch
 
 from . import metrics as M
-from .adapter import ModelAdapter
+from .adapter import ModelAdapter, UnsupportedModelError
 from .models import resolve_device
 from .resources import plan_batch
-from .tasks import Task, output_positions, tokenizer_fingerprint
+from .tasks import Task, check_count, output_positions, tokenizer_fingerprint
 from .units import Unit, parse_units
 from .variant import CLEAN, MEAN, ZERO, Variant
 
@@ -118,6 +118,8 @@ class Engine:
         max_bucket_prompts: int = 256,
         progress: bool = True,
     ):
+        max_bucket_prompts = check_count(max_bucket_prompts, "max_bucket_prompts",
+                                         why="the most prompts of one length run together")
         self.model = model
         self.arch = arch = ModelAdapter(model)
         self.n_layers, self.n_heads = arch.n_layers, arch.n_heads
@@ -160,13 +162,36 @@ class Engine:
         self._geometries: dict = {}
         self._path = "direct"
         with torch.no_grad():
-            self.clean = self.base(CLEAN)
+            self.clean = self._clean_run()
             self._check_finite(self.clean.logits, "the clean model")
             self._sources["clean"] = self.clean.z
             self._mean_z = self._pooled_mean(self.clean.z)
             self.self_check = self._check_fast_paths()
 
     # ------------------------------------------------------------------ setup
+    def _clean_run(self) -> BaseRun:
+        """The clean run, with a model the bridge cannot run, or whose head outputs are not
+        separate per head, refused in words rather than a tensor-shape traceback."""
+        try:
+            run = self.base(CLEAN)
+        except Exception as exc:
+            if _is_oom(exc) or isinstance(exc, (KeyboardInterrupt, ValueError)):
+                raise
+            hint = (" Some Hugging Face kernels (grouped expert matmuls, a few attention masks) have no "
+                    "float64 version: try dtype='fp32'." if self.dtype == torch.float64 else "")
+            raise UnsupportedModelError(
+                f"{self.arch.name}: the TransformerLens bridge failed to run this model's clean forward "
+                f"({type(exc).__name__}: {str(exc)[:300]}).{hint} If the model runs in plain Hugging Face, "
+                "this architecture or configuration is not supported by the installed TransformerLens; "
+                "see docs/models.md for the families checked here") from exc
+        z = run.z[0][0]
+        if z.ndim != 4 or z.shape[2:] != (self.n_heads, self.d_head):
+            raise UnsupportedModelError(
+                f"{self.arch.name}: the attention output before the output projection has shape "
+                f"{tuple(z.shape)}, not [batch, position, {self.n_heads} heads, {self.d_head}]; its heads are "
+                "not separable, so there is no per-head output to ablate and CoAx cannot score it")
+        return run
+
     def _check_tokens(self, token_lists):
         n_ctx = self.arch.n_ctx
         for i, p in enumerate(token_lists):
@@ -234,6 +259,17 @@ class Engine:
         ref = [self._hooked_logits(tokens, v, b.positions) for v, _ in probes]
         scale = max(1.0, max(r.abs().max().item() for r in ref))
         tol = (1e-4 if self.dtype in (torch.float32, torch.float64) else 5e-2) * scale
+        # the reference itself: the bridge's clean forward against the wrapped HF model's own
+        hf = self.arch.reference_forward(tokens)
+        bridge_error = None
+        if hf is not None:
+            bridge_error = (hf[:, b.positions] - self._hooked_logits(tokens, CLEAN, b.positions)).abs().max().item()
+            if not bridge_error <= tol:
+                raise UnsupportedModelError(
+                    f"{self.arch.name}: the TransformerLens bridge's forward disagrees with the Hugging Face "
+                    f"model's own forward on clean prompts (max |difference| {bridge_error:.3g} in logits, "
+                    f"tolerance {tol:.3g}); every score would be wrong. This architecture or configuration is "
+                    "not run faithfully by the installed TransformerLens")
         support = M.support_of(self.clean.logits[0][:n], min(5, self.d_vocab - 1))
         errors, failed = {}, []
         for path in self.PATHS:
@@ -267,6 +303,7 @@ class Engine:
                 f"{path} path, which is exact but slower ({'no prefix reuse' if path == 'full' else 'full-vocabulary unembedding'})",
                 RuntimeWarning, stacklevel=3)
         return {"path": path, "fell_back_from": failed, "max_error": errors[path], "tolerance": tol,
+                "bridge_vs_hf": bridge_error,
                 "probes": [str(v) for v, _ in probes], "architecture": self.arch.name}
 
     def _hooked_logits(self, tokens, variant: Variant, positions) -> torch.Tensor:
@@ -609,6 +646,8 @@ class Engine:
         while a later combination needs them; the memory planner decides how many new
         terms one group computes. Returns one float64 energy per combination."""
         M.check_options(feature_mode, "clean", top_r)
+        if top_r >= self.d_vocab:  # a support as large as the vocabulary is the full vocabulary
+            top_r = 0
         combos = [[(float(c), t) for c, t in combo] for combo in combos]
         terms = list(dict.fromkeys(t for combo in combos for _, t in combo))
         bad = [t.metric for t in terms if t.metric not in ("clean", "base")]
