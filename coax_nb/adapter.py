@@ -149,7 +149,15 @@ class ModelAdapter:
                 diff = (self.model.ln_final(x[None, None]) - self.model.ln_final(-x[None, None]))[0, 0].double()
             gains.append((diff.cpu() * c / (2 * p), p != 0))
         (g0, ok0), (g1, _) = gains
-        return torch.where(ok0, g0, g1)
+        probed = torch.where(ok0, g0, g1)
+        # the probe is as precise as the model's dtype; snap to the exact parameter when it is one
+        weight = getattr(getattr(self.model.ln_final, "_original_component", None), "weight", None)
+        exact = [torch.ones(d, dtype=torch.float64)]
+        if weight is not None:
+            w = weight.detach().double().cpu()
+            exact = [w, 1 + w] + exact
+        tol = 1e-3 * max(1.0, probed.abs().max().item())
+        return next((g for g in exact if (g - probed).abs().max().item() <= tol), probed)
 
     def logit_multiplier(self) -> float:
         """Scalar the HF model applies to the unembedding's output (Cohere's ``logit_scale``,

@@ -1,11 +1,57 @@
-"""The ``coax-nb`` command."""
+"""The ``coax-nb`` command.
+
+Every error is one line on stderr, ``coax-nb: error: ...``: a usage error or a bad input
+exits with 2 (checked before any model loads or scan starts where it can be), a report
+whose notebook failed with 1, Ctrl-C with 130. Unexpected exceptions keep their traceback.
+"""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 
 DEFAULT_MODEL = "organism:ioi_dormant"
+EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line like every other error of the command."""
+
+    def error(self, message):
+        command = self.prog.removeprefix("coax-nb").strip()
+        self.exit(EXIT_USAGE, f"coax-nb: error: {command + ': ' if command else ''}{message} (see {self.prog} --help)\n")
+
+
+def _integer(minimum: int, allowed: str = ""):
+    """An argparse type: an integer >= minimum."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}{allowed}, got {text!r}")
+        return value
+    return parse
+
+
+def _top_r(text: str) -> int:
+    value = _integer(0, " (0 = full vocabulary)")(text)
+    if value == 1:
+        raise argparse.ArgumentTypeError("1 keeps a single token, whose probability is always 1: every score would "
+                                         "be 0; use 0 (full vocabulary) or at least 2")
+    return value
+
+
+def _device(text: str) -> str:
+    import torch
+
+    try:
+        torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}; use cpu, cuda or cuda:N") from None
+    return text
 
 
 def _primaries(args):
@@ -21,8 +67,11 @@ def _primaries(args):
 def cmd_scan(args) -> int:
     from .evaluate import evaluate
     from .inputs import resolve
+    from .io import check_writable_file
     from .scores import coax_scan
 
+    if args.json:  # before the scan, so its scores are never lost to a bad path
+        check_writable_file(args.json, "--json")
     t0 = time.perf_counter()
     run = resolve(args.model, args.task, args.prompts, _primaries(args), args.prompt_seed, args.device,
                   progress=not args.quiet, dtype=args.dtype, position_mode=args.position_mode)
@@ -44,16 +93,16 @@ def cmd_scan(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import ReportError, execute_report
+    from .report import execute_report
 
-    print(f"running the report notebook on {args.model} (papermill) ...", flush=True)
+    # the report says in one line how its notebook failed or stopped; papermill's and
+    # asyncio's own records of a stopped kernel would only repeat it as tracebacks
+    for name in ("papermill", "asyncio"):
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
     t0 = time.perf_counter()
-    try:
-        artifact = execute_report(args.model, args.task, args.out, primaries=_primaries(args), n_prompts=args.prompts,
-                                  prompt_seed=args.prompt_seed, device=args.device, top=args.top)
-    except ReportError as exc:
-        print(f"coax-nb report: the report notebook failed in {exc}", file=sys.stderr)
-        return 1
+    artifact = execute_report(args.model, args.task, args.out, primaries=_primaries(args), n_prompts=args.prompts,
+                              prompt_seed=args.prompt_seed, device=args.device, top=args.top,
+                              lock_timeout=args.lock_timeout, say=lambda message: print(message, flush=True))
     print(artifact["headline"])
     print(f"\nwrote {args.out}/report.ipynb, {args.out}/report.html and {args.out}/report.json "
           f"({time.perf_counter() - t0:.1f} s)")
@@ -75,7 +124,9 @@ def _add_primaries(parser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="coax-nb", description="Conditional Co-Ablation (CoAx): which heads carry a "
+    from .scores import SCORE_DOCS
+
+    p = _Parser(prog="coax-nb", description="Conditional Co-Ablation (CoAx): which heads carry a "
                                 "behaviour, including backups that only wake up when others are removed.")
     sub = p.add_subparsers(dest="command")
     s = sub.add_parser("scan", help="score every head: single ablation vs CoAx given a primary set")
@@ -83,13 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
                    f"(default {DEFAULT_MODEL})")
     s.add_argument("--task", default="default", help="ioi, induction, or default (the organism's own task)")
     _add_primaries(s)
-    s.add_argument("--prompts", type=int, default=64, help="number of prompts (default 64)")
-    s.add_argument("--prompt-seed", type=int, default=0, help="random seed of the prompt generator")
+    s.add_argument("--prompts", type=_integer(1), default=64, help="number of prompts (default 64)")
+    s.add_argument("--prompt-seed", type=_integer(0), default=0, help="random seed of the prompt generator")
     s.add_argument("--position-mode", choices=["last", "all", "full"], default=None)
-    s.add_argument("--top-r", type=int, default=0, help="fixed clean top-r support (0 = full vocabulary)")
-    s.add_argument("--top", type=int, default=10, help="rows to print")
-    s.add_argument("--by", default="comp", help="score to rank by (comp, ratio, single, conditional, ...)")
-    s.add_argument("--device", default=None)
+    s.add_argument("--top-r", type=_top_r, default=0, help="fixed clean top-r support (0 = full vocabulary)")
+    s.add_argument("--top", type=_integer(1), default=10, help="rows to print")
+    s.add_argument("--by", default="comp", choices=list(SCORE_DOCS), help="score to rank by (default comp)")
+    s.add_argument("--device", type=_device, default=None, help="cpu, cuda or cuda:N (default: cuda when present)")
     s.add_argument("--dtype", default=None, help="fp32 (default), fp64; bf16/fp16 on a GPU")
     s.add_argument("--json", default=None, help="write the per-head scores to this JSON file")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -99,18 +150,29 @@ def build_parser() -> argparse.ArgumentParser:
                    f"(default {DEFAULT_MODEL})")
     r.add_argument("--task", default="default", help="ioi, induction, or default (the organism's own task)")
     _add_primaries(r)
-    r.add_argument("--prompts", type=int, default=64)
-    r.add_argument("--prompt-seed", type=int, default=0)
-    r.add_argument("--device", default=None)
-    r.add_argument("--top", type=int, default=10, help="rows of the ranking table")
-    r.add_argument("--out", default="coax-report", help="output folder (default ./coax-report)")
+    r.add_argument("--prompts", type=_integer(1), default=64, help="number of prompts (default 64)")
+    r.add_argument("--prompt-seed", type=_integer(0), default=0, help="random seed of the prompt generator")
+    r.add_argument("--device", type=_device, default=None, help="cpu, cuda or cuda:N (default: cuda when present)")
+    r.add_argument("--top", type=_integer(1), default=10, help="rows of the ranking table")
+    r.add_argument("--out", default="coax-report", help="output folder (default ./coax-report); its report.ipynb, "
+                   "report.html and report.json are replaced together, only when the run succeeds")
+    r.add_argument("--lock-timeout", type=float, default=3600.0, metavar="SECONDS",
+                   help="how long to wait for another report run into the same --out (default 3600)")
     r.set_defaults(func=cmd_report)
     o = sub.add_parser("organisms", help="list the bundled model organisms")
     o.set_defaults(func=cmd_organisms)
     return p
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def main(argv=None) -> int:
+    """Run the command; every known error becomes one line on stderr and an exit code."""
+    from .models import ModelLoadError
+    from .report import ReportError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -118,9 +180,15 @@ def main(argv=None) -> int:
         return 0
     try:
         return args.func(args)
-    except (ValueError, RuntimeError, FloatingPointError, MemoryError) as exc:
-        print(f"coax-nb: error: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt as exc:
+        print(f"coax-nb: interrupted{': ' + _one_line(exc) if str(exc) else ''}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except ReportError as exc:
+        print(f"coax-nb: error: the report failed: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    except (ValueError, ModelLoadError, OSError, RuntimeError, FloatingPointError, MemoryError) as exc:
+        print(f"coax-nb: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

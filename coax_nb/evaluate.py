@@ -6,6 +6,7 @@ from typing import Optional
 import numpy as np
 
 from .results import UnitScores
+from .tasks import check_count
 from .units import parse_units
 
 
@@ -47,9 +48,10 @@ def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 def precision_at_k(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
+    k = check_count(k, "k", why="precision is measured over the k top-ranked heads")
     scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
-    if k < 1:
-        raise ValueError("k must be at least 1")
+    if k > len(scores):
+        raise ValueError(f"k={k} is more than the {len(scores)} heads ranked; pass k <= {len(scores)}")
     order = np.lexsort((labels, -scores))
     return float(labels[order[:k]].mean())
 
@@ -57,6 +59,9 @@ def precision_at_k(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
 def evaluate(result: UnitScores, truth, by: str = "comp", k: Optional[int] = None) -> dict:
     """ROC-AUC, AP and P@k of score ``by`` at finding the ``truth`` heads, ranking
     only the heads outside the primaries. ``k`` defaults to the number of truth heads."""
+    if k is not None:
+        k = check_count(k, "k", why="precision is measured over the k top-ranked heads; "
+                                    "leave k=None for the number of truth heads")
     truth_units = parse_units(truth, result.n_layers, result.n_heads)
     if not truth_units:
         raise ValueError("the ground-truth set is empty")
@@ -71,6 +76,6 @@ def evaluate(result: UnitScores, truth, by: str = "comp", k: Optional[int] = Non
     for u in truth_units:
         labels[u.flat(result.n_heads)] = True
     labels = labels[keep]
-    k = k or len(truth_units)
+    k = len(truth_units) if k is None else k
     return {"score": by, "roc_auc": roc_auc(vals, labels), "ap": average_precision(vals, labels),
             f"p@{k}": precision_at_k(vals, labels, k), "k": k, "n_truth": len(truth_units)}

@@ -11,19 +11,21 @@ backups (the organism card's, when the model is a bundled organism).
 """
 from __future__ import annotations
 
+import json
 import numbers
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 from . import organisms
 from .engine import Engine, check_primaries
-from .models import load_model
+from .models import ModelLoadError, load_model
 from .organisms import organism_name
 from .tasks import Task, induction_task, ioi_task
 from .units import Unit, parse_units
 
-__all__ = ["Run", "TASKS", "heads_text", "organism_name", "resolve", "resolve_task"]
+__all__ = ["Run", "TASKS", "check_inputs", "heads_text", "organism_name", "resolve", "resolve_task"]
 
 TASKS = ("default", "ioi", "induction")
 
@@ -86,6 +88,48 @@ def resolve_task(model, spec, task="default", n_prompts: int = 32, prompt_seed: 
     return induction_task(model, n_prompts, prompt_seed=prompt_seed)
 
 
+def _config_shape(folder: Path) -> Optional[tuple[int, int]]:
+    """(layers, heads per layer) from a model folder's config.json, when it names them."""
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    layers = next((config[k] for k in ("n_layer", "num_hidden_layers", "n_layers") if k in config), None)
+    heads = next((config[k] for k in ("n_head", "num_attention_heads", "n_heads") if k in config), None)
+    return (layers, heads) if isinstance(layers, int) and isinstance(heads, int) else None
+
+
+def check_inputs(model="organism:ioi_dormant", task="default", n_prompts: int = 32, primaries=None,
+                 prompt_seed: int = 0) -> None:
+    """:func:`resolve`'s checks that need no model, so a typo fails in a second: the task
+    name, the counts, the head names (against the model's shape when its config.json is
+    at hand), an organism's name, a local model folder's presence. ``coax-nb report``
+    runs them before its kernel starts; raises ValueError (ModelLoadError for a model
+    folder that is missing)."""
+    if not isinstance(task, Task) and task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    _count(n_prompts, "n_prompts", 1)
+    _count(prompt_seed, "prompt_seed", 0)
+    given = _head_names(primaries)
+    spec = os.fspath(model) if isinstance(model, (str, os.PathLike)) else getattr(model, "coax_source", None)
+    name = organism_name(spec)
+    card = organisms.card(name) if name is not None else None  # an unknown organism fails here
+    folder = None
+    if isinstance(model, (str, os.PathLike)):
+        folder = organisms.path(name) if name is not None else Path(spec).expanduser()
+        if name is None and folder.is_file():
+            raise ModelLoadError(f"{spec!r} is a file; give the model's folder (config.json, weights, tokenizer "
+                                 "files), e.g. one written by model.save_pretrained(dir)")
+        if name is None and spec.startswith((".", "/", "~")) and not folder.exists():
+            raise ModelLoadError(f"no model directory at {spec!r}; give a folder written by "
+                                 "model.save_pretrained(dir), a hub name or organism:NAME")
+    if given is None and card is None:
+        raise ValueError("give the primary heads, e.g. primaries='L9H9 L9H6'; only bundled organisms "
+                         "(organism:NAME) come with a default primary set")
+    shape = _config_shape(folder) if folder is not None and folder.is_dir() else None
+    if given is not None and shape is not None:
+        parse_units(given, *shape)
+
 def resolve(model="organism:ioi_dormant", task="default", n_prompts: int = 32, primaries=None,
             prompt_seed: int = 0, device: Optional[str] = None, progress: bool = False, *,
             dtype: Optional[str] = None, position_mode: Optional[str] = None) -> Run:
@@ -98,20 +142,14 @@ def resolve(model="organism:ioi_dormant", task="default", n_prompts: int = 32, p
     ``dtype`` is the one to load the model in (see :func:`~coax_nb.models.load_model`);
     ``position_mode`` overrides the task's for the engine.
     """
-    if not isinstance(task, Task) and task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-    n_prompts = _count(n_prompts, "n_prompts", 1)
-    prompt_seed = _count(prompt_seed, "prompt_seed", 0)
+    check_inputs(model, task, n_prompts, primaries, prompt_seed)  # before any load
     given = _head_names(primaries)
     if isinstance(model, (str, os.PathLike)):
         spec, m = os.fspath(model), None
     else:
         spec, m = getattr(model, "coax_source", None), model
     name = organism_name(spec)
-    card = organisms.card(name) if name is not None else None  # an unknown organism fails here, before any load
-    if given is None and card is None:
-        raise ValueError("give the primary heads, e.g. primaries='L9H9 L9H6'; only bundled organisms "
-                         "(organism:NAME) come with a default primary set")
+    card = organisms.card(name) if name is not None else None
     if m is None:
         m = load_model(spec, device=device, dtype=dtype)
     t = resolve_task(m, spec, task, n_prompts, prompt_seed)

@@ -21,6 +21,10 @@ def check_options(feature_mode: str, geometry: str, top_r: int) -> None:
         raise ValueError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
     if not isinstance(top_r, int) or top_r < 0:
         raise ValueError(f"top_r must be a non-negative integer (0 = full vocabulary), got {top_r!r}")
+    if top_r == 1 and feature_mode.endswith("_centered"):
+        raise ValueError(f"top_r=1 leaves one token in the support, where the centered feature ({feature_mode}) "
+                         "is always 0 (it needs at least 2 tokens to compare), so every score would be 0; "
+                         "pass top_r >= 2, or top_r=0 for the full vocabulary")
 
 
 def work_dtype(dtype: torch.dtype) -> torch.dtype:

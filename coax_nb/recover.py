@@ -21,9 +21,10 @@ from .baselines import attribution_scores
 from .compat import renamed
 from .engine import Engine, check_primaries
 from .evaluate import evaluate
+from .metrics import check_options
 from .results import RecoveryResult
 from .scores import coax_scan
-from .tasks import Task
+from .tasks import Task, check_count
 from .units import parse_units
 
 SCAN_SELECTORS = ("comp", "ratio", "conditional", "single", "coact")
@@ -59,6 +60,11 @@ def recovery(
     ``single``, ``coact`` (one CoAx scan) and the gradient baselines ``atp``, ``atp_gd``,
     ``eap_ig`` with their ``cond_`` / ``delta_`` two-state forms.
     """
+    check_options("fisher_centered", "clean", top_r)  # checked before any model runs
+    if k is not None:
+        k = check_count(k, "k", why="precision is measured over the k top-ranked heads; "
+                                    "leave k=None for the number of truth heads")
+    ig_steps = check_count(ig_steps, "ig_steps", why="integration steps of EAP-IG")
     unknown = [s for s in selectors if s not in SELECTORS]
     if unknown:
         raise ValueError(f"unknown selector(s) {unknown}; choose from {', '.join(SELECTORS)}")

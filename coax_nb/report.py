@@ -5,23 +5,47 @@ The notebook (``coax_nb/report.ipynb``, paired with its text source ``report.nb.
 calls :func:`run_report`, which does the science through :func:`coax_nb.inputs.resolve`,
 and writes ``report.json`` with :meth:`Report.write_json`, the one writer of that file;
 :func:`execute_report` drives papermill and nbconvert around it.
+
+A report is published as a whole or not at all. :func:`execute_report` checks its inputs
+before a kernel starts, takes a lock on the output folder (a second run into the same
+folder waits for it), runs in a hidden staging folder inside it (same file system, so
+renames are atomic) and only when all three files are there moves them into place,
+under a journal that the next run into the folder completes if the move itself was cut
+short. A failed or interrupted run leaves the published report as it was and keeps its
+notebook in ``OUT/.failed/report.ipynb``. An ``--out`` that is a symbolic link is
+refused; report files that are links are replaced by the new files, never written through.
 """
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
+import numbers
 import os
+import shutil
+import signal
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
-from .inputs import heads_text, resolve
-from .io import atomic_write_text
-from .models import provenance
+from .inputs import check_inputs, heads_text, resolve
+from .io import atomic_write_text, check_writable_folder
+from .models import provenance, resolve_device
+
+log = logging.getLogger(__name__)
 
 REPORT_NOTEBOOK = Path(__file__).resolve().parent / "report.ipynb"
+REPORT_FILES = ("report.ipynb", "report.html", "report.json")  # published together or not at all
+LOCK_FILE = ".coax-report.lock"
+JOURNAL_FILE = ".coax-report.publishing"  # names the staging folder while its files are moved in
+STAGING_PREFIX = ".coax-report-staging-"
+FAILED_DIR = ".failed"  # the last failed run's notebook, kept for debugging
+
+
 @dataclass
 class Report:
     """Everything one report computed."""
@@ -85,7 +109,8 @@ def run_report(model: str = "organism:ioi_dormant", task: str = "default", prima
     """The report's computation: CoAx scan; with ground truth, the recovery table; wake-up
     and freezing of CoAx's top heads against random sets. The parameters are the report
     notebook's, in its order; ``primaries`` is None (an organism's card) or head names,
-    e.g. one string ``"L9H9 L9H6"``."""
+    e.g. one string ``"L9H9 L9H6"``; ``out_dir`` is the folder the notebook writes
+    ``report.json`` to (``coax-nb report`` runs it in its staging folder, as ".")."""
     from transformers.utils import logging as hf_logging
 
     from .recover import recovery
@@ -125,27 +150,81 @@ def run_report(model: str = "organism:ioi_dormant", task: str = "default", prima
 
 
 class ReportError(RuntimeError):
-    pass
+    """The report did not complete: ``what`` says where it failed, ``notebook`` is the
+    partly executed notebook kept for debugging (or None)."""
+
+    def __init__(self, what: str, notebook: Optional[Path] = None):
+        self.what, self.notebook = what, notebook
+        super().__init__(what if notebook is None else f"{what}; the partly executed notebook is {notebook}")
 
 
-def _kernel_env(tmp: Path) -> dict:
+class ReportInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a report; the message says what became of the published report."""
+
+
+# the kernel's main: ipykernel_launcher's, with the kernel's own stderr (its log, a crash
+# message) sent to a file, so a kernel outliving an interrupted run never writes to the terminal
+_KERNEL_MAIN = """import os, sys
+if sys.path and sys.path[0] == "":
+    del sys.path[0]
+log = sys.argv.pop(1)
+try:
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+except OSError:
+    fd = os.open(os.devnull, os.O_WRONLY)
+os.dup2(fd, 2)
+from ipykernel.kernelapp import launch_new_instance
+launch_new_instance()
+"""
+
+
+def _kernel_env(tmp: Path, kernel_log: Optional[Path] = None) -> dict:
     """A kernelspec named like the notebook's that runs *this* Python, first on
-    JUPYTER_PATH, so the report never runs in some other interpreter."""
+    JUPYTER_PATH, so the report never runs in some other interpreter; with
+    ``kernel_log``, the kernel's stderr goes to that file."""
     spec = tmp / "kernels" / "python3"
     spec.mkdir(parents=True)
+    start = [sys.executable, "-m", "ipykernel_launcher"] if kernel_log is None else \
+        [sys.executable, "-c", _KERNEL_MAIN, str(kernel_log)]
     (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}", "--log-level=ERROR"],
+        "argv": start + ["-f", "{connection_file}", "--log-level=CRITICAL"],
         "display_name": "Python 3 (coax-nb)", "language": "python"}))
     return dict(os.environ, JUPYTER_PATH=os.pathsep.join([str(tmp), os.environ.get("JUPYTER_PATH", "")]).rstrip(
         os.pathsep), MPLBACKEND="module://matplotlib_inline.backend_inline")
 
 
-def execute_notebook(src: Path, dest: Path, parameters: dict, cwd: Optional[Path] = None, timeout: int = 1800) -> None:
-    """papermill with this interpreter's kernel; a failing cell raises ReportError naming it."""
+def _mark_unrun_cells(notebook: Path, reason: str) -> None:
+    """After an interrupt papermill marks every cell "completed", even those it never
+    started: mark those "pending" again and the last one started (running when the run
+    stopped) "failed", and say so at the top."""
+    import nbformat
+
+    if not notebook.is_file():
+        return
+    nb = nbformat.read(str(notebook), as_version=4)
+    started = [c for c in nb.cells if (c.metadata.get("papermill") or {}).get("start_time")]
+    for cell in nb.cells:
+        pm = cell.metadata.get("papermill")
+        if pm is not None and not pm.get("start_time"):
+            pm.update(status="pending", exception=None, end_time=None, duration=None)
+    if started:
+        started[-1].metadata.papermill.update(status="failed", exception=True)
+    nb.metadata.setdefault("papermill", {})["exception"] = True
+    where = f"in cell {nb.cells.index(started[-1])}" if started else "before its first cell"
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell(
+        f"**This run was stopped {where} ({reason}); the cells after it never ran.**"))
+    atomic_write_text(notebook, nbformat.writes(nb))
+
+
+def execute_notebook(src: Path, dest: Path, parameters: dict, cwd: Optional[Path] = None, timeout: int = 1800,
+                     kernel_log: Optional[Path] = None) -> None:
+    """papermill with this interpreter's kernel; a failing cell raises ReportError naming
+    it. On an interrupt the cells that never ran are left marked "pending" in ``dest``.
+    ``kernel_log``: a file for the kernel's own stderr (default: this process's)."""
     import papermill as pm
 
     with tempfile.TemporaryDirectory() as tmp:
-        env = _kernel_env(Path(tmp))
+        env = _kernel_env(Path(tmp), kernel_log)
         old = dict(os.environ)
         os.environ.update(env)
         try:
@@ -153,7 +232,10 @@ def execute_notebook(src: Path, dest: Path, parameters: dict, cwd: Optional[Path
                                 cwd=str(cwd) if cwd else None, progress_bar=False, execution_timeout=timeout)
         except pm.PapermillExecutionError as exc:
             raise ReportError(f"cell {exc.cell_index} (execution count {exc.exec_count}): "
-                              f"{exc.ename}: {exc.evalue}; the partly executed notebook is {dest}") from None
+                              f"{exc.ename}: {exc.evalue}", Path(dest)) from None
+        except BaseException as exc:
+            _mark_unrun_cells(Path(dest), type(exc).__name__)
+            raise
         finally:
             os.environ.clear()
             os.environ.update(old)
@@ -180,16 +262,164 @@ def export_html(notebook: Path, dest: Path) -> None:
     atomic_write_text(dest, html)
 
 
+def check_out(out) -> Path:
+    """The report folder, checked before any work: not a file, not a symbolic link (the
+    report is never written through one), and writable. Returns its absolute path."""
+    out = Path(out).expanduser().absolute()
+    if out.is_symlink():
+        raise ValueError(f"the report folder --out {str(out)!r} is a symbolic link (to {os.readlink(out)!r}); "
+                         f"give the folder itself, e.g. --out {str(out.resolve())!r}")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"the report folder --out {str(out)!r} is a file, not a folder; choose another --out")
+    check_writable_folder(out, "the report folder --out")
+    return out
+
+
+@contextmanager
+def _folder_lock(out: Path, timeout: float, say: Callable[[str], None]):
+    """An exclusive flock on ``out/.coax-report.lock`` while a run uses the folder; a
+    second run waits (saying so once) up to ``timeout`` seconds."""
+    fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    try:
+        deadline = time.monotonic() + timeout
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise ReportError(f"another coax-nb report into {out} still runs after {timeout:g} s of waiting "
+                                      "(it holds " + str(out / LOCK_FILE) + "); let it finish, or choose another --out")
+                if not told:
+                    say(f"waiting for another coax-nb report into {out} to finish (up to {timeout:g} s) ...")
+                    told = True
+                time.sleep(0.2)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _move_in(staging: Path, out: Path) -> None:
+    """Rename the staged files over the published ones, then drop the journal."""
+    for name in REPORT_FILES:
+        if (staging / name).exists():
+            os.replace(staging / name, out / name)  # a link at out/name is replaced, not followed
+    _fsync_dir(out)
+    (out / JOURNAL_FILE).unlink(missing_ok=True)
+    _fsync_dir(out)
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """Publish the three staged files together: the journal is written first, so a move
+    cut short (SIGKILL, power loss) is completed by the next run; Ctrl-C and SIGTERM wait
+    until the move is done."""
+    missing = [n for n in REPORT_FILES if not (staging / n).is_file()]
+    if missing:
+        raise ReportError(f"the notebook ran but did not write {', '.join(missing)}")
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        atomic_write_text(out / JOURNAL_FILE, staging.name)
+        _move_in(staging, out)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _recover(out: Path) -> None:
+    """Under the lock: complete a publish that was cut short, and remove what killed runs
+    left (staging folders, a journal's temporary file)."""
+    journal = out / JOURNAL_FILE
+    if journal.is_file():
+        staging = out / Path(journal.read_text().strip()).name
+        if staging.name.startswith(STAGING_PREFIX) and staging.is_dir():
+            log.warning("completing the report publish into %s that an earlier run left unfinished", out)
+            _move_in(staging, out)
+        else:
+            journal.unlink()
+    for leftover in out.glob(STAGING_PREFIX + "*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    for leftover in out.glob(f".{JOURNAL_FILE}.*.tmp"):
+        leftover.unlink(missing_ok=True)
+
+
+def _keep_failed(staging: Path, out: Path) -> Optional[Path]:
+    """Move a failed run's notebook (and its kernel's log, when the kernel wrote one) to
+    ``out/.failed/`` (replacing the last ones kept); None when the run wrote no notebook."""
+    notebook = staging / "report.ipynb"
+    if not notebook.is_file():
+        return None
+    failed = out / FAILED_DIR
+    if failed.is_symlink():
+        failed.unlink()
+    failed.mkdir(exist_ok=True)
+    log_file = staging / "kernel.log"
+    if log_file.is_file() and log_file.stat().st_size:
+        os.replace(log_file, failed / "kernel.log")
+    else:
+        (failed / "kernel.log").unlink(missing_ok=True)
+    os.replace(notebook, failed / "report.ipynb")
+    return failed / "report.ipynb"
+
+
 def execute_report(model: str, task: str, out: Path, primaries=None, n_prompts: int = 64, prompt_seed: int = 0,
-                   device: Optional[str] = None, top: int = 10) -> dict:
-    """Run the report notebook; returns the JSON artifact it wrote to ``out/report.json``.
+                   device: Optional[str] = None, top: int = 10, lock_timeout: float = 3600.0,
+                   say: Callable[[str], None] = log.info) -> dict:
+    """Run the report notebook and publish ``out/report.ipynb``, ``report.html`` and
+    ``report.json`` together; returns the JSON artifact of this run.
+
+    The inputs and ``out`` are checked first (ValueError, before any kernel starts). A run
+    into a folder another run is using waits up to ``lock_timeout`` seconds. ``say`` gets
+    one line when the run waits and one when its notebook starts (the CLI prints them;
+    default: logged). On failure (ReportError) or Ctrl-C
+    (ReportInterrupted) the published report is left as it was.
 
     Head names go to papermill as one string (``"L9H9 L9H10"``), which it passes through
     unchanged; never as numbers (``9.10`` would arrive as ``9.1``)."""
-    out = Path(out).resolve()
+    out = check_out(out)
+    check_inputs(model, task, n_prompts, primaries, prompt_seed)
+    resolve_device(device)
+    if not isinstance(top, numbers.Integral) or isinstance(top, bool) or top < 1:
+        raise ValueError(f"top (rows of the ranking table) must be an integer >= 1, got {top!r}")
+    params = {"model": str(model), "task": task, "primaries": heads_text(primaries), "n_prompts": int(n_prompts),
+              "prompt_seed": int(prompt_seed), "device": device, "out_dir": ".", "top": int(top)}
     out.mkdir(parents=True, exist_ok=True)
-    params = {"model": str(model), "task": task, "primaries": heads_text(primaries), "n_prompts": n_prompts,
-              "prompt_seed": prompt_seed, "device": device, "out_dir": str(out), "top": top}
-    execute_notebook(REPORT_NOTEBOOK, out / "report.ipynb", params, cwd=out)
-    export_html(out / "report.ipynb", out / "report.html")
-    return json.loads((out / "report.json").read_text())
+    with _folder_lock(out, lock_timeout, say):
+        _recover(out)
+        say(f"running the report notebook on {model} (papermill) ...")
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out))
+        stage = "running the notebook"
+        try:
+            execute_notebook(REPORT_NOTEBOOK, staging / "report.ipynb", params, cwd=staging,
+                             kernel_log=staging / "kernel.log")
+            stage = "exporting report.html"
+            export_html(staging / "report.ipynb", staging / "report.html")
+            stage = "reading report.json"
+            artifact = json.loads((staging / "report.json").read_text())
+            stage = "publishing"
+            _publish(staging, out)
+            stage = "published"
+        except BaseException as exc:
+            if stage == "published":  # Ctrl-C held back during the move arrives now
+                raise ReportInterrupted(f"after the new report was published in {out}") from None
+            kept = _keep_failed(staging, out)
+            previous = (f"the report in {out} is unchanged" if any((out / n).exists() for n in REPORT_FILES)
+                        else f"nothing was published in {out}")
+            if isinstance(exc, KeyboardInterrupt):
+                where = "" if kept is None else f"; the partly executed notebook is kept in {kept}"
+                raise ReportInterrupted(f"{stage} was interrupted; {previous}{where}") from None
+            if isinstance(exc, ReportError):
+                raise ReportError(f"{exc.what}; {previous}", kept) from None
+            if isinstance(exc, Exception):
+                raise ReportError(f"{stage} failed with {type(exc).__name__}: {exc}; {previous}", kept) from exc
+            raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return artifact

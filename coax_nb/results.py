@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import warnings
 from dataclasses import dataclass, field, fields
@@ -23,6 +24,16 @@ from .units import Unit, all_units, parse_name, parse_units
 
 SCHEMA_VERSION = 1
 _TYPES: dict[str, type] = {}
+
+
+def _check_k(k) -> int:
+    """How many entries a ``top`` list returns: a whole number >= 0."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise TypeError(f"k must be a whole number >= 0, got {k!r} ({type(k).__name__}); pass an int, e.g. k=10")
+    if k < 0:
+        raise ValueError(f"k must be >= 0 (how many heads to list), got {k}; a negative k would silently drop "
+                         "heads from the end of the ranking. Pass e.g. k=10")
+    return int(k)
 
 
 def _nan_to_none(values) -> list:
@@ -160,6 +171,7 @@ class UnitScores(Result):
 
     def top(self, k: int = 10, by: str = "comp", exclude_primaries: bool = True) -> list[tuple[Unit, float]]:
         """The k highest-scoring heads by ``by`` (the primaries left out by default)."""
+        k = _check_k(k)
         vals = self[by].astype(float).copy()
         if exclude_primaries:
             vals[self.is_primary()] = np.nan
@@ -226,7 +238,10 @@ class PairScores(Result):
         return self.values[name]
 
     def top_pairs(self, k: int = 10, by: Optional[str] = None) -> list[tuple[Unit, Unit, float]]:
+        k = _check_k(k)
         by = by or next(iter(self.values))
+        if by not in self.values:
+            raise KeyError(f"no pair score {by!r}; available: {', '.join(self.values)}")
         m = self.values[by]
         pairs = [(self.units[i], self.units[j], float(m[i, j])) for i, j in combinations(range(len(self.units)), 2)
                  if not np.isnan(m[i, j])]

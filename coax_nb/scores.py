@@ -18,6 +18,7 @@ from . import metrics as M
 from .compat import renamed
 from .engine import CLEAN, Engine, Term, Variant, as_engine, check_primaries, seconds_and_passes, snapshot
 from .results import Completion, PairScores, UnitScores
+from .tasks import check_count
 from .units import Unit, all_units
 
 SCORE_DOCS = {
@@ -54,8 +55,8 @@ def single_scan(
 ) -> UnitScores:
     """First-order ablation energy ``single(u) = E(z0 -> z_u)`` of every head (or only
     ``heads``; the rest are NaN). No primaries: one forward pass per head."""
-    engine = as_engine(model_or_engine, task, position_mode=position_mode, progress=progress)
     M.check_options(feature_mode, "clean", top_r)
+    engine = as_engine(model_or_engine, task, position_mode=position_mode, progress=progress)
     t0, s0 = time.perf_counter(), snapshot(engine)
     units = sorted(_wanted(engine, heads))
     E = engine.energies([[(1.0, Term(Variant.zero([u])))] for u in units], top_r=top_r,
@@ -135,6 +136,7 @@ def coax_scan(
 def ablation_energy(model_or_engine, variant: Variant, task=None, *, reference: Variant = CLEAN,
                     top_r: int = 0, feature_mode: str = "fisher_centered", position_mode=None) -> float:
     """Fisher energy ``E(z_reference -> z_variant)`` of one variant, clean metric."""
+    M.check_options(feature_mode, "clean", top_r)
     engine = as_engine(model_or_engine, task, position_mode=position_mode, progress=False)
     return float(engine.energies([[(1.0, Term(variant, reference))]], top_r=top_r, feature_mode=feature_mode)[0])
 
@@ -232,6 +234,7 @@ def greedy_completion(
     """Starting from A = S (the primaries), repeatedly add the head whose ablation energy
     given A (reference = A ablated, clean metric) is largest; ``k`` steps."""
     M.check_options(feature_mode, "clean", top_r)
+    k = check_count(k, "k", why="heads to add to the primaries")
     engine = as_engine(model_or_engine, task, position_mode=position_mode, progress=progress)
     chosen = check_primaries(engine, primaries)
     pool = engine.units(candidates) if candidates is not None else all_units(engine.n_layers, engine.n_heads)

@@ -9,6 +9,7 @@ metric reads (``position_mode``), and per-prompt targets. Three builders:
 from __future__ import annotations
 
 import hashlib
+import numbers
 import random
 import re
 import warnings
@@ -43,6 +44,19 @@ def tokenizer_fingerprint(tokenizer) -> Optional[str]:
     for tok, idx in sorted(vocab.items(), key=lambda kv: kv[1]):
         h.update(f"{idx}:{tok}\n".encode())
     return h.hexdigest()[:16]
+
+
+def check_count(value, name: str, minimum: int = 1, why: str = "") -> int:
+    """``value`` as a plain int of at least ``minimum``. A bool, float or string is
+    refused (TypeError) rather than truncated or read as 1; so is a smaller number
+    (ValueError). ``why`` says what the number counts, for the message."""
+    example = f"pass an int, e.g. {name}={max(minimum, 8)}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a whole number >= {minimum}, got {value!r} ({type(value).__name__}); "
+                        + example)
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}{f' ({why})' if why else ''}; {example}")
+    return int(value)
 
 
 def output_positions(length: int, mode: str) -> list[int]:
@@ -212,8 +226,7 @@ def ioi_task(
     objects the tokenizer cannot spell. The metric is logit(IO) - logit(S) at the
     last position; accuracy is the share of prompts where it is positive.
     """
-    if n_prompts < 1:
-        raise ValueError("n_prompts must be at least 1")
+    n_prompts = check_count(n_prompts, "n_prompts")
     tok = _tokenizer_of(model_or_tokenizer)
     bos = _prepend_bos(model_or_tokenizer, prepend_bos)
     name_ids = {}
@@ -260,8 +273,8 @@ def induction_task(
 ) -> Task:
     """Repeated random tokens ``[BOS] r r``; the metric is the mean log-probability of
     the repeated tokens (every prediction in the second half)."""
-    if n_prompts < 1 or half_length < 2:
-        raise ValueError("induction needs n_prompts >= 1 and half_length >= 2")
+    n_prompts = check_count(n_prompts, "n_prompts")
+    half_length = check_count(half_length, "half_length", 2)
     tok = _tokenizer_of(model_or_tokenizer)
     bos = _prepend_bos(model_or_tokenizer, prepend_bos)
     special = set(getattr(tok, "all_special_ids", []) or [])
@@ -295,32 +308,76 @@ def custom_task(
     name: str = "custom",
 ) -> Task:
     """A task from your own prompt texts. ``answers``/``distractors`` (single tokens,
-    read at the last position) give the logit-difference metric."""
+    read at the last position) give the logit-difference metric; ``answers`` alone give
+    the answer's log-probability."""
+    texts = _strings(texts, "texts")
     if len(texts) == 0:
         raise ValueError("custom_task got an empty prompt list; give at least one prompt text")
+    if distractors is not None and answers is None:
+        raise ValueError("custom_task got distractors but no answers; the logit difference needs both: "
+                         "pass answers=[...] as well, or leave distractors out")
     tok = _tokenizer_of(model_or_tokenizer)
     bos = _prepend_bos(model_or_tokenizer, prepend_bos)
-    prompts = [_encode(tok, t, bos) for t in texts]
+    prompts = []
+    for i, t in enumerate(texts):
+        ids = _encode(tok, t, bos)
+        if tok.unk_token_id is not None and tok.unk_token_id in ids:
+            words = _unknown_words(tok, t)
+            raise ValueError(f"prompt {i} ({t!r}) has words this tokenizer does not know: {words}; they would all "
+                             f"read as {tok.unk_token!r}. Rephrase the prompt with words in the model's vocabulary")
+        prompts.append(ids)
 
     def one_token(word, what):
         i = _single_token(tok, word)
         if i is None:
-            raise ValueError(f"{what} {word!r} is not a single token of this tokenizer")
+            ids = tok.encode(" " + word, add_special_tokens=False)
+            why = (f"unknown to this tokenizer (it reads as {tok.unk_token!r})"
+                   if tok.unk_token_id is not None and tok.unk_token_id in ids
+                   else f"split by this tokenizer into {len(ids)} tokens {tok.convert_ids_to_tokens(ids)}")
+            raise ValueError(f"{what} {word!r} is {why}; the metric reads one token per {what}: "
+                             "choose a word that is a single token")
         return i
 
     targets = dist = None
     if answers is not None:
+        answers = _strings(answers, "answers")
         if len(answers) != len(texts):
-            raise ValueError(f"{len(answers)} answers for {len(texts)} prompts")
+            raise ValueError(f"{len(answers)} answers for {len(texts)} prompts; give one answer per prompt")
         if position_mode != "last":
             raise ValueError("answers are read at the last position; use position_mode='last'")
         targets = [[one_token(a, "answer")] for a in answers]
         if distractors is not None:
+            distractors = _strings(distractors, "distractors")
             if len(distractors) != len(texts):
-                raise ValueError(f"{len(distractors)} distractors for {len(texts)} prompts")
+                raise ValueError(f"{len(distractors)} distractors for {len(texts)} prompts; "
+                                 "give one distractor per prompt")
             dist = [[one_token(d, "distractor")] for d in distractors]
-    return Task(name, prompts, position_mode, targets, dist, list(texts), tokenizer_fingerprint(tok),
+    return Task(name, prompts, position_mode, targets, dist, texts, tokenizer_fingerprint(tok),
                 {}, metric_fn)
+
+
+def _strings(value, what: str) -> list[str]:
+    """A list of strings; a bare string would otherwise be read one character per item."""
+    if isinstance(value, str):
+        raise TypeError(f"{what} must be a list of strings, got a single string {value[:40]!r}; "
+                        f"wrap it in a list: {what}=[...]")
+    if isinstance(value, (bytes, dict)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{what} must be a list of strings, got {type(value).__name__}")
+    value = list(value)
+    for i, x in enumerate(value):
+        if not isinstance(x, str):
+            raise TypeError(f"{what}[{i}] is a {type(x).__name__}, not a string; {what} takes text "
+                            "(build a Task(prompts=...) directly for token ids)")
+    return list(value)
+
+
+def _unknown_words(tok, text: str) -> list[str]:
+    """The pieces of ``text`` that the tokenizer reads as its unknown token."""
+    try:
+        enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+        return [text[a:b] for i, (a, b) in zip(enc["input_ids"], enc["offset_mapping"]) if i == tok.unk_token_id]
+    except NotImplementedError:  # a slow tokenizer has no offsets: try word by word
+        return [w for w in text.split() if tok.unk_token_id in tok.encode(" " + w, add_special_tokens=False)]
 
 
 @renamed(seed="rng_seed")

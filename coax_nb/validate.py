@@ -21,8 +21,10 @@ from .compat import renamed
 from .dla import head_dla
 from .engine import Engine, Variant, as_engine
 from .results import Curves, Freezing, HandOff, Patching, WakeUp
-from .tasks import Task
+from .tasks import Task, check_count
 from .units import Unit, all_units
+
+RANDOM_SETS = "the selection is compared with that many size-matched random head sets"
 
 
 def _sets(engine: Engine, primaries, selected):
@@ -41,6 +43,7 @@ def _sets(engine: Engine, primaries, selected):
 @renamed(seed="rng_seed")
 def random_sets(engine: Engine, exclude: Sequence[Unit], size: int, n: int, rng_seed: int = 0) -> list[list[Unit]]:
     """``n`` random head sets of ``size``, drawn without the ``exclude`` heads."""
+    n = check_count(n, "n_random", why=RANDOM_SETS)
     pool = [u for u in all_units(engine.n_layers, engine.n_heads) if u not in set(exclude)]
     if size > len(pool):
         raise ValueError(f"cannot draw random sets of {size} heads from the {len(pool)} heads left")
@@ -72,6 +75,8 @@ def wakeup(model_or_engine, task: Optional[Task], primaries, selected, *, order=
       where B is the current primary ablation;
     - ``dla``: the set's summed direct logit attribution under B.
     """
+    n_random = check_count(n_random, "n_random", why=RANDOM_SETS)
+    n_orders = check_count(n_orders, "n_orders", why="the number of primary-ablation orders averaged")
     engine = as_engine(model_or_engine, task, progress=False)
     P, X = _sets(engine, primaries, selected)
     H = engine.n_heads
@@ -141,6 +146,7 @@ def freezing(model_or_engine, task: Optional[Task], primaries, selected, *, n_ra
     1 means freezing X removes all of the heads' repair; 0 means X does not take part.
     The same is reported for ``n_random`` size-matched random sets.
     """
+    n_random = check_count(n_random, "n_random", why=RANDOM_SETS)
     engine = as_engine(model_or_engine, task, progress=False)
     P, X = _sets(engine, primaries, selected)
     others = [u for u in all_units(engine.n_layers, engine.n_heads) if u not in set(P)]
@@ -172,6 +178,7 @@ def counterfactual_patching(model, task: Task, counterfactual: Task, primaries, 
     model on the original prompts and ``d_cf`` on the counterfactual ones. 1 = the
     answer moved completely, 0 = not at all. Build ``counterfactual`` with
     :func:`coax_nb.tasks.ioi_counterfactual`."""
+    n_random = check_count(n_random, "n_random", why=RANDOM_SETS)
     if len(counterfactual) != len(task):
         raise ValueError(f"the counterfactual task has {len(counterfactual)} prompts; the task has {len(task)}")
     engine = Engine(model, task, progress=False)

@@ -156,8 +156,11 @@ def test_report_html_shows_its_figures_offline(report, browser):
     page.close()
 
 
-def test_report_bad_model_names_the_failing_cell(tmp_path):
+def test_report_bad_model_fails_before_the_kernel(tmp_path):
+    """Inputs are checked before papermill starts a kernel (a failing cell is named:
+    tests/test_report_transaction.py)."""
     run = subprocess.run(["coax-nb", "report", "--model", "organism:nope", "--out", str(tmp_path / "r")],
                          capture_output=True, text=True, timeout=600)
-    assert run.returncode == 1
-    assert re.search(r"failed in cell \d+ \(execution count \d+\): ValueError: unknown organism 'nope'", run.stderr)
+    assert run.returncode == 2 and run.stdout == ""
+    assert re.fullmatch(r"coax-nb: error: unknown organism 'nope'; bundled organisms: .*handwired.*\n", run.stderr)
+    assert not (tmp_path / "r").exists()

@@ -9,8 +9,9 @@ import numpy as np
 
 from ..engine import CLEAN, Variant, as_engine
 from ..results import CircuitCompletion
-from ..tasks import Task
+from ..tasks import Task, check_count
 from ..units import all_units
+from ..validate import RANDOM_SETS
 from .common import metric_of, variant_means
 
 
@@ -32,6 +33,7 @@ def circuit_completion(model_or_engine, task: Optional[Task], primaries, base, c
     model does, self-repair included (the clean metric is the scale, so a model that
     repairs completely, r_full = 0, is still well defined).
     """
+    n_random = check_count(n_random, "n_random", why=RANDOM_SETS)
     engine = as_engine(model_or_engine, task, progress=False)
     P = engine.units(primaries)
     if not P:

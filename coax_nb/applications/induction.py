@@ -9,8 +9,9 @@ import numpy as np
 from ..engine import CLEAN, Engine, Variant
 from ..results import InductionTransfer
 from ..scores import coax_scan, single_scan
-from ..tasks import induction_task
+from ..tasks import check_count, induction_task
 from ..units import all_units
+from ..validate import RANDOM_SETS
 from .common import metric_of, variant_means
 
 
@@ -22,6 +23,7 @@ def induction_transfer(model, n_primaries: int = 2, k: int = 2, *, n_prompts: in
     calibration split; on the evaluation split, the drop of the answer log-prob when
     primaries + completion are ablated, vs primaries + ``k`` random heads (``n_random``
     draws)."""
+    n_random = check_count(n_random, "n_random", why=RANDOM_SETS)
     splits = [induction_task(model, n_prompts, half_length, prompt_seed=s, token_range=token_range)
               for s in (rng_seed, rng_seed + 1, rng_seed + 2)]
     seen = [set(map(tuple, t.prompts)) for t in splits]

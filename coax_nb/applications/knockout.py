@@ -10,8 +10,9 @@ import numpy as np
 from ..engine import Variant, as_engine
 from ..metrics import kl_divergence
 from ..results import Curves, Knockout
-from ..tasks import Task
+from ..tasks import Task, check_count
 from ..units import all_units
+from ..validate import RANDOM_SETS
 from .common import metric_of, prompt_accuracy
 
 SIGNAL_LABELS = {"metric": "behaviour metric", "accuracy": "task accuracy",
@@ -40,6 +41,7 @@ def knockout(
     knocked-out) of their next-token distribution at the last position measures collateral
     damage. Distance to the oracle = |metric(knockout) - metric(oracle knockout)|.
     """
+    n_random = check_count(n_random, "n_random", why=RANDOM_SETS)
     engine = as_engine(model_or_engine, task, progress=False)
     P, O = engine.units(primaries), engine.units(oracle)
     if not P:

@@ -2,13 +2,16 @@
 already removed, against static orders scored once on the intact model."""
 from __future__ import annotations
 
+import hashlib
 import json
+import numbers
 import os
 import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
+import torch
 
 from ..baselines import attribution_scores
 from ..compat import renamed
@@ -16,7 +19,7 @@ from ..engine import CLEAN, Engine, Variant, seconds_and_passes, snapshot
 from ..io import atomic_write_text
 from ..results import Pruning
 from ..scores import coax_scan, single_scan
-from ..tasks import Task
+from ..tasks import Task, check_count, tokenizer_fingerprint
 from ..units import Unit, all_units
 from .common import task_loss, variant_means
 
@@ -54,6 +57,72 @@ def _write_checkpoint(path: Optional[Path], state: dict) -> None:
         atomic_write_text(path, json.dumps(state))
 
 
+def weights_fingerprint(model) -> str:
+    """SHA-256 of every parameter as the model holds it in memory (name, dtype, shape
+    and bytes, in name order), so a model edited after loading, or another checkpoint
+    of the same architecture, is told apart. It reads every weight once (about a
+    second per GB), which a pruning run, many forward passes per step, does not notice;
+    a hash of the files on disk would miss in-memory edits."""
+    h = hashlib.sha256()
+    for name, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
+        t = p.detach()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}\n".encode())
+        if t.device.type != "meta":  # offloaded weights have no data here; their name and shape still count
+            h.update(t.reshape(-1).cpu().contiguous().view(torch.uint8).numpy())
+    return h.hexdigest()[:16]
+
+
+def _prompts_fingerprint(task: Task) -> str:
+    """Hash of what the losses read: token ids, output positions, targets and distractors."""
+    data = {"prompts": task.prompts, "position_mode": task.position_mode, "targets": task.targets,
+            "distractors": task.distractors,
+            "metric_fn": None if task.metric_fn is None else getattr(task.metric_fn, "__qualname__", "custom")}
+    return hashlib.sha256(json.dumps(data, separators=(",", ":"), default=int).encode()).hexdigest()[:16]
+
+
+def _run_fingerprint(model, calibration: Task, evaluation: Task, options: dict) -> dict:
+    tok = tokenizer_fingerprint(getattr(model, "tokenizer", None)) or calibration.tokenizer_fingerprint
+    return {"model": weights_fingerprint(model), "tokenizer": tok,
+            "prompts": {"calibration": _prompts_fingerprint(calibration),
+                        "evaluation": _prompts_fingerprint(evaluation)},
+            "options": options}
+
+
+def _read_checkpoint(path: Path, fingerprint: dict) -> dict:
+    """The saved state, if it belongs to this very run; else a ValueError saying what differs."""
+    fix = "delete the file or pass a new checkpoint path to start over"
+    if path.is_dir():
+        raise ValueError(f"checkpoint {path} is a folder; pass a file path, e.g. {path / 'prune.json'}")
+    try:
+        saved = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"checkpoint {path} is not a pruning checkpoint (not JSON: {e}); {fix}") from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("orders"), dict):
+        raise ValueError(f"checkpoint {path} is not a pruning checkpoint; {fix}")
+    old = saved.get("fingerprint")
+    if not isinstance(old, dict):
+        raise ValueError(f"checkpoint {path} predates fingerprints: it does not record which model, prompts and "
+                         f"options it belongs to, so resuming it could return another run's curves; {fix}")
+    differ = []
+    if old.get("model") != fingerprint["model"]:
+        differ.append(f"model (weights hash {old.get('model')} in the checkpoint, {fingerprint['model']} now)")
+    if old.get("tokenizer") != fingerprint["tokenizer"]:
+        differ.append(f"tokenizer ({old.get('tokenizer')} in the checkpoint, {fingerprint['tokenizer']} now)")
+    for part, h in fingerprint["prompts"].items():
+        was = (old.get("prompts") or {}).get(part)
+        if was != h:
+            differ.append(f"{part} prompts (hash {was} in the checkpoint, {h} now)")
+    was, now = old.get("options") or {}, fingerprint["options"]
+    changed = [f"{k}: {was.get(k)!r} in the checkpoint, {now.get(k)!r} now"
+               for k in sorted(set(was) | set(now)) if was.get(k) != now.get(k)]
+    if changed:
+        differ.append(f"other settings ({'; '.join(changed)})")
+    if differ:
+        raise ValueError(f"checkpoint {path} belongs to another run; what differs: {', '.join(differ)}. "
+                         f"Resuming needs the same model, prompts, tokenizer and options: {fix}")
+    return saved
+
+
 @renamed(seed="primaries")
 def prune(
     model,
@@ -85,6 +154,9 @@ def prune(
 
     ``checkpoint``: a JSON file written atomically after every step; calling again with
     the same arguments resumes from it and gives the same curves as an uninterrupted run.
+    It records a fingerprint of the run (a hash of the model's weights, the tokenizer,
+    hashes of both prompt sets with their targets, and the options); a checkpoint of
+    any other run is refused, naming what differs.
     ``stop_after``: stop after this many repair-aware steps (as an interrupt would).
     ``on_step(order, fraction_pruned, loss)`` is called for every new point, e.g.
     ``on_step=lambda o, x, y: curves_widget.append(o, x, y)`` for a live chart.
@@ -92,10 +164,14 @@ def prune(
     unknown = [o for o in orders if o != "repair_aware" and o not in STATIC_ORDERS]
     if unknown:
         raise ValueError(f"unknown pruning order(s) {unknown}; choose from repair_aware, {', '.join(STATIC_ORDERS)}")
-    if group_size < 1:
-        raise ValueError("group_size must be at least 1")
-    if not 0 < max_fraction <= 1:
-        raise ValueError("max_fraction must be in (0, 1]")
+    group_size = check_count(group_size, "group_size", why="heads removed per step")
+    rng_seed = check_count(rng_seed, "rng_seed", 0)
+    if stop_after is not None:
+        stop_after = check_count(stop_after, "stop_after", 0)
+    if isinstance(max_fraction, bool) or not isinstance(max_fraction, numbers.Real) or not 0 < max_fraction <= 1:
+        raise ValueError(f"max_fraction must be a number in (0, 1] (the share of heads to remove), "
+                         f"got {max_fraction!r}")
+    max_fraction = float(max_fraction)
     cal = Engine(model, calibration, progress=False)
     ev = Engine(model, evaluation, progress=False)
     every = all_units(cal.n_layers, cal.n_heads)
@@ -103,14 +179,16 @@ def prune(
     n_steps = int(np.ceil(max_fraction * U / group_size))
     settings = {"orders": list(orders), "group_size": group_size, "max_fraction": max_fraction,
                 "n_units": U, "rng_seed": rng_seed, "calibration": len(calibration), "evaluation": len(evaluation)}
+    given = None if primaries is None else [str(u) for u in cal.units(primaries)]
     path = Path(checkpoint) if checkpoint is not None else None
     state = {"settings": settings, "orders": {}, "steps": []}
-    if path is not None and path.exists():
-        saved = json.loads(path.read_text())
-        if saved.get("settings") != settings:
-            raise ValueError(f"checkpoint {path} was written with other settings {saved.get('settings')}; "
-                             "delete it or pass a new checkpoint path")
-        state = saved
+    if path is not None:
+        fingerprint = _run_fingerprint(cal.model, calibration, evaluation, dict(settings, primaries=given))
+        if path.exists():
+            state = _read_checkpoint(path, fingerprint)
+        else:
+            state["fingerprint"] = fingerprint
+            _write_checkpoint(path, state)  # an unwritable path fails now, not after the first order
 
     def loss_after(engine: Engine, removed_lists: list[list[Unit]]) -> np.ndarray:
         return variant_means(engine, [Variant.zero(r) if r else CLEAN for r in removed_lists], task_loss)

@@ -61,8 +61,9 @@ def task_for(spec: str, n_prompts: int = 64, prompt_seed: int = 0):
     ``spec`` is ``"organism:NAME"`` or the bare ``NAME``."""
     from transformers import PreTrainedTokenizerFast
 
-    from ..tasks import ioi_task
+    from ..tasks import check_count, ioi_task
 
+    n_prompts = check_count(n_prompts, "n_prompts")
     name = organism_name(spec) or str(spec)
     c = card(name)
     t = c["task"]
