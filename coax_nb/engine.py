@@ -37,7 +37,7 @@ from .models import resolve_device
 from .resources import plan_batch
 from .tasks import Task, check_count, output_positions, tokenizer_fingerprint
 from .units import Unit, parse_units
-from .variant import CLEAN, MEAN, ZERO, Variant
+from .variant import CLEAN, MEAN, RESAMPLE_SOURCE, ZERO, Variant
 
 
 @dataclass(frozen=True)
@@ -327,6 +327,17 @@ class Engine:
         return self._run_from(resid, start, masks, positions, path=path, support=support)
 
     # ------------------------------------------------------------------ sources
+    def _add_resample_source(self) -> None:
+        """Register the task's paired corrupted prompts, the source of resample ablation."""
+        corrupted = getattr(self.task, "corrupted", None)
+        if corrupted is None:
+            raise ValueError(
+                "resample ablation takes each unit's output from a paired corrupted prompt, and this engine's "
+                "prompts have none: the built-in tasks (ioi_task, induction_task, organism tasks) carry one; for "
+                "your own prompts pass custom_task(..., corrupted_texts=[...]) or Task(..., corrupted=[...])")
+        with torch.no_grad():
+            self.add_source(RESAMPLE_SOURCE, corrupted)
+
     def add_source(self, name: str, prompts: Union[Task, Sequence[Sequence[int]]], under: Variant = CLEAN) -> None:
         """Register a counterfactual prompt set (aligned 1:1 with this engine's prompts,
         same lengths) whose head outputs ``Variant.patch(units, name)`` copies in.
@@ -408,6 +419,8 @@ class Engine:
     def _source_z(self, name: str, bucket: Optional[int], layer: int) -> torch.Tensor:
         if name == "mean":
             return self._mean_z[layer]  # broadcasts over [n, T]
+        if name == RESAMPLE_SOURCE and name not in self._sources:
+            self._add_resample_source()
         if name not in self._sources:
             raise ValueError(f"unknown cached source {name!r}; register it with engine.add_source(name, prompts)")
         if bucket is None:
@@ -634,7 +647,7 @@ class Engine:
         return self._geometries[key]
 
     def energies(self, combos: Sequence[Sequence[tuple[float, Term]]], *, top_r: int = 0,
-                 feature_mode: str = "fisher_centered", desc: str = "energies",
+                 feature_mode: str = "fisher_centered", effect: str = "fisher", desc: str = "energies",
                  progress: Optional[bool] = None) -> np.ndarray:
         """The one energy kernel. Each combination is a list of ``(coefficient, Term)``;
         its energy is ``mean over (prompt, output position) of ||sum_i c_i f(term_i)||^2``
@@ -644,8 +657,15 @@ class Engine:
 
         Terms shared by several combinations are computed once per batch and kept only
         while a later combination needs them; the memory planner decides how many new
-        terms one group computes. Returns one float64 energy per combination."""
+        terms one group computes. Returns one float64 energy per combination.
+
+        ``effect`` chooses what a term measures (``metrics.EFFECTS``): ``"fisher"`` the
+        feature vector above; ``"kl"`` the scalar ``KL(p_base || p_variant)`` per output
+        position (on the support); ``"task"`` the drop of the task's behaviour metric,
+        ``m(base) - m(variant)`` per prompt (full vocabulary). Scalar effects combine
+        linearly, ``sum_i c_i v_i``, and are averaged (not squared)."""
         M.check_options(feature_mode, "clean", top_r)
+        M.check_effect(effect, top_r, self.task)
         if top_r >= self.d_vocab:  # a support as large as the vocabulary is the full vocabulary
             top_r = 0
         combos = [[(float(c), t) for c, t in combo] for combo in combos]
@@ -681,13 +701,13 @@ class Engine:
                             break
                         new.extend(dict.fromkeys(extra))
                         end += 1
-                    self._term_features(bi, [terms[i] for i in new], new, geo, feature_mode, cache)
+                    self._term_features(bi, [terms[i] for i in new], new, geo, feature_mode, cache, effect)
                     vals = []
                     for combo in ids[ci:end]:
                         f = None
                         for c, i in combo:
                             f = c * cache[i] if f is None else f + c * cache[i]
-                        vals.append(M.sq_norm(f).sum())
+                        vals.append(M.sq_norm(f).sum() if effect == "fisher" else f.sum())
                     out[ci:end] += torch.stack(vals).double().cpu().numpy()  # one host copy per group
                     for i in [i for i in cache if last_use[i] < end]:
                         del cache[i]
@@ -695,11 +715,12 @@ class Engine:
                     ci = end
         finally:
             bar.close()
-        return out / self.workload()["outputs"]
+        return out / (self.n_prompts if effect == "task" else self.workload()["outputs"])
 
     def _term_features(self, bi: int, terms: list[Term], keys: list[int], geo: dict, feature_mode: str,
-                       cache: dict) -> None:
-        """Features of ``terms`` on batch ``bi`` into ``cache[key]``, one batched run per base."""
+                       cache: dict, effect: str = "fisher") -> None:
+        """Features (or scalar effects) of ``terms`` on batch ``bi`` into ``cache[key]``,
+        one batched run per base."""
         by_base: dict[tuple, list[int]] = {}
         for j, t in enumerate(terms):
             by_base.setdefault((t.base, t.metric), []).append(j)
@@ -709,11 +730,21 @@ class Engine:
             else:
                 z_ref = M.on_support(self.base(base).logits[bi], geo["support"])
                 p = geo["p0"] if metric == "clean" else M.probs(z_ref)
+            if effect == "task":
+                behaviour = self.task.subset(self.buckets[bi].index).metric
+                m_ref = behaviour(list(self.base(base).logits[bi]))
             for _, idx, lg in self.run([terms[j].variant for j in members], base, buckets=[bi], progress=False,
                                        support=geo["support"]):
-                f = M.features(z_ref, M.on_support(lg, None), p, feature_mode)
+                lg = M.on_support(lg, None)
+                if effect == "fisher":
+                    f = M.features(z_ref, lg, p, feature_mode)
+                elif effect == "kl":
+                    f = M.kl_divergence(z_ref, lg)
                 for row, vi in enumerate(idx):
-                    cache[keys[members[vi]]] = f[row]
+                    if effect == "task":  # per prompt: the drop of the behaviour metric
+                        cache[keys[members[vi]]] = (m_ref - behaviour(list(lg[row]))).to(lg.device)
+                    else:
+                        cache[keys[members[vi]]] = f[row]
 
     # ------------------------------------------------------------------ per-batch maps
     def sum_over_batches(self, fn: Callable[["BatchView"], torch.Tensor]) -> torch.Tensor:

@@ -12,6 +12,7 @@ import torch
 
 FEATURE_MODES = ("fisher_centered", "fisher_uncentered", "l2_centered", "l2_uncentered")
 GEOMETRIES = ("clean", "conditional")
+EFFECTS = ("fisher", "kl", "task")  # what one ablation's effect is measured in (method.md §2)
 
 
 def check_options(feature_mode: str, geometry: str, top_r: int) -> None:
@@ -25,6 +26,19 @@ def check_options(feature_mode: str, geometry: str, top_r: int) -> None:
         raise ValueError(f"top_r=1 leaves one token in the support, where the centered feature ({feature_mode}) "
                          "is always 0 (it needs at least 2 tokens to compare), so every score would be 0; "
                          "pass top_r >= 2, or top_r=0 for the full vocabulary")
+
+
+def check_effect(effect: str, top_r: int, task=None) -> None:
+    if effect not in EFFECTS:
+        raise ValueError(f"effect must be one of {EFFECTS}, got {effect!r}")
+    if effect == "task":
+        if task is None or (task.targets is None and task.metric_fn is None):
+            raise ValueError("effect='task' measures the drop of the task's behaviour metric, and these prompts have "
+                             "none: build the engine from a task with targets (ioi_task, an organism's task, "
+                             "custom_task(answers=...)), or use effect='fisher' (label-free)")
+        if 0 < top_r:
+            raise ValueError(f"effect='task' reads the answer's logit, which a top-{top_r} support may not hold; "
+                             "use top_r=0 (the full vocabulary)")
 
 
 def work_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -54,10 +54,20 @@ def _none_to_nan(values) -> np.ndarray:
                      (np.nan if row is None else row) for row in values], float)
 
 
-def _read_text(text_or_path) -> str:
-    if isinstance(text_or_path, os.PathLike) or not str(text_or_path).lstrip().startswith(("{", "[")):
-        return Path(text_or_path).read_text()
-    return str(text_or_path)
+def _read_text(text_or_path) -> tuple[str, str]:
+    """The JSON text and where it came from (for messages): a path is read, text is
+    taken as it is."""
+    if not isinstance(text_or_path, (str, os.PathLike)):
+        raise TypeError(f"expected JSON text or a path to a JSON file, got {type(text_or_path).__name__}"
+                        + ("; for a dict use Result.from_dict(d)" if isinstance(text_or_path, dict) else ""))
+    if isinstance(text_or_path, str) and not text_or_path.strip():
+        raise ValueError("got an empty string, which is neither JSON text nor a path")
+    if isinstance(text_or_path, os.PathLike) or not text_or_path.lstrip().startswith(("{", "[")):
+        path = Path(text_or_path)
+        if path.is_dir():
+            raise ValueError(f"{str(path)!r} is a folder; give the result's JSON file in it")
+        return path.read_text(), f"file {str(path)!r}"
+    return text_or_path, "the text given"
 
 
 class Result:
@@ -85,13 +95,17 @@ class Result:
         """The result as JSON text; written atomically to ``path`` when given."""
         text = json.dumps(self.to_dict(), indent=indent)
         if path is not None:
-            from .io import atomic_write_text
+            from .io import atomic_write_text, check_writable_file
 
+            check_writable_file(path, "the result file")
             atomic_write_text(path, text)
         return text
 
     @classmethod
     def from_dict(cls, d: dict):
+        if not isinstance(d, dict):
+            raise ValueError(f"not a coax-nb result: the JSON holds a {type(d).__name__}, not an object with a "
+                             "'type' and a 'schema_version'")
         kind = d.get("type")
         if kind not in _TYPES:
             raise ValueError(f"not a coax-nb result (type {kind!r}); known types: {', '.join(sorted(_TYPES))}")
@@ -99,15 +113,30 @@ class Result:
         if cls is not Result and not issubclass(target, cls):
             raise ValueError(f"this JSON holds a {kind}, not a {cls.__name__}; read it with coax_nb.results.load")
         version = d.get("schema_version", 0)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+            raise ValueError(f"this {kind} has schema_version {version!r}; a coax-nb result's schema_version is a "
+                             "whole number >= 0 (the file was edited or written by another tool)")
         if version > SCHEMA_VERSION:
             raise ValueError(f"this {kind} was written by a newer coax-nb (schema {version}, this one reads "
                              f"up to {SCHEMA_VERSION}); upgrade coax-nb")
-        return target._from_payload(d)
+        try:
+            return target._from_payload(d)
+        except KeyError as e:
+            raise ValueError(f"this {kind} JSON is missing the field {e.args[0]!r}; the file is incomplete or "
+                             "was edited by hand") from None
+        except (TypeError, AttributeError, IndexError) as e:
+            raise ValueError(f"this {kind} JSON is malformed ({type(e).__name__}: {e}); the file is damaged or "
+                             "was edited by hand") from None
 
     @classmethod
     def from_json(cls, text_or_path):
         """Read a result back from JSON text or a file path."""
-        return cls.from_dict(json.loads(_read_text(text_or_path)))
+        text, source = _read_text(text_or_path)
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{source} is not valid JSON ({e}); was it cut short or edited by hand?") from None
+        return cls.from_dict(d)
 
     def to_frame(self):  # pragma: no cover - every result overrides it
         raise NotImplementedError
@@ -115,8 +144,16 @@ class Result:
     def plot(self, ax=None):  # pragma: no cover - every result overrides it
         raise NotImplementedError
 
+    def choices(self) -> str:
+        """The analyst's choices behind these numbers, as one line ("" when the defaults)."""
+        meta = getattr(self, "meta", {}) or {}
+        parts = [f"{meta[k]} {label}" for k, label in (("ablation", "ablation"), ("effect", "effect")) if k in meta]
+        return ", ".join(parts)
+
     def _repr_html_(self) -> str:
         title = f"<b>{type(self).__name__}</b>"
+        if self.choices():
+            title += f" <span style='color:#555'>({self.choices()})</span>"
         try:
             table = self.to_frame().to_html(max_rows=20, float_format=lambda v: f"{v:.4g}", na_rep="–")
         except NotImplementedError:
@@ -194,21 +231,36 @@ class UnitScores(Result):
 
     @classmethod
     def _from_payload(cls, d: dict) -> "UnitScores":
-        scores = {k: np.array([np.nan if x is None else x for x in v], float) for k, v in d["scores"].items()}
+        L, H = d["n_layers"], d["n_heads"]
+        if not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in (L, H)):
+            raise ValueError(f"this UnitScores has n_layers={L!r}, n_heads={H!r}; both must be whole numbers >= 1")
+        try:
+            scores = {k: np.array([np.nan if x is None else x for x in v], float) for k, v in d["scores"].items()}
+        except ValueError as e:
+            raise ValueError(f"this UnitScores holds a score that is not a number ({e})") from None
+        wrong = {k: len(v) for k, v in scores.items() if v.shape != (L * H,)}
+        if wrong:
+            raise ValueError(f"this UnitScores is for {L} x {H} = {L * H} heads, but score(s) {wrong} have another "
+                             "length; the file is damaged or mixes two models")
         primaries = parse_units(d.get("primaries", d.get("seed")), d["n_layers"], d["n_heads"])
         return cls(d["n_layers"], d["n_heads"], primaries, scores, d.get("meta", {}))
 
     def merged(self, other: "UnitScores") -> "UnitScores":
         """These scores plus ``other``'s columns (same model shape and primaries)."""
+        if not isinstance(other, UnitScores):
+            raise TypeError(f"can only merge per-head scores (UnitScores), got {type(other).__name__}")
         if ((other.n_layers, other.n_heads) != (self.n_layers, self.n_heads)
                 or set(other.primaries) != set(self.primaries)):
             raise ValueError("can only merge scores of the same model with the same primaries")
         return UnitScores(self.n_layers, self.n_heads, list(self.primaries), {**self.scores, **other.scores},
                           {**self.meta, **{k: v for k, v in other.meta.items() if k not in self.meta}})
 
-    def table(self, k: int = 10, by: str = "comp") -> str:
+    def table(self, k: int = 10, by: Optional[str] = None) -> str:
+        """The top ``k`` heads by ``by`` (default ``comp``, or ``single`` for a single scan)."""
+        by = by or ("comp" if "comp" in self.scores else next(iter(self.scores)))
         cols = [c for c in ("single", "conditional", "comp", "ratio", "wakeup") if c in self.scores]
-        lines = [f"{'rank':>4}  {'head':>6}  " + "  ".join(f"{c:>12}" for c in cols)]
+        lines = [f"({self.choices()})"] if self.choices() else []
+        lines += [f"{'rank':>4}  {'head':>6}  " + "  ".join(f"{c:>12}" for c in cols)]
         for r, (u, _) in enumerate(self.top(k, by), 1):
             i = u.flat(self.n_heads)
             lines.append(f"{r:>4}  {str(u):>6}  " + "  ".join(f"{self.scores[c][i]:>12.4g}" for c in cols))
@@ -235,6 +287,8 @@ class PairScores(Result):
     meta: dict = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self.values:
+            raise KeyError(f"no pair score {name!r}; available: {', '.join(self.values)}")
         return self.values[name]
 
     def top_pairs(self, k: int = 10, by: Optional[str] = None) -> list[tuple[Unit, Unit, float]]:
@@ -261,13 +315,13 @@ class PairScores(Result):
 
         name = name or next(iter(self.values))
         labels = [str(u) for u in self.units]
-        return pd.DataFrame(self.values[name], index=labels, columns=labels)
+        return pd.DataFrame(self[name], index=labels, columns=labels)
 
     def plot(self, ax=None, name: Optional[str] = None):
         from .plots import synergy_grid
 
         name = name or next(iter(self.values))
-        return synergy_grid(self.values[name], [str(u) for u in self.units], name, ax=ax)
+        return synergy_grid(self[name], [str(u) for u in self.units], name, ax=ax)
 
 
 @dataclass
@@ -400,14 +454,23 @@ class Curves(Result):
 
     def add(self, name: str, x, y, lo=None, hi=None) -> "Curves":
         s = {"name": name, "x": [float(v) for v in x], "y": [float(v) for v in y]}
+        if len(s["y"]) != len(s["x"]):
+            raise ValueError(f"series {name!r} has {len(s['x'])} x values but {len(s['y'])} y values; give one y per x")
+        if (lo is None) != (hi is None):
+            raise ValueError(f"series {name!r}: a band needs both lo and hi (got only {'lo' if hi is None else 'hi'})")
         if lo is not None:
             s["lo"], s["hi"] = [float(v) for v in lo], [float(v) for v in hi]
+            if not len(s["lo"]) == len(s["hi"]) == len(s["x"]):
+                raise ValueError(f"series {name!r}: lo and hi need one value per x ({len(s['x'])}), got "
+                                 f"{len(s['lo'])} and {len(s['hi'])}")
         self.series.append(s)
         return self
 
     def add_band(self, name: str, x, rows) -> "Curves":
         """A series of the mean over ``rows`` (axis 0) with a mean ± sd band."""
         rows = np.asarray(rows, float)
+        if rows.ndim != 2 or rows.shape[0] == 0:
+            raise ValueError(f"add_band takes rows of y values [draws, points], got shape {rows.shape}")
         m, sd = rows.mean(0), rows.std(0)
         return self.add(name, x, m, m - sd, m + sd)
 
@@ -701,7 +764,8 @@ class Knockout(_Fields):
         for r in self.rows:
             if r["selector"] == selector and r["k"] == k:
                 return r
-        raise KeyError((selector, k))
+        raise KeyError(f"no row for selector {selector!r} at k={k!r}; selectors: "
+                       f"{sorted({r['selector'] for r in self.rows})}, k = 0..{self.meta.get('K')}")
 
     @classmethod
     def _from_payload(cls, d: dict) -> "Knockout":
@@ -762,6 +826,8 @@ class Pruning(_Fields):
     _head_fields = ("primaries",)
 
     def fractions(self, name: str) -> list[float]:
+        if name not in self.orders:
+            raise KeyError(f"no pruning order {name!r} in this result; have {list(self.orders)}")
         g, total = self.meta["group_size"], self.meta["n_units"]
         return [min(1.0, g * i / total) for i in range(len(self.orders[name]["loss"]))]
 

@@ -20,6 +20,7 @@ from .engine import CLEAN, Engine, Term, Variant, as_engine, check_primaries, se
 from .results import Completion, PairScores, UnitScores
 from .tasks import check_count
 from .units import Unit, all_units
+from .variant import ablation_action
 
 SCORE_DOCS = {
     "single": "E(z0 -> z_u): first-order ablation saliency",
@@ -40,7 +41,27 @@ def _scan_meta(engine: Engine, t0: float, s0, **options) -> dict:
 
 
 def _wanted(engine: Engine, heads) -> list[Unit]:
-    return engine.units(heads) if heads is not None else all_units(engine.n_layers, engine.n_heads)
+    if heads is None:
+        return all_units(engine.n_layers, engine.n_heads)
+    units = engine.units(heads)
+    if not units:
+        raise ValueError("heads is empty, so there is nothing to score; leave heads=None to score every head")
+    return units
+
+
+def check_variant(engine: Engine, variant, what: str = "variant") -> Variant:
+    """A :class:`Variant` whose heads are :class:`Unit` s of this engine's model. A head
+    outside the model would be skipped without a word (its layer never runs), and a list
+    or a string in place of a Variant fails deep in the engine."""
+    if not isinstance(variant, Variant):
+        raise TypeError(f"{what} must be a Variant, e.g. Variant.zero(engine.units(['L0H0'])), got "
+                        f"{type(variant).__name__} {variant!r:.60}")
+    odd = [u for u in variant.units if not isinstance(u, Unit)]
+    if odd:
+        raise TypeError(f"{what} holds {odd[0]!r}, not a Unit; build it from units: "
+                        f"Variant.zero(engine.units({[str(x) for x in odd]!r}))")
+    engine.units(variant.units)  # each head inside the model, or a ValueError naming it
+    return variant
 
 
 def single_scan(
@@ -51,19 +72,24 @@ def single_scan(
     position_mode: Optional[str] = None,
     top_r: int = 0,
     feature_mode: str = "fisher_centered",
+    ablation: str = "zero",
+    effect: str = "fisher",
     progress: bool = True,
 ) -> UnitScores:
     """First-order ablation energy ``single(u) = E(z0 -> z_u)`` of every head (or only
-    ``heads``; the rest are NaN). No primaries: one forward pass per head."""
+    ``heads``; the rest are NaN). No primaries: one forward pass per head.
+    ``ablation`` and ``effect`` as in :func:`coax_scan`."""
     M.check_options(feature_mode, "clean", top_r)
+    ablation_action(ablation)
     engine = as_engine(model_or_engine, task, position_mode=position_mode, progress=progress)
+    M.check_effect(effect, top_r, engine.task)
     t0, s0 = time.perf_counter(), snapshot(engine)
     units = sorted(_wanted(engine, heads))
-    E = engine.energies([[(1.0, Term(Variant.zero([u])))] for u in units], top_r=top_r,
-                        feature_mode=feature_mode, desc="single ablation", progress=progress)
+    E = engine.energies([[(1.0, Term(Variant.ablate([u], ablation)))] for u in units], top_r=top_r,
+                        feature_mode=feature_mode, effect=effect, desc="single ablation", progress=progress)
     single = np.full(engine.n_layers * engine.n_heads, np.nan)
     single[[u.flat(engine.n_heads) for u in units]] = E
-    meta = _scan_meta(engine, t0, s0, top_r=top_r, feature_mode=feature_mode)
+    meta = _scan_meta(engine, t0, s0, top_r=top_r, feature_mode=feature_mode, ablation=ablation, effect=effect)
     return UnitScores(engine.n_layers, engine.n_heads, [], {"single": single}, meta)
 
 
@@ -77,6 +103,8 @@ def coax_scan(
     top_r: int = 0,
     geometry: str = "clean",
     feature_mode: str = "fisher_centered",
+    ablation: str = "zero",
+    effect: str = "fisher",
     eps: float = 1e-9,
     progress: bool = True,
     heads=None,
@@ -92,30 +120,40 @@ def coax_scan(
     >>> [str(u) for u, _ in s.top(2)]   # the two dormant backups
     ['L2H0', 'L2H1']
 
+    ``ablation`` is what removing a head means: ``"zero"`` (the paper's), ``"mean"`` (its
+    mean clean output) or ``"resample"`` (its output on the task's paired corrupted
+    prompt). ``effect`` is what an ablation's effect is measured in: ``"fisher"`` (the
+    centered Fisher energy, label-free), ``"kl"`` (KL from the reference distribution)
+    or ``"task"`` (the drop of the task's behaviour metric, signed); docs/method.md
+    says when each fits.
+
     Costs 1 + 1 + 2U forward passes over the prompt set (less with prefix reuse).
     """
     M.check_options(feature_mode, geometry, top_r)
+    ablation_action(ablation)
     engine = as_engine(model_or_engine, task, position_mode=position_mode, progress=progress)
+    M.check_effect(effect, top_r, engine.task)
     prim = check_primaries(engine, primaries)
     from .resources import check_scan_fits
 
     check_scan_fits(engine, top_r, announce=progress and engine.device.type == "cuda")
     t0, s0 = time.perf_counter(), snapshot(engine)
-    S = Variant.zero(prim)
+    S = Variant.ablate(prim, ablation)
     metric = "base" if geometry == "conditional" else "clean"
     L, H = engine.n_layers, engine.n_heads
     units = sorted(_wanted(engine, heads))
     # per head: single, then (outside S) conditional and coupling = ||f_cond - f_single||^2
     combos, where = [], []
     for u in units:
-        single = Term(Variant.zero([u]))
+        single = Term(Variant.ablate([u], ablation))
         combos.append([(1.0, single)])
         where.append(("single", u))
         if u not in prim:
-            cond = Term(S | Variant.zero([u]), S, metric)
+            cond = Term(S | Variant.ablate([u], ablation), S, metric)
             combos += [[(1.0, cond)], [(1.0, cond), (-1.0, single)]]
             where += [("conditional", u), ("coupling", u)]
-    E = engine.energies(combos, top_r=top_r, feature_mode=feature_mode, desc="CoAx scan", progress=progress)
+    E = engine.energies(combos, top_r=top_r, feature_mode=feature_mode, effect=effect, desc="CoAx scan",
+                        progress=progress)
     cols = {name: np.full(L * H, np.nan) for name in ("single", "conditional", "coupling")}
     for (name, u), e in zip(where, E):
         cols[name][u.flat(H)] = e
@@ -126,7 +164,8 @@ def coax_scan(
     ratio = cond / np.maximum(single, eps)
     wakeup = _wakeup(engine, S)
     wakeup[is_primary] = np.nan
-    meta = _scan_meta(engine, t0, s0, top_r=top_r, geometry=geometry, feature_mode=feature_mode)
+    meta = _scan_meta(engine, t0, s0, top_r=top_r, geometry=geometry, feature_mode=feature_mode,
+                      ablation=ablation, effect=effect)
     return UnitScores(L, H, prim, {
         "single": single, "conditional": cond, "comp": comp, "coupling": coup, "ratio": ratio,
         "wakeup": wakeup, "coact": _coact_to_primaries(engine, prim, is_primary),
@@ -138,6 +177,8 @@ def ablation_energy(model_or_engine, variant: Variant, task=None, *, reference: 
     """Fisher energy ``E(z_reference -> z_variant)`` of one variant, clean metric."""
     M.check_options(feature_mode, "clean", top_r)
     engine = as_engine(model_or_engine, task, position_mode=position_mode, progress=False)
+    check_variant(engine, variant)
+    check_variant(engine, reference, "reference")
     return float(engine.energies([[(1.0, Term(variant, reference))]], top_r=top_r, feature_mode=feature_mode)[0])
 
 
@@ -174,6 +215,8 @@ def co_activation(model_or_engine, units=None, task=None, *, position_mode=None,
     norms on the clean run (an input-side control; no ablation)."""
     engine = as_engine(model_or_engine, task, position_mode=position_mode, progress=progress)
     chosen = engine.units(units) if units is not None else all_units(engine.n_layers, engine.n_heads)
+    if not chosen:
+        raise ValueError("units is empty; pass the heads to correlate, or units=None for every head")
     ids = [u.flat(engine.n_heads) for u in chosen]
     c = _corr(_clean_norm_samples(engine)[:, ids]).cpu().numpy()
     return PairScores(chosen, {"affinity": c}, {"n_prompts": engine.n_prompts, "position_mode": engine.position_mode})
@@ -187,32 +230,41 @@ def synergy(
     position_mode: Optional[str] = None,
     top_r: int = 0,
     feature_mode: str = "fisher_centered",
+    ablation: str = "zero",
+    effect: str = "fisher",
     eps: float = 1e-12,
     progress: bool = True,
 ) -> PairScores:
     """Pairwise synergy for a head set M: ``I_uv = f(z0->z_uv) - f(z0->z_u) - f(z0->z_v)``,
     ``raw[u, v] = mean ||I_uv||^2`` and ``normalized = raw / sqrt(single_u single_v)``.
-    The diagonal is NaN. Costs |M| + |M|(|M|-1)/2 variants."""
+    The diagonal is NaN. Costs |M| + |M|(|M|-1)/2 variants. With a scalar ``effect``
+    (``"kl"``, ``"task"``) the interaction is ``raw = e(uv) - e(u) - e(v)`` (signed) and
+    ``normalized = raw / sqrt(|e(u) e(v)|)``; ``ablation`` as in :func:`coax_scan`."""
     M.check_options(feature_mode, "clean", top_r)
+    ablation_action(ablation)
     engine = as_engine(model_or_engine, task, position_mode=position_mode, progress=progress)
+    M.check_effect(effect, top_r, engine.task)
     chosen = engine.units(units)
     if len(chosen) < 2:
-        raise ValueError("synergy needs at least two heads")
+        raise ValueError(f"synergy needs at least two distinct heads, got {len(chosen)} "
+                         f"({', '.join(map(str, chosen)) or 'none'}); pass e.g. units=['L0H0', 'L0H1']")
     t0, s0 = time.perf_counter(), snapshot(engine)
     m = len(chosen)
-    singles = [Term(Variant.zero([u])) for u in chosen]
+    singles = [Term(Variant.ablate([u], ablation)) for u in chosen]
     pairs = list(combinations(range(m), 2))
     combos = [[(1.0, t)] for t in singles]
-    combos += [[(1.0, Term(Variant.zero([chosen[i], chosen[j]]))), (-1.0, singles[i]), (-1.0, singles[j])]
-               for i, j in pairs]
-    E = engine.energies(combos, top_r=top_r, feature_mode=feature_mode, desc="synergy", progress=progress)
+    combos += [[(1.0, Term(Variant.ablate([chosen[i], chosen[j]], ablation))), (-1.0, singles[i]),
+                (-1.0, singles[j])] for i, j in pairs]
+    E = engine.energies(combos, top_r=top_r, feature_mode=feature_mode, effect=effect, desc="synergy",
+                        progress=progress)
     single = E[:m]
     raw = np.zeros((m, m))
     for (i, j), e in zip(pairs, E[m:]):
         raw[i, j] = raw[j, i] = e
     np.fill_diagonal(raw, np.nan)
-    norm = raw / np.sqrt(np.maximum(np.outer(single, single), eps))
+    norm = raw / np.sqrt(np.maximum(np.abs(np.outer(single, single)), eps))
     meta = {"position_mode": engine.position_mode, "top_r": top_r, "feature_mode": feature_mode,
+            "ablation": ablation, "effect": effect,
             "n_prompts": engine.n_prompts, "single": single.tolist(), "engine_check": engine.self_check,
             "wall_seconds": round(time.perf_counter() - t0, 3), **seconds_and_passes(engine, s0)}
     return PairScores(chosen, {"normalized": norm, "raw": raw}, meta)
@@ -229,26 +281,33 @@ def greedy_completion(
     position_mode: Optional[str] = None,
     top_r: int = 0,
     feature_mode: str = "fisher_centered",
+    ablation: str = "zero",
     progress: bool = True,
 ) -> Completion:
     """Starting from A = S (the primaries), repeatedly add the head whose ablation energy
-    given A (reference = A ablated, clean metric) is largest; ``k`` steps."""
+    given A (reference = A ablated, clean metric) is largest; ``k`` steps. ``ablation``
+    as in :func:`coax_scan`."""
     M.check_options(feature_mode, "clean", top_r)
+    ablation_action(ablation)
     k = check_count(k, "k", why="heads to add to the primaries")
     engine = as_engine(model_or_engine, task, position_mode=position_mode, progress=progress)
     chosen = check_primaries(engine, primaries)
     pool = engine.units(candidates) if candidates is not None else all_units(engine.n_layers, engine.n_heads)
     pool = [u for u in pool if u not in chosen]
+    if not pool:
+        raise ValueError("no candidate head is left outside the primaries; pass candidates= with heads that are "
+                         "not primaries, or candidates=None for every head")
     if k < 1 or k > len(pool):
         raise ValueError(f"k must be between 1 and {len(pool)} (the candidates outside the primaries)")
     added, gains = [], []
     from tqdm.auto import tqdm
 
     for _ in tqdm(range(k), desc="greedy completion", disable=not progress, leave=False):
-        A = Variant.zero(chosen + added)
-        energy = engine.energies([[(1.0, Term(A | Variant.zero([u]), A))] for u in pool], top_r=top_r,
+        A = Variant.ablate(chosen + added, ablation)
+        energy = engine.energies([[(1.0, Term(A | Variant.ablate([u], ablation), A))] for u in pool], top_r=top_r,
                                  feature_mode=feature_mode, progress=False)
         best = int(np.argmax(energy))
         added.append(pool.pop(best))
         gains.append(float(energy[best]))
-    return Completion(chosen, added, gains, {"position_mode": engine.position_mode, "top_r": top_r})
+    return Completion(chosen, added, gains, {"position_mode": engine.position_mode, "top_r": top_r,
+                                             "ablation": ablation})

@@ -59,6 +59,22 @@ def check_count(value, name: str, minimum: int = 1, why: str = "") -> int:
     return int(value)
 
 
+def check_choices(values, name: str, choices: Sequence[str], kind: str = "name") -> list[str]:
+    """``values`` as a non-empty list of names from ``choices`` (each a ``kind``). A bare
+    string is refused (iterating it would give one 'name' per character), as is an
+    unknown name."""
+    if isinstance(values, str):
+        raise TypeError(f"{name} must be a list of names, got the single string {values!r}; "
+                        f"write {name}=[{values!r}]")
+    values = list(values)
+    if not values:
+        raise ValueError(f"{name} is empty; choose one or more of {', '.join(choices)}")
+    unknown = [v for v in values if v not in choices]
+    if unknown:
+        raise ValueError(f"unknown {kind}(s) {unknown}; choose from {', '.join(choices)}")
+    return values
+
+
 def output_positions(length: int, mode: str) -> list[int]:
     """Positions whose next-token prediction is read, for a prompt of ``length`` tokens."""
     if mode == "last":
@@ -68,6 +84,29 @@ def output_positions(length: int, mode: str) -> list[int]:
     if mode == "full":
         return list(range(length))
     raise ValueError(f"position_mode must be one of {POSITION_MODES}, got {mode!r}")
+
+
+def _token_rows(rows, what: str) -> list[list[int]]:
+    """Rows of token ids as plain ints. Text, or a number that is not a whole number, is
+    refused: ``int()`` would read 1.5 as token 1, and a string is no list of ids."""
+    if isinstance(rows, (str, bytes)) or not hasattr(rows, "__iter__"):
+        raise TypeError(f"the {what}s must be a list of token-id lists, got {type(rows).__name__}; for text use "
+                        "custom_task(model, texts)")
+    out = []
+    for i, row in enumerate(rows):
+        if isinstance(row, (str, bytes)) or not hasattr(row, "__iter__"):
+            raise TypeError(f"{what} {i} is a {type(row).__name__}, not a list of token ids; for text use "
+                            "custom_task(model, texts)")
+        ids = []
+        for t in row:
+            whole = isinstance(t, numbers.Integral) or (isinstance(t, torch.Tensor) and t.ndim == 0
+                                                        and not t.is_floating_point() and not t.is_complex())
+            if not whole or isinstance(t, bool):
+                raise TypeError(f"{what} {i} holds {t!r} ({type(t).__name__}), not a token id; token ids are "
+                                "whole numbers")
+            ids.append(int(t))
+        out.append(ids)
+    return out
 
 
 @dataclass
@@ -90,15 +129,29 @@ class Task:
     tokenizer_fingerprint: Optional[str] = None
     info: dict = field(default_factory=dict)
     metric_fn: Optional[Callable] = None
+    corrupted: Optional[list[list[int]]] = None  # paired prompts for resample ablation, same lengths
 
     def __post_init__(self):
         if len(self.prompts) == 0:
             raise ValueError(f"task {self.name!r} has an empty prompt set; give at least one prompt")
         output_positions(2, self.position_mode)  # validates the mode
-        self.prompts = [[int(t) for t in p] for p in self.prompts]
+        self.prompts = _token_rows(self.prompts, "prompt")
         for i, p in enumerate(self.prompts):
             if len(p) == 0:
                 raise ValueError(f"prompt {i} of task {self.name!r} is empty")
+        if self.distractors is not None and self.targets is None:
+            raise ValueError(f"task {self.name!r} has distractors but no targets; the logit difference needs both: "
+                             "pass targets= as well, or leave distractors out")
+        if self.corrupted is not None:
+            self.corrupted = _token_rows(self.corrupted, "corrupted prompt")
+            if len(self.corrupted) != len(self.prompts):
+                raise ValueError(f"task {self.name!r} has {len(self.corrupted)} corrupted prompts for "
+                                 f"{len(self.prompts)} prompts; give one paired corrupted prompt per prompt")
+            for i, (c, p) in enumerate(zip(self.corrupted, self.prompts)):
+                if len(c) != len(p):
+                    raise ValueError(f"corrupted prompt {i} has {len(c)} tokens but prompt {i} has {len(p)}; a "
+                                     "paired corrupted prompt must have the same length (resample ablation "
+                                     "copies head outputs position by position)")
         for name in ("targets", "distractors"):
             rows = getattr(self, name)
             if rows is None:
@@ -122,11 +175,18 @@ class Task:
         return None if self.targets is None else [row[-1] for row in self.targets]
 
     def subset(self, idx: Sequence[int], name: Optional[str] = None) -> "Task":
+        idx = list(idx)
+        bad = [i for i in idx if isinstance(i, bool) or not isinstance(i, numbers.Integral)
+               or not -len(self) <= i < len(self)]
+        if bad:
+            raise IndexError(f"subset index {bad[0]!r} is not a prompt of task {self.name!r}, which has "
+                             f"{len(self)} prompts (0..{len(self) - 1})")
         pick = lambda rows: None if rows is None else [rows[i] for i in idx]  # noqa: E731
         return Task(
             name=name or self.name, prompts=pick(self.prompts), position_mode=self.position_mode,
             targets=pick(self.targets), distractors=pick(self.distractors), texts=pick(self.texts),
             tokenizer_fingerprint=self.tokenizer_fingerprint, info=dict(self.info), metric_fn=self.metric_fn,
+            corrupted=pick(self.corrupted),
         )
 
     def metric(self, logits: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -139,10 +199,17 @@ class Task:
         if self.targets is None:
             raise ValueError(f"task {self.name!r} has no targets, so it has no behaviour metric; "
                              "build it with targets= or metric_fn=")
+        if len(logits) != len(self):
+            raise ValueError(f"got logits for {len(logits)} prompts; task {self.name!r} has {len(self)}")
         vals = []
         for i, lg in enumerate(logits):
             lg = lg.double()
             tgt = torch.tensor(self.targets[i], device=lg.device)
+            top = max(self.targets[i] + (self.distractors[i] if self.distractors is not None else []))
+            if top >= lg.shape[-1]:
+                raise ValueError(f"prompt {i} of task {self.name!r} has answer token id {top} outside "
+                                 f"the model's vocabulary (0..{lg.shape[-1] - 1}); was the task built with "
+                                 "another tokenizer?")
             keep = tgt >= 0
             if not keep.any():
                 raise ValueError(f"prompt {i} of task {self.name!r} has no counted position")
@@ -173,12 +240,22 @@ class Task:
 
 
 def _tokenizer_of(model_or_tokenizer):
+    """The tokenizer of a loaded model, or the tokenizer itself; anything else (a model
+    name, a Task, None) refused in words rather than an AttributeError deep inside."""
     tok = getattr(model_or_tokenizer, "tokenizer", None)
-    return tok if tok is not None else model_or_tokenizer
+    tok = tok if tok is not None else model_or_tokenizer
+    if not (callable(getattr(tok, "encode", None)) and callable(getattr(tok, "get_vocab", None))):
+        hint = (f" (a model name: load it first, load_model({model_or_tokenizer!r}))"
+                if isinstance(model_or_tokenizer, str) else "")
+        raise TypeError(f"expected a loaded model (load_model(...)) or its tokenizer as the first argument, got "
+                        f"{type(model_or_tokenizer).__name__}{hint}")
+    return tok
 
 
 def _prepend_bos(model_or_tokenizer, prepend_bos: Optional[bool]) -> bool:
     if prepend_bos is not None:
+        if not isinstance(prepend_bos, bool):
+            raise TypeError(f"prepend_bos must be True, False or None (the model's default), got {prepend_bos!r}")
         return prepend_bos
     cfg = getattr(model_or_tokenizer, "cfg", None)
     return bool(getattr(cfg, "default_prepend_bos", True))
@@ -227,6 +304,9 @@ def ioi_task(
     last position; accuracy is the share of prompts where it is positive.
     """
     n_prompts = check_count(n_prompts, "n_prompts")
+    prompt_seed = check_count(prompt_seed, "prompt_seed", 0)
+    names, places, objects = _strings(names, "names"), _strings(places, "places"), _strings(objects, "objects")
+    templates = _ioi_templates(templates)
     tok = _tokenizer_of(model_or_tokenizer)
     bos = _prepend_bos(model_or_tokenizer, prepend_bos)
     name_ids = {}
@@ -234,22 +314,27 @@ def ioi_task(
     for n in names:
         i = _single_token(tok, n)
         (dropped.append(n) if i is None else name_ids.setdefault(n, i))
+    if len(name_ids) < 2:
+        raise ValueError(f"IOI needs at least two names that are single tokens of this tokenizer, got "
+                         f"{len(name_ids)}{f' (not single tokens: {dropped[:8]})' if dropped else ''}; "
+                         "pass names= with words in its vocabulary")
     if dropped:
         warnings.warn(f"IOI: dropped {len(dropped)} names that are not a single token: {', '.join(dropped)}")
-    if len(name_ids) < 2:
-        raise ValueError("IOI needs at least two names that are single tokens of this tokenizer; "
-                         "pass names= with words in its vocabulary")
+    for what, given in (("places", places), ("objects", objects)):
+        if not any(_known(tok, w) for w in given):
+            raise ValueError(f"none of the {what} {given[:8]} can be spelled by this tokenizer; "
+                             f"pass {what}=[...] with words in its vocabulary")
     places = [p for p in places if _known(tok, p)]
     objects = [o for o in objects if _known(tok, o)]
-    if not places or not objects:
-        raise ValueError("none of the places/objects can be spelled by this tokenizer; pass places=/objects=")
     rng = random.Random(prompt_seed)
+    abc_rng = random.Random(f"abc-{prompt_seed}")  # its own stream: the clean prompts stay as they were
     pool = sorted(name_ids)
-    prompts, texts, targets, distractors = [], [], [], []
+    prompts, texts, targets, distractors, corrupted = [], [], [], [], []
     for k in range(n_prompts):
         io, s = rng.sample(pool, 2)
         template = templates[k % len(templates)]
-        text = template.format(IO=io, S=s, place=rng.choice(places), object=rng.choice(objects))
+        place, obj = rng.choice(places), rng.choice(objects)
+        text = template.format(IO=io, S=s, place=place, object=obj)
         ids = _encode(tok, text, bos)
         if tok.unk_token_id is not None and tok.unk_token_id in ids:
             raise ValueError(f"the tokenizer cannot spell the template text {text!r} (unknown token); "
@@ -258,8 +343,42 @@ def ioi_task(
         texts.append(text)
         targets.append([name_ids[io]])
         distractors.append([name_ids[s]])
+        corrupted.append(_encode(tok, _abc_text(template, place, obj, pool, (io, s), abc_rng), bos))
     return Task("ioi", prompts, "last", targets, distractors, texts,
-                tokenizer_fingerprint(tok), {"prompt_seed": prompt_seed, "names": pool, "templates": list(templates)})
+                tokenizer_fingerprint(tok), {"prompt_seed": prompt_seed, "names": pool, "templates": list(templates),
+                                             "corrupted": "ABC: the three name slots hold three other names"},
+                corrupted=corrupted)
+
+
+def _ioi_templates(templates) -> list[str]:
+    """IOI templates, each with an {IO} slot and an {S} slot and no field but IO, S, place
+    and object; a template missing one would silently give prompts without the name."""
+    import string
+
+    templates = _strings(templates, "templates")
+    if not templates:
+        raise ValueError("templates is empty; give at least one IOI template, e.g. "
+                         "'When {IO} and {S} went to the {place}, {S} gave a {object} to'")
+    for t in templates:
+        fields = {f for _, f, _, _ in string.Formatter().parse(t) if f is not None}
+        unknown = sorted(fields - {"IO", "S", "place", "object"})
+        missing = [f for f in ("IO", "S") if f not in fields]
+        if unknown or missing:
+            problem = (f"unknown field(s) {unknown}" if unknown else "") + (" and " if unknown and missing else "") \
+                + (f"no {{{missing[0]}}} slot" if missing else "")
+            raise ValueError(f"IOI template {t!r} has {problem}; a template uses {{IO}} (the answer), {{S}} (the "
+                             "repeated subject) and optionally {place} and {object}")
+    return templates
+
+
+def _abc_text(template: str, place: str, obj: str, pool: list, avoid: tuple, rng: random.Random) -> str:
+    """The "ABC" corruption of an IOI prompt: the IO slot and the two S slots hold three
+    distinct names, other than the prompt's own where the pool allows, so no name repeats
+    and no head can find the indirect object by it."""
+    fresh = [n for n in pool if n not in avoid]
+    a, b, c = rng.sample(fresh if len(fresh) >= 3 else pool, 3)
+    first, rest = template.split("{S}", 1)
+    return (first + b + rest.replace("{S}", c, 1)).format(IO=a, place=place, object=obj)
 
 
 @renamed(seed="prompt_seed")
@@ -275,26 +394,50 @@ def induction_task(
     the repeated tokens (every prediction in the second half)."""
     n_prompts = check_count(n_prompts, "n_prompts")
     half_length = check_count(half_length, "half_length", 2)
+    prompt_seed = check_count(prompt_seed, "prompt_seed", 0)
     tok = _tokenizer_of(model_or_tokenizer)
     bos = _prepend_bos(model_or_tokenizer, prepend_bos)
+    if bos and tok.bos_token_id is None:
+        raise ValueError("prepend_bos=True but the tokenizer has no BOS token; pass prepend_bos=False")
     special = set(getattr(tok, "all_special_ids", []) or [])
-    lo, hi = token_range or (0, len(tok))
+    lo, hi = _token_range(token_range, len(tok))
     candidates = [i for i in range(lo, hi) if i not in special]
     if len(candidates) < half_length:
-        raise ValueError(f"token_range {lo}..{hi} has fewer than {half_length} ordinary tokens")
+        raise ValueError(f"token_range {lo}..{hi} has {len(candidates)} ordinary tokens, fewer than "
+                         f"half_length={half_length}; widen the range or shorten half_length")
     g = torch.Generator().manual_seed(prompt_seed)
-    prompts, targets = [], []
+    g_corrupt = torch.Generator().manual_seed(prompt_seed + 1_000_003)  # its own stream: clean prompts unchanged
+    prompts, targets, corrupted = [], [], []
     for _ in range(n_prompts):
         pick = torch.randperm(len(candidates), generator=g)[:half_length].tolist()
         r = [candidates[j] for j in pick]
         ids = ([tok.bos_token_id] if bos else []) + r + r
+        # the first half redrawn: the second half no longer repeats anything
+        other = [candidates[j] for j in torch.randperm(len(candidates), generator=g_corrupt)[:half_length].tolist()]
+        corrupted.append(([tok.bos_token_id] if bos else []) + other + r)
         start = len(ids) - half_length  # first index of the second copy
         # output position j predicts token j+1; count predictions of the second copy
         tg = [ids[j + 1] if j + 1 >= start + 1 else -1 for j in range(len(ids) - 1)]
         prompts.append(ids)
         targets.append(tg)
     return Task("induction", prompts, "all", targets, None, None, tokenizer_fingerprint(tok),
-                {"prompt_seed": prompt_seed, "half_length": half_length})
+                {"prompt_seed": prompt_seed, "half_length": half_length,
+                 "corrupted": "the first half redrawn"}, corrupted=corrupted)
+
+
+def _token_range(token_range, vocab: int) -> tuple[int, int]:
+    """``(lo, hi)``: token ids lo..hi-1 of a vocabulary of ``vocab``; None is all of it."""
+    if token_range is None:
+        return 0, vocab
+    ok = (isinstance(token_range, (tuple, list)) and len(token_range) == 2
+          and all(isinstance(x, numbers.Integral) and not isinstance(x, bool) for x in token_range))
+    if not ok:
+        raise TypeError(f"token_range must be a pair of token ids (lo, hi), got {token_range!r}")
+    lo, hi = int(token_range[0]), int(token_range[1])
+    if not 0 <= lo < hi <= vocab:
+        raise ValueError(f"token_range ({lo}, {hi}) must satisfy 0 <= lo < hi <= {vocab} (the tokenizer's "
+                         "vocabulary size); ids outside it are no tokens of this model")
+    return lo, hi
 
 
 def custom_task(
@@ -306,20 +449,28 @@ def custom_task(
     metric_fn: Optional[Callable] = None,
     prepend_bos: Optional[bool] = None,
     name: str = "custom",
+    corrupted_texts: Optional[Sequence[str]] = None,
 ) -> Task:
     """A task from your own prompt texts. ``answers``/``distractors`` (single tokens,
     read at the last position) give the logit-difference metric; ``answers`` alone give
-    the answer's log-probability."""
+    the answer's log-probability. ``corrupted_texts`` (one per prompt, the same number
+    of tokens) are the paired corrupted prompts that ``ablation="resample"`` takes head
+    outputs from, e.g. the prompt with its names replaced by other names."""
     texts = _strings(texts, "texts")
     if len(texts) == 0:
         raise ValueError("custom_task got an empty prompt list; give at least one prompt text")
     if distractors is not None and answers is None:
         raise ValueError("custom_task got distractors but no answers; the logit difference needs both: "
                          "pass answers=[...] as well, or leave distractors out")
+    if metric_fn is not None and not callable(metric_fn):
+        raise TypeError(f"metric_fn must be a function (logits, task) -> one number per prompt, got "
+                        f"{type(metric_fn).__name__} {metric_fn!r}")
     tok = _tokenizer_of(model_or_tokenizer)
     bos = _prepend_bos(model_or_tokenizer, prepend_bos)
     prompts = []
     for i, t in enumerate(texts):
+        if not t.strip():
+            raise ValueError(f"texts[{i}] is empty; every prompt needs some text to predict from")
         ids = _encode(tok, t, bos)
         if tok.unk_token_id is not None and tok.unk_token_id in ids:
             words = _unknown_words(tok, t)
@@ -352,8 +503,21 @@ def custom_task(
                 raise ValueError(f"{len(distractors)} distractors for {len(texts)} prompts; "
                                  "give one distractor per prompt")
             dist = [[one_token(d, "distractor")] for d in distractors]
+    corrupted = None
+    if corrupted_texts is not None:
+        corrupted_texts = _strings(corrupted_texts, "corrupted_texts")
+        if len(corrupted_texts) != len(texts):
+            raise ValueError(f"{len(corrupted_texts)} corrupted_texts for {len(texts)} prompts; give one "
+                             "paired corrupted prompt per prompt")
+        corrupted = [_encode(tok, t, bos) for t in corrupted_texts]
+        for i, (c, p) in enumerate(zip(corrupted, prompts)):
+            if len(c) != len(p):
+                raise ValueError(f"corrupted_texts[{i}] ({corrupted_texts[i]!r}) is {len(c)} tokens but its prompt "
+                                 f"is {len(p)}; resample ablation copies head outputs position by position, so "
+                                 "each corrupted prompt must tokenize to the same length (swap words for words "
+                                 "of the same token count)")
     return Task(name, prompts, position_mode, targets, dist, texts, tokenizer_fingerprint(tok),
-                {}, metric_fn)
+                {}, metric_fn, corrupted)
 
 
 def _strings(value, what: str) -> list[str]:
@@ -391,11 +555,22 @@ def ioi_counterfactual(model_or_tokenizer, task: Task, rng_seed: int = 0, swap: 
     """
     if swap not in ("io", "s"):
         raise ValueError(f"swap must be 'io' or 's', got {swap!r}")
+    rng_seed = check_count(rng_seed, "rng_seed", 0)
     tok = _tokenizer_of(model_or_tokenizer)
+    if not isinstance(task, Task):
+        raise TypeError(f"ioi_counterfactual takes the IOI Task to swap names in as its second argument, got "
+                        f"{type(task).__name__}: ioi_counterfactual(model, ioi_task(model))")
     if task.texts is None or task.distractors is None or "names" not in task.info:
         raise ValueError("ioi_counterfactual needs an IOI task (texts, names and distractors)")
-    rng = random.Random(rng_seed)
+    fp = tokenizer_fingerprint(tok)
+    if task.tokenizer_fingerprint and fp != task.tokenizer_fingerprint:
+        raise ValueError(f"task {task.name!r} was tokenized with a different tokenizer than this one; its names "
+                         "would be re-spelled wrongly. Pass the model the task was built from")
     names = task.info["names"]
+    if len(names) < 3:
+        raise ValueError(f"a name swap needs a third name besides the prompt's two, and the task has only "
+                         f"{names}; build the task with more names=")
+    rng = random.Random(rng_seed)
     bos = task.prompts[0][0] == tok.bos_token_id
     prompts, targets, distractors, texts = [], [], [], []
     for text, t, d in zip(task.texts, task.targets, task.distractors):

@@ -13,6 +13,9 @@ from typing import Iterable
 from .units import Unit
 
 ZERO, MEAN, CACHED = "zero", "mean", "cached"
+# what "removing" a unit means in every score: ``ablation=`` takes one of these
+ABLATIONS = ("zero", "mean", "resample")
+RESAMPLE_SOURCE = "corrupted"  # the task's paired corrupted prompts, registered by the engine on first use
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,13 @@ class Variant:
     def patch(units: Iterable[Unit], source: str) -> "Variant":
         return Variant.make(units, f"{CACHED}:{source}")
 
+    @staticmethod
+    def ablate(units: Iterable[Unit], ablation: str = "zero") -> "Variant":
+        """Remove ``units`` the way ``ablation`` says: ``"zero"`` (the paper's default),
+        ``"mean"`` (each unit's mean output over the clean run) or ``"resample"`` (each
+        unit's output on the task's paired corrupted prompt, as in ACDC)."""
+        return Variant.make(units, ablation_action(ablation))
+
     def __or__(self, other: "Variant") -> "Variant":
         """Combine two variants; ``other``'s action wins where both touch a head."""
         merged = dict(self.actions)
@@ -73,3 +83,13 @@ class Variant:
 
 
 CLEAN = Variant()
+
+
+def ablation_action(ablation: str) -> str:
+    """The per-unit action for an ablation type (see :data:`ABLATIONS`)."""
+    if ablation == "resample":
+        return f"{CACHED}:{RESAMPLE_SOURCE}"
+    if ablation in (ZERO, MEAN):
+        return ablation
+    raise ValueError(f"unknown ablation {ablation!r}; choose one of {', '.join(ABLATIONS)} "
+                     "(freeze and patch are Variant.freeze / Variant.patch)")
