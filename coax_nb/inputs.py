@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import torch
+
 from . import organisms
 from .engine import Engine, check_primaries
 from .models import ModelLoadError, load_model
@@ -106,6 +108,9 @@ def check_inputs(model="organism:ioi_dormant", task="default", n_prompts: int = 
     at hand), an organism's name, a local model folder's presence. ``coax-nb report``
     runs them before its kernel starts; raises ValueError (ModelLoadError for a model
     folder that is missing)."""
+    if not isinstance(model, (str, os.PathLike, torch.nn.Module)):
+        raise TypeError(f"model must be a spec ('organism:NAME', a model folder, a hub name) or a loaded model, "
+                        f"got {type(model).__name__} {model!r:.40}")
     if not isinstance(task, Task) and task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     _count(n_prompts, "n_prompts", 1)

@@ -17,7 +17,6 @@ refused; report files that are links are replaced by the new files, never writte
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import numbers
@@ -234,7 +233,10 @@ def execute_notebook(src: Path, dest: Path, parameters: dict, cwd: Optional[Path
             raise ReportError(f"cell {exc.cell_index} (execution count {exc.exec_count}): "
                               f"{exc.ename}: {exc.evalue}", Path(dest)) from None
         except BaseException as exc:
-            _mark_unrun_cells(Path(dest), type(exc).__name__)
+            try:
+                _mark_unrun_cells(Path(dest), type(exc).__name__)
+            except Exception as mark_exc:  # never hide why the run stopped
+                log.warning("could not mark the unrun cells of %s: %s", dest, mark_exc)
             raise
         finally:
             os.environ.clear()
@@ -278,7 +280,10 @@ def check_out(out) -> Path:
 @contextmanager
 def _folder_lock(out: Path, timeout: float, say: Callable[[str], None]):
     """An exclusive flock on ``out/.coax-report.lock`` while a run uses the folder; a
-    second run waits (saying so once) up to ``timeout`` seconds."""
+    second run waits (saying so once) up to ``timeout`` seconds. POSIX only (the CLI's
+    report command; the notebook API does not lock)."""
+    import fcntl
+
     fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
     try:
         deadline = time.monotonic() + timeout
@@ -290,7 +295,7 @@ def _folder_lock(out: Path, timeout: float, say: Callable[[str], None]):
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     raise ReportError(f"another coax-nb report into {out} still runs after {timeout:g} s of waiting "
-                                      "(it holds " + str(out / LOCK_FILE) + "); let it finish, or choose another --out")
+                                      f"(it holds {out / LOCK_FILE}); let it finish, or choose another --out")
                 if not told:
                     say(f"waiting for another coax-nb report into {out} to finish (up to {timeout:g} s) ...")
                     told = True
@@ -357,7 +362,7 @@ def _keep_failed(staging: Path, out: Path) -> Optional[Path]:
     if not notebook.is_file():
         return None
     failed = out / FAILED_DIR
-    if failed.is_symlink():
+    if failed.is_symlink() or failed.is_file():
         failed.unlink()
     failed.mkdir(exist_ok=True)
     log_file = staging / "kernel.log"
@@ -378,8 +383,8 @@ def execute_report(model: str, task: str, out: Path, primaries=None, n_prompts: 
     The inputs and ``out`` are checked first (ValueError, before any kernel starts). A run
     into a folder another run is using waits up to ``lock_timeout`` seconds. ``say`` gets
     one line when the run waits and one when its notebook starts (the CLI prints them;
-    default: logged). On failure (ReportError) or Ctrl-C
-    (ReportInterrupted) the published report is left as it was.
+    default: logged). On failure (ReportError) or Ctrl-C (ReportInterrupted) the
+    published report is left as it was.
 
     Head names go to papermill as one string (``"L9H9 L9H10"``), which it passes through
     unchanged; never as numbers (``9.10`` would arrive as ``9.1``)."""

@@ -17,7 +17,7 @@ def test_unknown_and_out_of_range_heads(toy):
         e.units(["3.0"])
     with pytest.raises(ValueError, match="outside the model"):
         e.units([(0, 4)])
-    with pytest.raises(ValueError, match="cannot read head"):
+    with pytest.raises(ValueError, match="cannot read unit"):
         e.units(["nine.nine"])
     with pytest.raises(ValueError, match="alone is not a head"):
         e.units([99])

@@ -48,7 +48,7 @@ def test_tasks_by_name():
     (dict(n_prompts=0), "n_prompts must be an integer"),
     (dict(n_prompts=2.5), "n_prompts must be an integer"),
     (dict(prompt_seed=-1), "prompt_seed must be an integer"),
-    (dict(primaries="nine.nine"), "cannot read head"),
+    (dict(primaries="nine.nine"), "cannot read unit"),
     (dict(primaries=9.10), "9.10 becomes 9.1"),
     (dict(primaries="L9H9"), "outside the model"),
     (dict(model="organism:nope"), "unknown organism"),
