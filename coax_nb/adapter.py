@@ -38,6 +38,16 @@ class ModelAdapter:
         """Per-head outputs ``[batch, pos, head, d_head]``: the input of the output projection."""
         return f"blocks.{layer}.attn.hook_z"
 
+    def mlp_hook(self, layer: int) -> Optional[str]:
+        """A block's MLP output ``[batch, pos, d_model]``, read at the MLP's output projection
+        (BLOOM's MLP module adds the residual itself, so its module output is not the MLP's
+        write); None where the block has no such MLP (mixture-of-experts)."""
+        names = getattr(self.model, "hook_dict", {})
+        for name in (f"blocks.{layer}.mlp.out.hook_out", f"blocks.{layer}.hook_mlp_out"):
+            if name in names:
+                return name
+        return None
+
     @staticmethod
     def block_in_hook(layer: int) -> str:
         return f"blocks.{layer}.hook_in"

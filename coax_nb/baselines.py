@@ -30,6 +30,7 @@ import torch
 from .compat import renamed
 from .engine import CLEAN, BatchView, Engine, Variant, as_engine, check_primaries, seconds_and_passes, snapshot
 from .results import UnitScores
+from .tasks import check_choices, check_count
 
 METHODS = ("atp", "atp_gd", "eap_ig")
 
@@ -84,18 +85,18 @@ def attribution_scores(
     Costs per prompt: AtP 1 forward+backward, GradDrop L, EAP-IG ``L x ig_steps``;
     doubled with primaries. ``meta['cost']`` records seconds and passes per method.
     """
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown attribution method(s) {unknown}; choose from {', '.join(METHODS)}")
-    if ig_steps < 1:
-        raise ValueError("ig_steps must be at least 1")
+    methods = check_choices(methods, "methods", METHODS, "attribution method")
+    ig_steps = check_count(ig_steps, "ig_steps", why="integration steps of EAP-IG")
     engine = as_engine(model_or_engine, task, position_mode=position_mode, progress=progress)
-    seed_units = check_primaries(engine, primaries) if len(primaries) else []
+    seed_units = engine.units(primaries)  # none given (None, (), []): the intact graph only
+    if seed_units:
+        seed_units = check_primaries(engine, seed_units)
     L, H = engine.n_layers, engine.n_heads
     states = [("", CLEAN)] + ([("cond_", Variant.zero(seed_units))] if seed_units else [])
     is_seed = np.zeros(L * H, bool)
     for u in seed_units:
-        is_seed[u.flat(H)] = True
+        if not u.is_mlp:
+            is_seed[u.flat(H)] = True
 
     from tqdm.auto import tqdm
 

@@ -83,6 +83,7 @@ class BaseRun:
     z: list[list[torch.Tensor]] = field(default_factory=list)  # [bucket][layer] -> [n, T, H, Dh]
     logits: list[torch.Tensor] = field(default_factory=list)  # [bucket] -> [n, P, V]
     scale: list[torch.Tensor] = field(default_factory=list)  # [bucket] -> [n, P, 1] ln_final scale
+    mlp: list[list[torch.Tensor]] = field(default_factory=list)  # [bucket][layer] -> [n, T, d]; sources only
 
 
 @dataclass
@@ -157,15 +158,16 @@ class Engine:
         self.stats = EngineStats()
         self._max_chunk_rows = max_chunk_rows
         self._bases: dict[Variant, BaseRun] = {}
-        self._sources: dict[str, list[list[torch.Tensor]]] = {}
+        self._sources: dict[str, BaseRun] = {}  # runs whose unit outputs variants copy in
         self._hook_names = [arch.z_hook(layer) for layer in range(self.n_layers)]
+        self._mlp_hooks = [arch.mlp_hook(layer) for layer in range(self.n_layers)]  # None: no MLP to ablate
         self._geometries: dict = {}
         self._path = "direct"
         with torch.no_grad():
             self.clean = self._clean_run()
             self._check_finite(self.clean.logits, "the clean model")
-            self._sources["clean"] = self.clean.z
-            self._mean_z = self._pooled_mean(self.clean.z)
+            self._sources["clean"] = self.clean
+            self._mean_out = {"attn": self._pooled_mean(self.clean.z), "mlp": self._pooled_mean(self.clean.mlp)}
             self.self_check = self._check_fast_paths()
 
     # ------------------------------------------------------------------ setup
@@ -173,7 +175,7 @@ class Engine:
         """The clean run, with a model the bridge cannot run, or whose head outputs are not
         separate per head, refused in words rather than a tensor-shape traceback."""
         try:
-            run = self.base(CLEAN)
+            run = self.base(CLEAN, keep_mlp=True)
         except Exception as exc:
             if _is_oom(exc) or isinstance(exc, (KeyboardInterrupt, ValueError)):
                 raise
@@ -233,20 +235,22 @@ class Engine:
                     "or use fp32 instead of fp16/bf16"
                 )
 
-    def _pooled_mean(self, zs) -> list[torch.Tensor]:
-        """Mean head output over every (prompt, position) of the clean run: [H, Dh] per layer."""
+    def _pooled_mean(self, outs) -> list[Optional[torch.Tensor]]:
+        """Mean output over every (prompt, position) of the clean run, per layer: [H, Dh]
+        for heads, [d] for an MLP (None where there is no such output)."""
         tokens = sum(b.tokens.numel() for b in self.buckets)
-        return [sum(z[layer].sum(dim=(0, 1)) for z in zs) / tokens for layer in range(self.n_layers)]
+        return [None if outs[0][layer] is None else sum(o[layer].sum(dim=(0, 1)) for o in outs) / tokens
+                for layer in range(self.n_layers)]
 
     PATHS = ("direct", "bridge", "full")  # fastest first; "full" reuses no prefix at all
 
     def _check_fast_paths(self) -> dict:
         """Check every shortcut the engine takes against the bridge's own hooked forward
         from the tokens, on ablated probes (a head zeroed in the first layer, one in a
-        middle layer, one in the last, and a conditional variant started from an ablated
-        base), through the output-position and the fixed-support unembedding. The first
-        path that reproduces them all is used; falling back warns once, naming the
-        architecture and the cost. The outcome is ``engine.self_check`` (results carry it)."""
+        middle layer, one in the last, a conditional variant started from an ablated base,
+        and a middle layer's MLP), through the output-position and the fixed-support
+        unembedding. The first path that reproduces them all is used; falling back warns
+        once, naming the architecture and the cost. The outcome is ``engine.self_check`` (results carry it)."""
         L, H = self.n_layers, self.n_heads
         b = self.buckets[0]
         n = min(4, len(b.index))
@@ -256,6 +260,8 @@ class Engine:
                   (Variant.zero([Unit(L - 1, 0)]), CLEAN)]
         if L > 1:
             probes.append((first | Variant.zero([Unit(L - 1, H - 1)]), first))
+        if self._mlp_hooks[L // 2] is not None:  # an MLP unit is edited at its own hook
+            probes.append((Variant.zero([Unit.mlp(L // 2)]), CLEAN))
         ref = [self._hooked_logits(tokens, v, b.positions) for v, _ in probes]
         scale = max(1.0, max(r.abs().max().item() for r in ref))
         tol = (1e-4 if self.dtype in (torch.float32, torch.float64) else 5e-2) * scale
@@ -309,10 +315,7 @@ class Engine:
     def _hooked_logits(self, tokens, variant: Variant, positions) -> torch.Tensor:
         """The reference: the bridge's own forward from the tokens, heads edited by hooks."""
         masks = self._layer_masks([variant], 0) if variant.actions else {}
-        n = tokens.shape[0]
-        hooks = [(self._hook_names[layer], lambda z, hook, fn=self._make_hook(m, 1, n): fn(z))
-                 for layer, m in masks.items()]
-        with self.arch.hooks(hooks):
+        with self.arch.hooks(self._edit_hooks(masks, 1, tokens.shape[0])):
             return self.arch.forward(tokens)[:, positions]
 
     def _probe_logits(self, path, tokens, variant, base, positions, n, support=None) -> torch.Tensor:
@@ -351,7 +354,7 @@ class Engine:
         if len(token_lists) != self.n_prompts:
             raise ValueError(f"source {name!r} has {len(token_lists)} prompts; this engine has {self.n_prompts}")
         self._check_tokens(token_lists)
-        zs = []
+        run = BaseRun(under)
         with torch.no_grad():
             for bi, b in enumerate(self.buckets):
                 toks = torch.tensor([token_lists[i] for i in b.index], device=self.device)
@@ -360,23 +363,27 @@ class Engine:
                         f"source {name!r}: prompt {b.index[0]} has length {toks.shape[1]} but the "
                         f"original has {b.length}; counterfactual prompts must match lengths"
                     )
-                _, z, _, _ = self._cached_forward(toks, under, b.positions, bucket=bi)
-                zs.append(z)
-        self._sources[name] = zs
+                _, z, _, _, mlp = self._cached_forward(toks, under, b.positions, bucket=bi, keep_mlp=True)
+                run.z.append(z)
+                run.mlp.append(mlp)
+        self._sources[name] = run
 
     # ------------------------------------------------------------------ base runs
-    def base(self, variant: Variant) -> BaseRun:
-        """The cached run of ``variant`` (computed once): residuals, head outputs, logits."""
+    def base(self, variant: Variant, keep_mlp: bool = False) -> BaseRun:
+        """The cached run of ``variant`` (computed once): residuals, head outputs, logits
+        (and MLP outputs with ``keep_mlp``: the clean run keeps them, for mean and freeze)."""
         if variant in self._bases:
             return self._bases[variant]
         run = BaseRun(variant)
         with torch.no_grad():
             for bi, b in enumerate(self.buckets):
-                resid, z, logits, scale = self._cached_forward(b.tokens, variant, b.positions, bucket=bi)
+                resid, z, logits, scale, mlp = self._cached_forward(b.tokens, variant, b.positions, bucket=bi,
+                                                                    keep_mlp=keep_mlp)
                 run.resid.append(resid)
                 run.z.append(z)
                 run.logits.append(logits)
                 run.scale.append(scale)
+                run.mlp.append(mlp)
         if variant != CLEAN:
             self._check_finite(run.logits, f"variant [{variant}]")
         self._bases[variant] = run
@@ -386,24 +393,31 @@ class Engine:
         """Drop every cached run except the clean one (long loops over many bases)."""
         self._bases = {CLEAN: self._bases[CLEAN]}
 
-    def _cached_forward(self, tokens, variant, positions, bucket=None):
-        """Full forward of one variant through the bridge, caching resid_pre and z."""
+    def _cached_forward(self, tokens, variant, positions, bucket=None, keep_mlp=False):
+        """Full forward of one variant through the bridge, caching resid_pre and z (and the
+        MLP outputs with ``keep_mlp``)."""
         resid = [None] * self.n_layers
         zs = [None] * self.n_layers
+        mlps = [None] * self.n_layers
         hooks = []
         for layer in range(self.n_layers):
             def save_resid(x, hook, layer=layer):
                 resid[layer] = x.detach()
             hooks.append((self.arch.block_in_hook(layer), save_resid))
         masks = self._layer_masks([variant], bucket) if variant.actions else {}
+        n = tokens.shape[0]
         for layer in range(self.n_layers):
-            apply = self._make_hook(masks.get(layer), 1, tokens.shape[0])
+            for kind, name, store in (("attn", self._hook_names[layer], zs), ("mlp", self._mlp_hooks[layer], mlps)):
+                if name is None or (kind == "mlp" and not keep_mlp and (layer, kind) not in masks):
+                    continue
+                apply = self._make_hook(masks.get((layer, kind)), 1, n)
 
-            def save_z(z, hook, layer=layer, apply=apply):
-                z = apply(z) if apply is not None else z
-                zs[layer] = z.detach()
-                return z
-            hooks.append((self._hook_names[layer], save_z))
+                def save(x, hook, layer=layer, apply=apply, store=store, keep=kind == "attn" or keep_mlp):
+                    x = apply(x) if apply is not None else x
+                    if keep:
+                        store[layer] = x.detach()
+                    return x
+                hooks.append((name, save))
         scale = []
         hooks.append((self.arch.FINAL_SCALE_HOOK, lambda x, hook: scale.append(x.detach())))
         t0 = time.perf_counter()
@@ -413,54 +427,78 @@ class Engine:
         self.stats.forward_rows += tokens.shape[0]
         self.stats.block_rows += tokens.shape[0] * self.n_layers
         # the final norm's scale (for direct logit attribution); None if the model has no such hook
-        return resid, zs, logits[:, positions].detach(), scale[0][:, positions] if scale else None
+        return resid, zs, logits[:, positions].detach(), scale[0][:, positions] if scale else None, mlps
 
     # ------------------------------------------------------------------ masks and hooks
-    def _source_z(self, name: str, bucket: Optional[int], layer: int) -> torch.Tensor:
+    # A site is where units are edited: ``(layer, "attn")`` (the per-head outputs z,
+    # [rows, T, H, Dh]) or ``(layer, "mlp")`` (the MLP's output, [rows, T, d]).
+    def _source(self, name: str, bucket: Optional[int], site: tuple) -> torch.Tensor:
+        layer, kind = site
         if name == "mean":
-            return self._mean_z[layer]  # broadcasts over [n, T]
+            return self._mean_out[kind][layer]  # broadcasts over [n, T]
         if name == RESAMPLE_SOURCE and name not in self._sources:
             self._add_resample_source()
         if name not in self._sources:
             raise ValueError(f"unknown cached source {name!r}; register it with engine.add_source(name, prompts)")
         if bucket is None:
             raise RuntimeError("cached sources need a bucket")
-        return self._sources[name][bucket][layer]
+        run = self._sources[name]
+        return (run.z if kind == "attn" else run.mlp)[bucket][layer]
 
     def _layer_masks(self, variants: Sequence[Variant], bucket: Optional[int]):
-        """Per layer: keep [k, H] and a list of (replacement z, mask [k, H])."""
-        per_layer: dict[int, dict] = {}
+        """Per site: keep [k, width] and a list of (replacement, mask [k, width]); the width
+        is H for heads and 1 for an MLP."""
+        per_site: dict[tuple, dict] = {}
+        k = len(variants)
         for vi, v in enumerate(variants):
             for u, action in v.actions:
-                entry = per_layer.setdefault(u.layer, {"keep": torch.ones(len(variants), self.n_heads), "src": {}})
-                entry["keep"][vi, u.head] = 0.0
+                site = (u.layer, "mlp" if u.is_mlp else "attn")
+                if u.is_mlp and self._mlp_hooks[u.layer] is None:
+                    raise ValueError(f"{u}: this model's bridge exposes no MLP output in block {u.layer} to ablate "
+                                     "(mixture-of-experts and some hybrid blocks have none); ablate heads only")
+                width, col = (1, 0) if u.is_mlp else (self.n_heads, u.head)
+                entry = per_site.setdefault(site, {"keep": torch.ones(k, width), "src": {}})
+                entry["keep"][vi, col] = 0.0
                 if action == ZERO:
                     continue
                 name = "mean" if action == MEAN else action.split(":", 1)[1]
-                m = entry["src"].setdefault(name, torch.zeros(len(variants), self.n_heads))
-                m[vi, u.head] = 1.0
+                m = entry["src"].setdefault(name, torch.zeros(k, width))
+                m[vi, col] = 1.0
         out = {}
-        for layer, entry in per_layer.items():
+        for site, entry in per_site.items():
             keep = entry["keep"].to(self.device, self.dtype)
-            src = [(self._source_z(name, bucket, layer), m.to(self.device, self.dtype))
+            src = [(self._source(name, bucket, site), m.to(self.device, self.dtype))
                    for name, m in entry["src"].items()]
-            out[layer] = (keep, src)
+            out[site] = (keep, src)
         return out
 
     @staticmethod
     def _make_hook(mask, k: int, n: int):
-        """The per-row edit for one layer: rows are k variants x n prompts."""
+        """The per-row edit at one site: rows are k variants x n prompts."""
         if mask is None:
             return None
         keep, src = mask
 
-        def apply(z):
-            T, H, Dh = z.shape[1:]
-            zz = z.reshape(k, n, T, H, Dh) * keep[:, None, None, :, None]
+        def apply(x):
+            shape = x.shape
+            xx = x.reshape(k, n, *shape[1:])
+            # heads: [k, n, T, H, Dh] with masks over H; an MLP: [k, n, T, d] with a mask of width 1
+            widen = (lambda t: t[:, None, None, :, None]) if x.ndim == 4 else (lambda t: t[:, None, None, :])
+            xx = xx * widen(keep)
             for rep, m in src:
-                zz = zz + m[:, None, None, :, None] * rep
-            return zz.reshape(k * n, T, H, Dh)
+                xx = xx + widen(m) * rep
+            return xx.reshape(shape)
         return apply
+
+    def _site_hook(self, site: tuple) -> str:
+        layer, kind = site
+        return self._hook_names[layer] if kind == "attn" else self._mlp_hooks[layer]
+
+    def _edit_hooks(self, masks: dict, k: int, n: int, start: int = 0) -> list:
+        """The forward hooks that apply ``masks`` to rows of k variants x n prompts, from
+        block ``start`` on."""
+        return [(self._site_hook(site), lambda x, hook, fn=self._make_hook(m, k, n): fn(x))
+                for site, m in masks.items() if site[0] >= start]
 
     # ------------------------------------------------------------------ batched variants
     def _run_full(self, tokens, masks, positions, k=1, support=None):
@@ -468,9 +506,7 @@ class Engine:
         forward (no prefix reuse); ``tokens`` holds k copies of the batch."""
         rows = tokens.shape[0]
         n = rows // k
-        hooks = [(self._hook_names[layer], lambda z, hook, fn=self._make_hook(m, k, n): fn(z))
-                 for layer, m in masks.items()]
-        with self.arch.hooks(hooks):
+        with self.arch.hooks(self._edit_hooks(masks, k, n)):
             logits = self.arch.forward(tokens)[:, positions]
         if support is not None:
             logits = logits.reshape(k, n, *logits.shape[1:]).gather(
@@ -484,11 +520,7 @@ class Engine:
         (and on ``support`` [n, P, r] only, when given)."""
         rows = resid.shape[0]
         n = rows // k
-        hooks = []
-        for layer, mask in masks.items():
-            if layer >= start:
-                fn = self._make_hook(mask, k, n)
-                hooks.append((self._hook_names[layer], lambda z, hook, fn=fn: fn(z)))
+        hooks = self._edit_hooks(masks, k, n, start)
         direct = (path or self._path) == "direct"
         with self.arch.hooks(hooks):
             if direct:
@@ -626,9 +658,7 @@ class Engine:
         with torch.no_grad():
             for bi, b in enumerate(self.buckets):
                 masks = self._layer_masks([variant], bi) if variant.actions else {}
-                hooks = [(self._hook_names[layer], lambda z, hook, fn=self._make_hook(m, 1, len(b.index)): fn(z))
-                         for layer, m in masks.items()]
-                with self.arch.hooks(hooks):
+                with self.arch.hooks(self._edit_hooks(masks, 1, len(b.index))):
                     logits = self.arch.forward(b.tokens)
                 for j, p in enumerate(b.index):
                     out[p] = logits[j, b.positions]
@@ -792,9 +822,10 @@ class Engine:
         metric = metric or self._bucket_metric(bi)
         masks = self._layer_masks([variant], bi) if variant.actions else {}
         zs: list = [None] * self.n_layers
-        hooks = []
+        mlp_edits = {site: m for site, m in masks.items() if site[1] == "mlp"}
+        hooks = self._edit_hooks(mlp_edits, 1, len(b.index))
         for layer in range(self.n_layers):
-            apply = self._make_hook(masks.get(layer), 1, len(b.index))
+            apply = self._make_hook(masks.get((layer, "attn")), 1, len(b.index))
 
             def edit_z(z, hook, layer=layer, apply=apply):
                 z = apply(z) if apply is not None else z

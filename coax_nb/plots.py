@@ -73,6 +73,24 @@ def _new_ax(ax, size):
     return ax
 
 
+def _array(values, ndim: int, what: str, want: str) -> np.ndarray:
+    """``values`` as a float array of ``ndim`` dimensions, or a ValueError saying what was expected."""
+    try:
+        a = np.array(values, float)
+    except (TypeError, ValueError):
+        raise TypeError(f"{what} must be {want}, got {type(values).__name__}") from None
+    if a.ndim != ndim:
+        raise ValueError(f"{what} must be {want}, got shape {a.shape}")
+    return a
+
+
+def _same_length(**named) -> None:
+    lengths = {k: len(v) for k, v in named.items() if v is not None}
+    if len(set(lengths.values())) > 1:
+        raise ValueError("these must have one entry each per item: " + ", ".join(f"{k} has {n}"
+                                                                               for k, n in lengths.items()))
+
+
 def _units(names) -> list[Unit]:
     return [u if isinstance(u, Unit) else parse_name(u) for u in names]
 
@@ -83,10 +101,10 @@ def head_map(grid, score_name: str, primaries: Sequence = (), truth: Sequence = 
     white dot."""
     from matplotlib.patches import Rectangle
 
-    grid = np.array(grid, float)
+    grid = _array(grid, 2, "grid", "a [n_layers, n_heads] array, e.g. scores.grid('comp')")
     n_layers, n_heads = grid.shape
     ax = _new_ax(ax, (0.45 * n_heads + 2.2, 0.4 * n_layers + 1.4))
-    prim = [u for u in _units(primaries) if u.layer < n_layers and u.head < n_heads]
+    prim = [u for u in _units(primaries) if u.layer < n_layers and 0 <= u.head < n_heads]  # MLP units: no cell
     shown = grid.copy()
     for u in prim:
         shown[u.layer, u.head] = np.nan
@@ -111,7 +129,7 @@ def head_map(grid, score_name: str, primaries: Sequence = (), truth: Sequence = 
 def percentiles(values) -> np.ndarray:
     """Rank percentiles (0..100) of the finite values, ties in input order; NaN stays NaN
     (the page leaves such heads out). A single finite value sits at 50."""
-    v = np.asarray(values, float)
+    v = _array(values, 1, "values", "one score per head (1-D)")
     out = np.full(v.shape, np.nan)
     idx = np.flatnonzero(np.isfinite(v))
     order = idx[np.argsort(v[idx], kind="stable")]
@@ -124,7 +142,9 @@ def blind_spot(x_pct, y_pct, labels, x_name: str, y_name: str, truth: Sequence =
     """First-order (x) vs CoAx (y) percentile scatter; the primaries and heads with a
     NaN percentile are left out, ground truth in the truth colour."""
     pal = palette()
-    x, y = np.asarray(x_pct, float), np.asarray(y_pct, float)
+    x = _array(x_pct, 1, "x_pct", "one percentile per head (1-D)")
+    y = _array(y_pct, 1, "y_pct", "one percentile per head (1-D)")
+    _same_length(x_pct=x, y_pct=y, labels=list(labels))
     prim = {str(u) for u in _units(primaries)}
     true = {str(u) for u in _units(truth)}
     names = [str(parse_name(n)) for n in labels]
@@ -151,12 +171,15 @@ def synergy_grid(matrix, labels: Sequence[str], name: str, groups=None, ax=None)
     equal labels as blocks."""
     from matplotlib.patches import Rectangle
 
-    m = np.array(matrix, float)
+    m = _array(matrix, 2, "matrix", "a square [heads, heads] matrix")
     n = len(m)
+    if m.shape != (n, n):
+        raise ValueError(f"matrix must be square [heads, heads], got shape {m.shape}")
     labels = [str(x) for x in labels]
     if isinstance(groups, dict):
         groups = [str(groups.get(x, "other")) for x in labels]
     groups = list(groups or [])
+    _same_length(matrix=m, labels=labels, groups=groups or None)
     np.fill_diagonal(m, np.nan)
     lo, hi, diverging = value_range(m)
     ax = _new_ax(ax, (0.35 * n + 2.5, 0.35 * n + 1.8))
@@ -179,6 +202,8 @@ def curves(curves_result, ax=None, hidden: Sequence[str] = ()):
     """Line chart of a curves result (``title, xlabel, ylabel, series, log_y``; each series
     a dict ``name, x, y`` and optional ``lo``/``hi`` band). Series keep their page colour
     when others are ``hidden``."""
+    if not all(hasattr(curves_result, k) for k in ("title", "xlabel", "ylabel", "series", "log_y")):
+        raise TypeError(f"curves draws a curves result (coax_nb.results.Curves), got {type(curves_result).__name__}")
     ax = _new_ax(ax, (5, 3.4))
     for k, s in enumerate(curves_result.series):
         if s["name"] in hidden:
@@ -206,6 +231,11 @@ def ranking_table(frame, sort_by: str, ax=None, descending: bool = True, max_row
     """The top ``max_rows`` heads by ``sort_by`` as a table (NaN last, ties in head
     order). ``frame``: one row per head, indexed by head name; every float column is a
     score shown (as in ``UnitScores.to_frame()``)."""
+    import pandas as pd
+
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"ranking_table takes a DataFrame of per-head scores (e.g. scores.to_frame()), got "
+                        f"{type(frame).__name__}")
     cols = [c for c in frame.columns if frame[c].dtype.kind == "f"]
     if sort_by not in cols:
         raise ValueError(f"no score {sort_by!r}; available: {', '.join(cols)}")
@@ -224,7 +254,9 @@ def bars(labels: Sequence[str], values, xlabel: str, title: str, errors=None, co
          chance: Optional[float] = None):
     """Horizontal bars, first label on top; ``errors`` as error bars, ``colors`` one per
     bar (default the first line colour), ``chance`` a dashed reference line."""
-    values = np.asarray(values, float)
+    values = _array(values, 1, "values", "one number per bar (1-D)")
+    _same_length(labels=list(labels), values=values, errors=None if errors is None else list(errors),
+                 colors=None if colors is None or isinstance(colors, str) else list(colors))
     y = np.arange(len(values))
     ax = _new_ax(ax, (5, 0.32 * len(values) + 1.2))
     ax.barh(y, values, xerr=None if errors is None else np.asarray(errors, float),

@@ -203,7 +203,8 @@ class UnitScores(Result):
     def is_primary(self) -> np.ndarray:
         mask = np.zeros(self.n_layers * self.n_heads, bool)
         for u in self.primaries:
-            mask[u.flat(self.n_heads)] = True
+            if not u.is_mlp:
+                mask[u.flat(self.n_heads)] = True
         return mask
 
     def top(self, k: int = 10, by: str = "comp", exclude_primaries: bool = True) -> list[tuple[Unit, float]]:

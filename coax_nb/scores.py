@@ -8,6 +8,7 @@ energy kernel (:meth:`Engine.energies`) runs it. Results are the types in
 from __future__ import annotations
 
 import time
+import warnings
 from itertools import combinations
 from typing import Optional
 
@@ -152,20 +153,23 @@ def coax_scan(
             cond = Term(S | Variant.ablate([u], ablation), S, metric)
             combos += [[(1.0, cond)], [(1.0, cond), (-1.0, single)]]
             where += [("conditional", u), ("coupling", u)]
+    mlps = mlp_units(engine) if heads is None else []
+    combos += [[(1.0, Term(Variant.ablate([u], ablation)))] for u in mlps]
     E = engine.energies(combos, top_r=top_r, feature_mode=feature_mode, effect=effect, desc="CoAx scan",
                         progress=progress)
+    E, E_mlp = E[:len(where)], E[len(where):]
     cols = {name: np.full(L * H, np.nan) for name in ("single", "conditional", "coupling")}
     for (name, u), e in zip(where, E):
         cols[name][u.flat(H)] = e
     single, cond, coup = cols["single"], cols["conditional"], cols["coupling"]
     is_primary = np.zeros(L * H, bool)
-    is_primary[[u.flat(H) for u in prim]] = True
+    is_primary[[u.flat(H) for u in prim if not u.is_mlp]] = True  # an MLP primary has no column
     comp = cond - single
     ratio = cond / np.maximum(single, eps)
     wakeup = _wakeup(engine, S)
     wakeup[is_primary] = np.nan
     meta = _scan_meta(engine, t0, s0, top_r=top_r, geometry=geometry, feature_mode=feature_mode,
-                      ablation=ablation, effect=effect)
+                      ablation=ablation, effect=effect, **_mlp_diagnostic(mlps, E_mlp, single))
     return UnitScores(L, H, prim, {
         "single": single, "conditional": cond, "comp": comp, "coupling": coup, "ratio": ratio,
         "wakeup": wakeup, "coact": _coact_to_primaries(engine, prim, is_primary),
@@ -180,6 +184,34 @@ def ablation_energy(model_or_engine, variant: Variant, task=None, *, reference: 
     check_variant(engine, variant)
     check_variant(engine, reference, "reference")
     return float(engine.energies([[(1.0, Term(variant, reference))]], top_r=top_r, feature_mode=feature_mode)[0])
+
+
+def mlp_units(engine: Engine) -> list[Unit]:
+    """Every layer's MLP unit, when the model exposes each MLP's output (else none)."""
+    if any(engine.arch.mlp_hook(layer) is None for layer in range(engine.n_layers)):
+        return []
+    return [Unit.mlp(layer) for layer in range(engine.n_layers)]
+
+
+MLP_SHARE_WARNING = 0.5
+
+
+def _mlp_diagnostic(mlps: list, mlp_single: np.ndarray, head_single: np.ndarray) -> dict:
+    """The MLP-share diagnostic: the share of the first-order ablation effect that the MLP
+    layers carry, ``sum |single(MLP)| / (sum |single(MLP)| + sum |single(head)|)``. CoAx
+    ranks heads; when MLPs carry most of the behaviour (the method's stated limit) a
+    head ranking says little, and the scan warns."""
+    if not mlps:
+        return {}
+    m, h = float(np.abs(mlp_single).sum()), float(np.nansum(np.abs(head_single)))
+    share = m / (m + h) if m + h > 0 else 0.0
+    if share > MLP_SHARE_WARNING:
+        top = max(zip(mlps, mlp_single), key=lambda x: abs(x[1]))[0]
+        warnings.warn(f"MLP layers carry {share:.0%} of the first-order ablation effect on this task ({top} the "
+                      "most); CoAx scores attention heads, and a head ranking says little about a behaviour that "
+                      "feed-forward layers dominate (the method's stated limit, docs/method.md)", UserWarning,
+                      stacklevel=3)
+    return {"mlp_share": round(share, 6), "mlp_single": {str(u): float(e) for u, e in zip(mlps, mlp_single)}}
 
 
 def _wakeup(engine: Engine, S: Variant) -> np.ndarray:
@@ -204,7 +236,9 @@ def _clean_norm_samples(engine: Engine) -> torch.Tensor:
 def _coact_to_primaries(engine: Engine, prim, is_primary) -> np.ndarray:
     # a head whose output norm never varies co-activates with nothing: correlation 0
     c = np.nan_to_num(_corr(_clean_norm_samples(engine)).cpu().numpy(), nan=0.0)
-    ids = [u.flat(engine.n_heads) for u in prim]
+    ids = [u.flat(engine.n_heads) for u in prim if not u.is_mlp]
+    if not ids:  # only MLP primaries: no head output to correlate with
+        return np.full(len(c), np.nan)
     out = np.abs(c[:, ids]).mean(axis=1)
     out[is_primary] = np.nan
     return out

@@ -1,7 +1,10 @@
-"""Units (attention heads) and how users name them.
+"""Units (attention heads and MLP layers) and how users name them.
 
 A unit is a head ``(layer, head)``; its flat id (an index into per-head arrays) is
 ``layer * n_heads + head``. Heads are labelled the TransformerLens way, ``L9H9``.
+A layer's MLP is a unit too, ``Unit.mlp(3)``, written ``L3MLP`` or ``M3``: it can be
+ablated and conditioned on wherever units are accepted, but per-head arrays (the
+columns of a scan) have no entry for it.
 
 Accepted spellings of one head: ``Unit(9, 9)``, ``(9, 9)`` or ``[9, 9]`` (numpy
 integers too), and the strings ``"9.9"``, ``"L9H9"``, ``"L9.H9"``, ``"a9.h9"``,
@@ -22,20 +25,33 @@ from typing import Iterable, Union
 UnitLike = Union["Unit", tuple, list, str]
 
 _NAME = re.compile(r"^\s*(?:L|a)?\s*(\d+)\s*(?:[.,:]\s*(?:H|h)?|H)\s*(\d+)\s*$", re.IGNORECASE)
+_MLP_NAME = re.compile(r"^\s*(?:L\s*(\d+)\s*[.:]?\s*MLP|M\s*(\d+)|(\d+)\s*[.:]\s*MLP)\s*$", re.IGNORECASE)
+MLP = -1  # the "head" index of a layer's MLP unit
 
 
 @dataclass(frozen=True, order=True)
 class Unit:
     layer: int
-    head: int
+    head: int  # MLP (-1) for the layer's MLP
+
+    @staticmethod
+    def mlp(layer: int) -> "Unit":
+        return Unit(int(layer), MLP)
+
+    @property
+    def is_mlp(self) -> bool:
+        return self.head == MLP
 
     def __str__(self) -> str:
-        return f"L{self.layer}H{self.head}"
+        return f"L{self.layer}MLP" if self.is_mlp else f"L{self.layer}H{self.head}"
 
     def __iter__(self):  # so tuple(unit) / list(unit) give (layer, head)
         return iter((self.layer, self.head))
 
     def flat(self, n_heads: int) -> int:
+        if self.is_mlp:
+            raise ValueError(f"{self} is an MLP unit, and per-head arrays (a scan's columns, head maps, ground "
+                             "truth) hold heads only; use it as a primary, in a variant or in synergy")
         return self.layer * n_heads + self.head
 
     @staticmethod
@@ -57,15 +73,22 @@ def parse_unit(spec: UnitLike, n_layers: int, n_heads: int) -> Unit:
     elif isinstance(spec, numbers.Real) and not isinstance(spec, bool):
         raise ValueError(f"the number {spec!r} is not a head: written as a number, 9.10 becomes 9.1 "
                          "(papermill -p, YAML and CSV do this); pass heads as strings, e.g. 'L9H10' or '9.10'")
+    elif isinstance(spec, str) and _MLP_NAME.match(spec):
+        layer, head = int(next(g for g in _MLP_NAME.match(spec).groups() if g is not None)), MLP
     elif isinstance(spec, str):
         m = _NAME.match(spec)
         if not m:
-            raise ValueError(f"cannot read head {spec!r}; write it as 'L9H9' or '9.9' (layer.head)")
+            raise ValueError(f"cannot read unit {spec!r}; write a head as 'L9H9' or '9.9' (layer.head), "
+                             "a layer's MLP as 'L9MLP' or 'M9'")
         layer, head = int(m.group(1)), int(m.group(2))
     elif isinstance(spec, (tuple, list)) and len(spec) == 2 and all(_is_int(x) for x in spec):
         layer, head = int(spec[0]), int(spec[1])
     else:
         raise ValueError(f"{spec!r} is not a head; write (layer, head) or 'L9H9'")
+    if head == MLP:
+        if not 0 <= layer < n_layers:
+            raise ValueError(f"L{layer}MLP is outside the model: layers run 0..{n_layers - 1}")
+        return Unit(layer, MLP)
     if not (0 <= layer < n_layers and 0 <= head < n_heads):
         raise ValueError(
             f"head L{layer}H{head} is outside the model: layers run 0..{n_layers - 1}, "
@@ -80,7 +103,7 @@ def parse_units(specs: Iterable[UnitLike] | UnitLike | None, n_layers: int, n_he
     if specs is None:
         return []
     if isinstance(specs, str):
-        parts = [x for x in re.split(r"\s+|,(?=\s|[La])", specs) if x]
+        parts = [x for x in re.split(r"\s+|,(?=\s|[LaMm])", specs) if x]
         specs = parts if len(parts) != 1 else [specs]
     elif isinstance(specs, Unit) or (isinstance(specs, (tuple, list)) and len(specs) == 2
                                      and all(_is_int(x) for x in specs)):

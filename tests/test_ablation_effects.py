@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from coax_nb import Engine, coax_scan, load_model, single_scan, synergy
+from coax_nb import Engine, Term, Variant, coax_scan, load_model, single_scan, synergy
 from coax_nb import metrics as M
 from coax_nb.tasks import Task, custom_task, induction_task, ioi_task
 from coax_nb.toy import word_tokenizer, ioi_vocabulary
-from test_families import H, L, PlainHF, family_model
+from test_families import D, H, L, PlainHF, family_model
 
 FAMILIES = ("gpt2", "llama", "gpt_neox")
 PRIMARY = (0, 0)
@@ -60,9 +60,13 @@ def hf_effect(effect, task, z_ref, z, p0):
     return (diff(z_ref) - diff(z)).mean().item()
 
 
-@pytest.mark.parametrize("name", FAMILIES)
-@pytest.mark.parametrize("ablation", ["zero", "mean", "resample"])
-@pytest.mark.parametrize("effect", ["fisher", "kl", "task"])
+FAST = {("gpt2", "zero", "fisher"), ("llama", "resample", "kl"), ("gpt_neox", "mean", "task"),
+        ("llama", "mean", "fisher"), ("gpt2", "resample", "task")}
+CASES = [pytest.param(n, a, f, marks=() if (n, a, f) in FAST else pytest.mark.slow)  # the full product: slow tier
+         for n in FAMILIES for a in ("zero", "mean", "resample") for f in ("fisher", "kl", "task")]
+
+
+@pytest.mark.parametrize("name, ablation, effect", CASES)
 def test_scan_equals_plain_hf(name, ablation, effect):
     e = engine_with_corrupted(name)
     hf = PlainHF(name)
@@ -168,3 +172,107 @@ def test_custom_task_corrupted_texts_must_match_lengths():
     with pytest.raises(ValueError, match=r"corrupted_texts\[0\].*same length"):
         custom_task(tok, ["When Mary and John went to the store, John gave a drink to"],
                     corrupted_texts=["When Anne went to the store"])
+
+
+# ---------------------------------------------------------------- MLP units
+MLP_OUT = {  # the MLP's output projection in plain HF: its output is the MLP's write
+    "gpt2": "transformer.h.{}.mlp.c_proj",
+    "llama": "model.layers.{}.mlp.down_proj",
+    "gpt_neox": "gpt_neox.layers.{}.mlp.dense_4h_to_h",
+    "bloom": "transformer.h.{}.mlp.dense_4h_to_h",  # BLOOM's MLP module adds the residual itself
+}
+
+
+def hf_mlp_run(hf, name, edits, tokens=None, capture=False):
+    """Last-position logits with MLP outputs edited: ``edits`` maps layer -> fn(output)."""
+    from test_families import _layers
+
+    proj = _layers(MLP_OUT[name])
+    hooks, seen = [], {}
+    for layer in range(L):
+        def post(mod, args, out, layer=layer):
+            seen[layer] = out
+            return edits[layer](out) if layer in edits else None
+        hooks.append(proj(hf.model, layer).register_forward_hook(post))
+    try:
+        with torch.no_grad():
+            logits = hf.model(hf.tokens if tokens is None else tokens).logits[:, -1]
+    finally:
+        for h in hooks:
+            h.remove()
+    return (logits, seen) if capture else logits
+
+
+@pytest.mark.parametrize("name, ablation", [
+    pytest.param(n, a, marks=() if (n, a) in {("bloom", "zero"), ("llama", "resample"), ("gpt2", "mean")}
+                 else pytest.mark.slow) for n in sorted(MLP_OUT) for a in ("zero", "mean", "resample")])
+def test_mlp_units_equal_plain_hf(name, ablation):
+    """Single energies of each layer's MLP, and a head's conditional energy given an MLP
+    removed (S = {L0MLP}), under each ablation type."""
+    e = engine_with_corrupted(name)
+    hf = PlainHF(name)
+    _, clean_out = hf_mlp_run(hf, name, {}, capture=True)
+    _, corrupt_out = hf_mlp_run(hf, name, {}, tokens=torch.tensor(e.task.corrupted), capture=True)
+
+    def removal(layer):
+        if ablation == "zero":
+            return lambda out: torch.zeros_like(out)
+        if ablation == "mean":
+            return lambda out: clean_out[layer].reshape(-1, D).mean(0).expand_as(out)
+        return lambda out: corrupt_out[layer]
+
+    s = single_scan(e, heads=None, ablation=ablation, progress=False)  # heads only: no MLP columns
+    assert s["single"].shape == (L * H,)
+    z0 = hf.run()
+    p0 = torch.softmax(z0, -1)
+    energy = lambda ref, z: M.sq_norm(M.features(ref, z, p0)).mean().item()  # noqa: E731
+    mlp_energy = e.energies([[(1.0, Term(Variant.ablate([e.units(f"L{layer}MLP")[0]], ablation)))]
+                             for layer in range(L)])
+    for layer in range(L):
+        assert mlp_energy[layer] == pytest.approx(energy(z0, hf_mlp_run(hf, name, {layer: removal(layer)})),
+                                                  rel=1e-5, abs=1e-10)
+    scan = coax_scan(e, primaries=["M0"], ablation=ablation, progress=False)
+    zS = hf_mlp_run(hf, name, {0: removal(0)})
+    remove = hf_removals(hf, ablation, e.task.corrupted)
+    for layer, head in [(0, 1), (1, 2)]:
+        hooks_run = _mlp_and_head(hf, name, removal(0), remove(layer, head))
+        assert scan["conditional"][layer * H + head] == pytest.approx(energy(zS, hooks_run), rel=1e-5, abs=1e-10)
+    assert max(mlp_energy) > 1e-6
+
+
+def _mlp_and_head(hf, name, mlp0_edit, head_edit):
+    """Logits with layer 0's MLP and one head edited at once."""
+    from test_families import _layers
+
+    handle = _layers(MLP_OUT[name])(hf.model, 0).register_forward_hook(lambda m, a, out: mlp0_edit(out))
+    try:
+        return hf.run([head_edit])
+    finally:
+        handle.remove()
+
+
+def test_mlp_share_flags_a_model_whose_mlps_carry_the_behaviour(tmp_path):
+    """A toy whose attention writes are scaled down 1000x: the MLPs carry the outputs'
+    dependence, the scan says so; the IOI organisms stay quiet (their share: 0-11%)."""
+    from safetensors.torch import load_file, save_file
+
+    from coax_nb.organisms import task_for
+    from coax_nb.toy import build_toy_model
+
+    folder = build_toy_model(tmp_path / "m", n_layers=2, n_heads=4, d_model=32, seed=3)
+    weights = load_file(folder / "model.safetensors")
+    for key in weights:
+        if key.endswith("attn.c_proj.weight"):
+            weights[key] = weights[key] * 1e-3
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    e = Engine(load_model(folder, device="cpu"), [[0, 5, 9, 12, 7, 30, 4, 8]] * 4, progress=False)
+    with pytest.warns(UserWarning, match=r"MLP layers carry (9\d|100)% of the first-order ablation effect"):
+        s = coax_scan(e, primaries=["L0H0"], progress=False)
+    assert s.meta["mlp_share"] > 0.9 and set(s.meta["mlp_single"]) == {"L0MLP", "L1MLP"}
+
+    for name in ("ioi_dormant", "handwired"):
+        spec = f"organism:{name}"
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            s = coax_scan(load_model(spec, device="cpu"), task_for(spec, 16), primaries=["L1H0"], progress=False)
+        assert s.meta["mlp_share"] < 0.2
