@@ -64,6 +64,17 @@ def _primaries(args):
     return None if args.primaries is None else " ".join(args.primaries)
 
 
+def _choices(parser) -> None:
+    """The analyst's choices, the same for every command that scores."""
+    from .metrics import EFFECTS
+    from .variant import ABLATIONS
+
+    parser.add_argument("--ablation", choices=ABLATIONS, default="zero",
+                        help="what removing a head means: zero (default), mean, or resample (from paired corrupted prompts)")
+    parser.add_argument("--effect", choices=EFFECTS, default="fisher",
+                        help="what an effect is measured in: fisher (default, label-free), kl, or task (the behaviour metric)")
+
+
 def cmd_scan(args) -> int:
     from .evaluate import evaluate
     from .inputs import resolve
@@ -75,7 +86,8 @@ def cmd_scan(args) -> int:
     t0 = time.perf_counter()
     run = resolve(args.model, args.task, args.prompts, _primaries(args), args.prompt_seed, args.device,
                   progress=not args.quiet, dtype=args.dtype, position_mode=args.position_mode)
-    scores = coax_scan(run.engine, primaries=run.primaries, top_r=args.top_r, progress=not args.quiet)
+    scores = coax_scan(run.engine, primaries=run.primaries, top_r=args.top_r, ablation=args.ablation,
+                       effect=args.effect, progress=not args.quiet)
     print(f"CoAx scan of {args.model} on {run.task.name} ({len(run.task)} prompts), primaries S = "
           f"{', '.join(map(str, run.primaries))} ({run.primaries_source})")
     print(f"{scores.meta['forward_passes']} forward-pass equivalents, {time.perf_counter() - t0:.1f} s in all\n")
@@ -102,6 +114,7 @@ def cmd_report(args) -> int:
     t0 = time.perf_counter()
     artifact = execute_report(args.model, args.task, args.out, primaries=_primaries(args), n_prompts=args.prompts,
                               prompt_seed=args.prompt_seed, device=args.device, top=args.top,
+                              ablation=args.ablation, effect=args.effect,
                               lock_timeout=args.lock_timeout, say=lambda message: print(message, flush=True))
     print(artifact["headline"])
     print(f"\nwrote {args.out}/report.ipynb, {args.out}/report.html and {args.out}/report.json "
@@ -140,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top-r", type=_top_r, default=0, help="fixed clean top-r support (0 = full vocabulary)")
     s.add_argument("--top", type=_integer(1), default=10, help="rows to print")
     s.add_argument("--by", default="comp", choices=list(SCORE_DOCS), help="score to rank by (default comp)")
+    _choices(s)
     s.add_argument("--device", type=_device, default=None, help="cpu, cuda or cuda:N (default: cuda when present)")
     s.add_argument("--dtype", default=None, help="fp32 (default), fp64; bf16/fp16 on a GPU")
     s.add_argument("--json", default=None, help="write the per-head scores to this JSON file")
@@ -154,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--prompt-seed", type=_integer(0), default=0, help="random seed of the prompt generator")
     r.add_argument("--device", type=_device, default=None, help="cpu, cuda or cuda:N (default: cuda when present)")
     r.add_argument("--top", type=_integer(1), default=10, help="rows of the ranking table")
+    _choices(r)
     r.add_argument("--out", default="coax-report", help="output folder (default ./coax-report); its report.ipynb, "
                    "report.html and report.json are replaced together, only when the run succeeds")
     r.add_argument("--lock-timeout", type=float, default=3600.0, metavar="SECONDS",

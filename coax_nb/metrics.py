@@ -86,7 +86,8 @@ def sq_norm(f: torch.Tensor) -> torch.Tensor:
 
 
 def kl_divergence(ref_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """KL(p_ref || p) per position, in nats."""
-    lp_ref = torch.log_softmax(ref_logits.to(work_dtype(ref_logits.dtype)), -1)
-    lp = torch.log_softmax(logits.to(work_dtype(logits.dtype)), -1)
+    """KL(p_ref || p) per position, in nats; in float64, since a small KL is a difference
+    of nearly equal log-probabilities (in fp32 it can even come out negative)."""
+    lp_ref = torch.log_softmax(ref_logits.double(), -1)
+    lp = torch.log_softmax(logits.double(), -1)
     return (lp_ref.exp() * (lp_ref - lp)).sum(-1)

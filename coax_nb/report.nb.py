@@ -28,13 +28,16 @@ prompt_seed = 0
 device = None
 out_dir = "report"
 top = 10
+ablation = "zero"  # what removing a head means: zero, mean or resample
+effect = "fisher"  # what an effect is measured in: fisher, kl or task
 
 # %%
 import os, warnings
 warnings.filterwarnings("ignore")
 from IPython.display import display, Markdown
 from coax_nb.report import run_report
-report = run_report(model, task, primaries, n_prompts, prompt_seed, device, out_dir, top)
+report = run_report(model, task, primaries, n_prompts, prompt_seed, device, out_dir, top, ablation=ablation,
+                    effect=effect)
 display(Markdown(report.summary_markdown()))
 
 # %%

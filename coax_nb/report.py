@@ -33,7 +33,9 @@ from typing import Callable, Optional
 
 from .inputs import check_inputs, heads_text, resolve
 from .io import atomic_write_text, check_writable_folder
+from .metrics import EFFECTS
 from .models import provenance, resolve_device
+from .variant import ablation_action
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,9 @@ class Report:
         """The table printed to the terminal."""
         lines = [f"CoAx report: {self.meta['model']} on {self.meta['task']} ({self.meta['n_prompts']} prompts), "
                  f"primaries S = {', '.join(self.meta['primaries'])}", "", self.scores.table(self.meta["top"])]
+        if self.scores.meta.get("mlp_share", 0) > 0.5:
+            lines += ["", f"warning: MLP layers carry {self.scores.meta['mlp_share']:.0%} of the first-order ablation "
+                          "effect on this task; a head ranking says little about it (docs/method.md)"]
         if self.recovery is not None:
             lines += ["", "backup recovery (ground truth " + ", ".join(self.meta["truth"]) + "):"]
             for r in self.recovery.rows:
@@ -72,7 +77,13 @@ class Report:
         top = ", ".join(f"{u} ({v:.3g})" for u, v in self.scores.top(5))
         text = (f"**Model** `{self.meta['model']}` · **task** {self.meta['task']} · **prompts** "
                 f"{self.meta['n_prompts']} (prompt seed {self.meta['prompt_seed']}) · **primaries S** "
-                f"{', '.join(self.meta['primaries'])} ({self.meta['primaries_source']})\n\n**Top heads by CoAx:** {top}")
+                f"{', '.join(self.meta['primaries'])} ({self.meta['primaries_source']}) · **ablation** "
+                f"{self.meta.get('ablation', 'zero')} · **effect** {self.meta.get('effect', 'fisher')}"
+                f"\n\n**Top heads by CoAx:** {top}")
+        share = self.scores.meta.get("mlp_share")
+        if share is not None and share > 0.5:
+            text += (f"\n\n**Warning:** MLP layers carry {share:.0%} of the first-order ablation effect on this task; "
+                     "CoAx ranks heads, and says little about a behaviour that feed-forward layers dominate.")
         if self.recovery is not None:
             text += (f"\n\n**Recovery of the known backups** ({', '.join(self.meta['truth'])}): CoAx ROC-AUC "
                      f"{self.recovery.auc('comp'):.3f}, single ablation {self.recovery.auc('single'):.3f}")
@@ -104,7 +115,8 @@ class Report:
 
 
 def run_report(model: str = "organism:ioi_dormant", task: str = "default", primaries=None, n_prompts: int = 64,
-               prompt_seed: int = 0, device: Optional[str] = None, out_dir: str = "report", top: int = 10) -> Report:
+               prompt_seed: int = 0, device: Optional[str] = None, out_dir: str = "report", top: int = 10,
+               ablation: str = "zero", effect: str = "fisher") -> Report:
     """The report's computation: CoAx scan; with ground truth, the recovery table; wake-up
     and freezing of CoAx's top heads against random sets. The parameters are the report
     notebook's, in its order; ``primaries`` is None (an organism's card) or head names,
@@ -123,7 +135,7 @@ def run_report(model: str = "organism:ioi_dormant", task: str = "default", prima
     engine, primaries, truth = run.engine, run.primaries, run.truth
     timings["load"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    scores = coax_scan(engine, primaries=primaries, progress=False)
+    scores = coax_scan(engine, primaries=primaries, ablation=ablation, effect=effect, progress=False)
     timings["scan"] = time.perf_counter() - t0
     rec = None
     if truth:
@@ -143,7 +155,8 @@ def run_report(model: str = "organism:ioi_dormant", task: str = "default", prima
     meta = {"model": str(model), "task": run.task.name, "n_prompts": len(run.task), "prompt_seed": int(prompt_seed),
             "primaries": [str(u) for u in primaries], "primaries_source": run.primaries_source,
             "truth": [str(u) for u in truth], "selected": [str(u) for u in selected],
-            "top": int(top), "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
+            "top": int(top), "ablation": ablation, "effect": effect,
+            "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
             "provenance": provenance(model, run.model), "out_dir": str(out_dir)}
     return Report(scores, rec, fr, wu, meta)
 
@@ -375,7 +388,8 @@ def _keep_failed(staging: Path, out: Path) -> Optional[Path]:
 
 
 def execute_report(model: str, task: str, out: Path, primaries=None, n_prompts: int = 64, prompt_seed: int = 0,
-                   device: Optional[str] = None, top: int = 10, lock_timeout: float = 3600.0,
+                   device: Optional[str] = None, top: int = 10, ablation: str = "zero", effect: str = "fisher",
+                   lock_timeout: float = 3600.0,
                    say: Callable[[str], None] = log.info) -> dict:
     """Run the report notebook and publish ``out/report.ipynb``, ``report.html`` and
     ``report.json`` together; returns the JSON artifact of this run.
@@ -390,11 +404,15 @@ def execute_report(model: str, task: str, out: Path, primaries=None, n_prompts: 
     unchanged; never as numbers (``9.10`` would arrive as ``9.1``)."""
     out = check_out(out)
     check_inputs(model, task, n_prompts, primaries, prompt_seed)
+    ablation_action(ablation)
+    if effect not in EFFECTS:
+        raise ValueError(f"effect must be one of {', '.join(EFFECTS)}, got {effect!r}")
     resolve_device(device)
     if not isinstance(top, numbers.Integral) or isinstance(top, bool) or top < 1:
         raise ValueError(f"top (rows of the ranking table) must be an integer >= 1, got {top!r}")
     params = {"model": str(model), "task": task, "primaries": heads_text(primaries), "n_prompts": int(n_prompts),
-              "prompt_seed": int(prompt_seed), "device": device, "out_dir": ".", "top": int(top)}
+              "prompt_seed": int(prompt_seed), "device": device, "out_dir": ".", "top": int(top),
+              "ablation": ablation, "effect": effect}
     out.mkdir(parents=True, exist_ok=True)
     with _folder_lock(out, lock_timeout, say):
         _recover(out)
