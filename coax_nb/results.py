@@ -20,7 +20,7 @@ from typing import ClassVar, Optional
 
 import numpy as np
 
-from .units import Unit, all_units, parse_name, parse_units
+from .units import Unit, UnitGroup, all_units, parse_name, parse_units
 
 SCHEMA_VERSION = 1
 _TYPES: dict[str, type] = {}
@@ -303,12 +303,15 @@ class PairScores(Result):
         return sorted(pairs, key=lambda t: -t[2])[:k]
 
     def _payload(self) -> dict:
-        return {"units": [str(u) for u in self.units],
+        groups = [u.to_dict() for u in self.units if isinstance(u, UnitGroup)]
+        return {"units": [str(u) for u in self.units], **({"groups": groups} if groups else {}),
                 "values": {k: _nan_to_none(np.asarray(v, float)) for k, v in self.values.items()}, "meta": self.meta}
 
     @classmethod
     def _from_payload(cls, d: dict) -> "PairScores":
-        units = [parse_name(u) for u in d["units"]]
+        groups = {g["name"]: UnitGroup(g["name"], tuple(parse_name(u) for u in g["members"]))
+                  for g in d.get("groups", [])}
+        units = [groups[u] if u in groups else parse_name(u) for u in d["units"]]
         return cls(units, {k: _none_to_nan(v) for k, v in d["values"].items()}, d.get("meta", {}))
 
     def to_frame(self, name: Optional[str] = None):

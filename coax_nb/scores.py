@@ -20,7 +20,7 @@ from .compat import renamed
 from .engine import CLEAN, Engine, Term, Variant, as_engine, check_primaries, seconds_and_passes, snapshot
 from .results import Completion, PairScores, UnitScores
 from .tasks import check_count
-from .units import Unit, all_units
+from .units import Unit, all_units, parse_groups
 from .variant import ablation_action
 
 SCORE_DOCS = {
@@ -269,16 +269,18 @@ def synergy(
     eps: float = 1e-12,
     progress: bool = True,
 ) -> PairScores:
-    """Pairwise synergy for a head set M: ``I_uv = f(z0->z_uv) - f(z0->z_u) - f(z0->z_v)``,
+    """Pairwise synergy for a unit set M: ``I_uv = f(z0->z_uv) - f(z0->z_u) - f(z0->z_v)``,
     ``raw[u, v] = mean ||I_uv||^2`` and ``normalized = raw / sqrt(single_u single_v)``.
-    The diagonal is NaN. Costs |M| + |M|(|M|-1)/2 variants. With a scalar ``effect``
+    The diagonal is NaN. Costs |M| + |M|(|M|-1)/2 variants. ``units`` may hold heads and
+    MLP units, or be a dict ``{name: units}`` of groups, each ablated as one unit (modules
+    of the grid). With a scalar ``effect``
     (``"kl"``, ``"task"``) the interaction is ``raw = e(uv) - e(u) - e(v)`` (signed) and
     ``normalized = raw / sqrt(|e(u) e(v)|)``; ``ablation`` as in :func:`coax_scan`."""
     M.check_options(feature_mode, "clean", top_r)
     ablation_action(ablation)
     engine = as_engine(model_or_engine, task, position_mode=position_mode, progress=progress)
     M.check_effect(effect, top_r, engine.task)
-    chosen = engine.units(units)
+    chosen = parse_groups(units, engine.n_layers, engine.n_heads) if isinstance(units, dict) else engine.units(units)
     if len(chosen) < 2:
         raise ValueError(f"synergy needs at least two distinct heads, got {len(chosen)} "
                          f"({', '.join(map(str, chosen)) or 'none'}); pass e.g. units=['L0H0', 'L0H1']")

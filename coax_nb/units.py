@@ -59,6 +59,42 @@ class Unit:
         return Unit(*divmod(int(index), n_heads))
 
 
+@dataclass(frozen=True, order=True)
+class UnitGroup:
+    """A named set of units scored as one unit (ablated together), e.g. the name movers
+    as one module of a synergy grid: ``synergy(engine, {"movers": ["L9H9", "L9H6"], ...})``."""
+
+    name: str
+    members: tuple  # of Unit
+
+    def __str__(self) -> str:
+        return self.name
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "members": [str(u) for u in self.members]}
+
+
+def parse_groups(groups: dict, n_layers: int, n_heads: int) -> list[UnitGroup]:
+    """``{name: units}`` -> groups, in order; each name and each set must be non-empty."""
+    out = []
+    for name, specs in groups.items():
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"a group's name must be a non-empty string, got {name!r}")
+        members = parse_units(specs, n_layers, n_heads)
+        if not members:
+            raise ValueError(f"group {name!r} is empty; give it at least one unit")
+        out.append(UnitGroup(name, tuple(members)))
+    return out
+
+
+def members(units) -> list[Unit]:
+    """Units with every group replaced by its members."""
+    out = []
+    for u in units:
+        out.extend(u.members if isinstance(u, UnitGroup) else (u,))
+    return out
+
+
 def _is_int(x) -> bool:
     return isinstance(x, numbers.Integral) and not isinstance(x, bool)
 

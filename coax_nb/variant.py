@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from .units import Unit
+from .units import Unit, members
 
 ZERO, MEAN, CACHED = "zero", "mean", "cached"
 # what "removing" a unit means in every score: ``ablation=`` takes one of these
@@ -31,7 +31,7 @@ class Variant:
     def make(units: Iterable[Unit], action: str = ZERO) -> "Variant":
         if action not in (ZERO, MEAN) and not action.startswith(CACHED + ":"):
             raise ValueError(f"unknown action {action!r}; use 'zero', 'mean' or 'cached:SOURCE'")
-        return Variant(tuple(sorted((u, action) for u in set(units))))
+        return Variant(tuple(sorted((u, action) for u in set(members(units)))))
 
     @staticmethod
     def zero(units: Iterable[Unit]) -> "Variant":

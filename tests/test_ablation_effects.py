@@ -276,3 +276,39 @@ def test_mlp_share_flags_a_model_whose_mlps_carry_the_behaviour(tmp_path):
             warnings.simplefilter("error", UserWarning)
             s = coax_scan(load_model(spec, device="cpu"), task_for(spec, 16), primaries=["L1H0"], progress=False)
         assert s.meta["mlp_share"] < 0.2
+
+
+def test_groups_and_mlp_units_in_synergy_equal_plain_hf():
+    """Modules of the grid: a head pair and an MLP each ablated as one unit."""
+    from coax_nb.results import load
+
+    e = engine_with_corrupted("gpt2")
+    hf = PlainHF("gpt2")
+    out = synergy(e, {"pair": ["L0H0", "L0H1"], "mlp": ["M1"], "lone": ["L1H2"]}, progress=False)
+    assert [str(u) for u in out.units] == ["pair", "mlp", "lone"]
+    z0 = hf.run()
+    p0 = torch.softmax(z0, -1)
+    zero_mlp1 = lambda out_: torch.zeros_like(out_)  # noqa: E731
+    removal = {"pair": dict(heads=[(0, 0), (0, 1)]), "mlp": dict(mlp=True), "lone": dict(heads=[(1, 2)])}
+
+    def run(*names):
+        heads = [(a, b, lambda x: 0.0) for n in names for a, b in removal[n].get("heads", [])]
+        if any(removal[n].get("mlp") for n in names):
+            from test_families import _layers
+            handle = _layers(MLP_OUT["gpt2"])(hf.model, 1).register_forward_hook(lambda m, a, o: zero_mlp1(o))
+            try:
+                return hf.run(heads)
+            finally:
+                handle.remove()
+        return hf.run(heads)
+
+    f = lambda z: M.features(z0, z, p0)  # noqa: E731
+    names = ["pair", "mlp", "lone"]
+    for i in range(3):
+        for j in range(i + 1, 3):
+            want = M.sq_norm(f(run(names[i], names[j])) - f(run(names[i])) - f(run(names[j]))).mean().item()
+            assert out["raw"][i, j] == pytest.approx(want, rel=1e-6, abs=1e-12)
+    back = load(out.to_json())
+    assert [str(u) for u in back.units] == names and back.units[0].members == out.units[0].members
+    with pytest.raises(ValueError, match="group 'x' is empty"):
+        synergy(e, {"x": [], "y": ["L0H0"]}, progress=False)
