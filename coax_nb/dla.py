@@ -10,12 +10,15 @@ trained organisms — CoAx never sees it.
 """
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Optional
 
 import numpy as np
 import torch
 
 from .engine import CLEAN, BatchView, Engine, Variant
+from .tasks import check_count
 from .units import Unit
 
 
@@ -32,13 +35,20 @@ def _answer_directions(engine: Engine, batch: BatchView) -> tuple[torch.Tensor, 
     return direction, keep
 
 
+def _check_engine(engine, fn: str) -> None:
+    if not isinstance(engine, Engine):
+        raise TypeError(f"{fn} takes an Engine (it reuses the engine's cached runs), got {type(engine).__name__}: "
+                        f"{fn}(Engine(model, task))")
+
+
 def head_dla(engine: Engine, variant: Variant = CLEAN) -> np.ndarray:
     """Mean DLA of every head (flat ``[L*H]``) under ``variant``, averaged over the
     counted output positions of every prompt. Ablated heads read 0 (zero ablation)
     or their replacement's attribution (mean/freeze/patch)."""
+    _check_engine(engine, "head_dla")
     if engine.task is None or engine.task.targets is None:
         raise ValueError("direct logit attribution needs a task with targets (e.g. ioi_task or an organism's task)")
-    run = engine.base(variant)
+    run = engine.base(engine.check_variant(variant))
     W_O = engine.arch.W_O.detach().to(engine.dtype)  # [L, H, Dh, d]
     gain = engine.arch.final_norm_gain().to(engine.device, engine.dtype) * engine.arch.logit_multiplier()
     L, H = engine.n_layers, engine.n_heads
@@ -73,10 +83,25 @@ def dla_ground_truth(engine: Engine, n_primaries: Optional[int] = None, primary_
     - backups: non-primary heads whose DLA rises by more than ``rise_threshold`` x the
       primaries' summed clean DLA when the primaries are zero-ablated.
     """
-    H = engine.n_heads
+    _check_engine(engine, "dla_ground_truth")
+    H, U = engine.n_heads, engine.n_layers * engine.n_heads
+    if n_primaries is not None:
+        n_primaries = check_count(n_primaries, "n_primaries", why="heads taken as primaries")
+        if n_primaries >= U:
+            raise ValueError(f"n_primaries={n_primaries} leaves no head of the {U} to be a backup; pass at most {U - 1}")
+    if isinstance(primary_share, bool) or not isinstance(primary_share, numbers.Real) or not 0 < primary_share <= 1:
+        raise ValueError(f"primary_share must be a number in (0, 1] (a share of the largest head's DLA), got "
+                         f"{primary_share!r}")
+    if isinstance(rise_threshold, bool) or not isinstance(rise_threshold, numbers.Real) \
+            or not 0 <= rise_threshold < math.inf:
+        raise ValueError(f"rise_threshold must be a finite number >= 0 (a share of the primaries' DLA), got "
+                         f"{rise_threshold!r}")
     clean = head_dla(engine)
     order = np.argsort(-clean)
     if n_primaries is None:
+        if clean[order[0]] <= 0:
+            raise ValueError("no head has a positive direct logit attribution on this task, so none is a primary "
+                             "by share of the largest; pass n_primaries= to take the top heads anyway")
         prim = [int(i) for i in order if clean[i] >= primary_share * clean[order[0]]]
     else:
         prim = [int(i) for i in order[:n_primaries]]

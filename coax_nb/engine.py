@@ -121,6 +121,16 @@ class Engine:
     ):
         max_bucket_prompts = check_count(max_bucket_prompts, "max_bucket_prompts",
                                          why="the most prompts of one length run together")
+        if max_chunk_rows is not None:
+            max_chunk_rows = check_count(max_chunk_rows, "max_chunk_rows", why="rows of one forward pass")
+        if not (hasattr(model, "cfg") and hasattr(model, "hook_dict")):
+            hint = (" (the arguments look swapped: the model comes first, the task second)"
+                    if isinstance(model, Task) else "")
+            raise TypeError(f"Engine needs a TransformerLens model loaded with coax_nb.load_model(...), got "
+                            f"{type(model).__name__}{hint}")
+        if isinstance(prompts, (str, bytes)):
+            raise TypeError("prompts must be a Task or a list of token-id lists, got text; build a task from text "
+                            "with custom_task(model, [text, ...]) or ioi_task(model)")
         self.model = model
         self.arch = arch = ModelAdapter(model)
         self.n_layers, self.n_heads = arch.n_layers, arch.n_heads
@@ -147,13 +157,15 @@ class Engine:
             if isinstance(prompts, torch.Tensor):
                 check_not_right_padded(prompts, getattr(getattr(model, "tokenizer", None), "pad_token_id", None))
                 prompts = prompts.tolist()
-            token_lists = [list(map(int, p)) for p in prompts]
+            token_lists = [_token_ids(p, i) for i, p in enumerate(prompts)]
             self.position_mode = position_mode or "last"
         output_positions(2, self.position_mode)
         if len(token_lists) == 0:
             raise ValueError("the prompt set is empty; give at least one prompt")
         self.n_prompts = len(token_lists)
         self._check_tokens(token_lists)
+        if self.task is not None:
+            self._check_answers(self.task)
         self.buckets = self._bucket(token_lists, max_bucket_prompts)
         self.stats = EngineStats()
         self._max_chunk_rows = max_chunk_rows
@@ -211,6 +223,28 @@ class Engine:
                     f"prompt {i} holds token id {bad[0]} outside the model's vocabulary (0..{self.d_vocab - 1}); "
                     "were the prompts made with another tokenizer?"
                 )
+
+    def _check_answers(self, task: Task) -> None:
+        for name in ("targets", "distractors"):
+            for i, row in enumerate(getattr(task, name) or []):
+                bad = [t for t in row if t >= self.d_vocab]
+                if bad:
+                    raise ValueError(f"task {task.name!r}: {name}[{i}] holds token id {bad[0]}, outside the model's "
+                                     f"vocabulary (0..{self.d_vocab - 1}); was the task built with another tokenizer?")
+
+    def check_variant(self, variant, what: str = "variant") -> Variant:
+        """A :class:`Variant` whose units are this model's: a unit outside the model would
+        be skipped without a word (its layer never runs), and a list or a string in place
+        of a Variant would fail deep in the engine."""
+        if not isinstance(variant, Variant):
+            raise TypeError(f"{what} must be a Variant, e.g. Variant.zero(engine.units(['L0H0'])), got "
+                            f"{type(variant).__name__} {variant!r:.60}")
+        odd = [u for u in variant.units if not isinstance(u, Unit)]
+        if odd:
+            raise TypeError(f"{what} holds {odd[0]!r}, not a Unit; build it from units: "
+                            f"Variant.zero(engine.units({[str(x) for x in odd]!r}))")
+        self.units(variant.units)  # each unit inside the model, or a ValueError naming it
+        return variant
 
     def _bucket(self, token_lists, cap) -> list[Bucket]:
         by_len: dict[int, list[int]] = {}
@@ -576,6 +610,8 @@ class Engine:
         variants = list(variants)
         if not variants:
             return
+        for v in variants + [base]:
+            self.check_variant(v)
         if support is not None and (buckets is None or len(buckets) != 1):
             raise ValueError("a support applies to one bucket: pass buckets=[bi]")
         base_run = self.base(base)
@@ -698,7 +734,7 @@ class Engine:
         M.check_effect(effect, top_r, self.task)
         if top_r >= self.d_vocab:  # a support as large as the vocabulary is the full vocabulary
             top_r = 0
-        combos = [[(float(c), t) for c, t in combo] for combo in combos]
+        combos = [_combination(combo, ci) for ci, combo in enumerate(combos)]
         terms = list(dict.fromkeys(t for combo in combos for _, t in combo))
         bad = [t.metric for t in terms if t.metric not in ("clean", "base")]
         if bad:
@@ -766,6 +802,10 @@ class Engine:
             for _, idx, lg in self.run([terms[j].variant for j in members], base, buckets=[bi], progress=False,
                                        support=geo["support"]):
                 lg = M.on_support(lg, None)
+                if not torch.isfinite(lg).all():
+                    raise FloatingPointError(
+                        f"a variant produced non-finite logits (NaN/inf) on a batch of {lg.shape[1]} prompts; were the "
+                        "weights changed after the engine was built? Check them, or use fp32 instead of fp16/bf16")
                 if effect == "fisher":
                     f = M.features(z_ref, lg, p, feature_mode)
                 elif effect == "kl":
@@ -906,6 +946,32 @@ class Engine:
         return (f"Engine({self.n_layers}x{self.n_heads} heads, {self.n_prompts} prompts, lengths {lens}, "
                 f"position_mode={self.position_mode}, device={self.device}, dtype={self.dtype}, "
                 f"path={self._path})")
+
+
+def _token_ids(prompt, i: int) -> list[int]:
+    """One prompt's token ids, refusing text and non-integers (which int() would truncate)."""
+    if isinstance(prompt, (str, bytes)):
+        raise TypeError(f"prompt {i} is text ({prompt[:30]!r}); the engine takes token ids: build a task with "
+                        "custom_task(model, texts) or tokenize with model.tokenizer")
+    ids = list(prompt.tolist() if isinstance(prompt, torch.Tensor) else prompt)
+    bad = [t for t in ids if not (isinstance(t, (int, np.integer)) and not isinstance(t, bool))]
+    if bad:
+        raise TypeError(f"prompt {i} holds {bad[0]!r}, not an integer token id")
+    return [int(t) for t in ids]
+
+
+def _combination(combo, index: int) -> list[tuple[float, Term]]:
+    """One combination of the energy kernel: a non-empty list of (coefficient, Term)."""
+    combo = list(combo)
+    if not combo:
+        raise ValueError(f"combination {index} is empty; give at least one (coefficient, Term) pair")
+    out = []
+    for item in combo:
+        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], Term)):
+            raise TypeError(f"combination {index} holds {item!r}; each entry is a (coefficient, Term) pair, e.g. "
+                            "(1.0, Term(Variant.zero(units)))")
+        out.append((float(item[0]), item[1]))
+    return out
 
 
 def check_not_right_padded(tokens: torch.Tensor, pad_id: Optional[int]) -> None:

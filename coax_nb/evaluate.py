@@ -25,9 +25,29 @@ def _ranks(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def _scores_and_labels(scores, labels) -> tuple[np.ndarray, np.ndarray]:
+    """One finite score and one 0/1 label per head, as 1-D arrays of equal length. A NaN
+    score would be ranked somewhere arbitrary, and a label other than 0/1 read as True."""
+    try:
+        s = np.asarray(scores, float)
+    except (TypeError, ValueError):
+        raise TypeError(f"scores must be numbers, got {np.asarray(scores).dtype} values") from None
+    lab = np.asarray(labels)
+    if s.ndim != 1 or lab.ndim != 1:
+        raise ValueError(f"scores and labels must be 1-D (one entry per head), got shapes {s.shape} and {lab.shape}")
+    if len(s) != len(lab):
+        raise ValueError(f"got {len(s)} scores but {len(lab)} labels; give one label per score")
+    if not np.isfinite(s).all():
+        raise ValueError(f"score {int(np.flatnonzero(~np.isfinite(s))[0])} is not finite ({s[~np.isfinite(s)][0]}); "
+                         "a NaN or inf score has no rank: drop those heads or fill them first")
+    if lab.dtype != bool and not np.isin(lab, (0, 1)).all():
+        raise ValueError(f"labels must be True/False (or 1/0), got {sorted(set(lab.tolist()) - {0, 1})[:5]}")
+    return s, lab.astype(bool)
+
+
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     """Probability that a random positive outranks a random negative (ties count half)."""
-    scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
+    scores, labels = _scores_and_labels(scores, labels)
     pos, neg = labels.sum(), (~labels).sum()
     if pos == 0 or neg == 0:
         raise ValueError("ROC-AUC needs at least one ground-truth head and one other head")
@@ -37,7 +57,7 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
 
 def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
     """Mean of precision@rank over the ranks of the positives (ties broken pessimistically)."""
-    scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
+    scores, labels = _scores_and_labels(scores, labels)
     if labels.sum() == 0:
         raise ValueError("average precision needs at least one ground-truth head")
     # among equal scores put negatives first, so ties never flatter a score
@@ -49,7 +69,7 @@ def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
 
 def precision_at_k(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
     k = check_count(k, "k", why="precision is measured over the k top-ranked heads")
-    scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
+    scores, labels = _scores_and_labels(scores, labels)
     if k > len(scores):
         raise ValueError(f"k={k} is more than the {len(scores)} heads ranked; pass k <= {len(scores)}")
     order = np.lexsort((labels, -scores))
@@ -59,6 +79,9 @@ def precision_at_k(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
 def evaluate(result: UnitScores, truth, by: str = "comp", k: Optional[int] = None) -> dict:
     """ROC-AUC, AP and P@k of score ``by`` at finding the ``truth`` heads, ranking
     only the heads outside the primaries. ``k`` defaults to the number of truth heads."""
+    if not isinstance(result, UnitScores):
+        raise TypeError(f"evaluate takes per-head scores (a UnitScores from coax_scan, single_scan or "
+                        f"attribution_scores), got {type(result).__name__}")
     if k is not None:
         k = check_count(k, "k", why="precision is measured over the k top-ranked heads; "
                                     "leave k=None for the number of truth heads")

@@ -16,6 +16,7 @@ import time
 from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
+import torch
 
 from .baselines import attribution_scores
 from .compat import renamed
@@ -24,7 +25,7 @@ from .evaluate import evaluate
 from .metrics import check_options
 from .results import RecoveryResult
 from .scores import coax_scan
-from .tasks import Task, check_count
+from .tasks import Task, check_choices, check_count
 from .units import parse_units
 
 SCAN_SELECTORS = ("comp", "ratio", "conditional", "single", "coact")
@@ -65,20 +66,30 @@ def recovery(
         k = check_count(k, "k", why="precision is measured over the k top-ranked heads; "
                                     "leave k=None for the number of truth heads")
     ig_steps = check_count(ig_steps, "ig_steps", why="integration steps of EAP-IG")
-    unknown = [s for s in selectors if s not in SELECTORS]
-    if unknown:
-        raise ValueError(f"unknown selector(s) {unknown}; choose from {', '.join(SELECTORS)}")
-    if not selectors:
-        raise ValueError("no selectors given")
+    selectors = check_choices(selectors, "selectors", SELECTORS, "selector")
+    if prompt_seeds is not None:
+        if isinstance(prompt_seeds, (str, bytes)) or not hasattr(prompt_seeds, "__iter__"):
+            raise TypeError(f"prompt_seeds must be a list of whole numbers, got {prompt_seeds!r}")
+        prompt_seeds = [check_count(s, "each of prompt_seeds", 0) for s in prompt_seeds]
     if isinstance(model, Engine):  # reuse its cached clean run
         if task is not None or prompt_seeds:
             raise ValueError("with an Engine, pass task=None: the engine's own prompts are used")
         tasks = [model.task]
         model_of = model.model
+    elif task is None:
+        raise ValueError("give the task (e.g. ioi_task(model)) or a task builder with prompt_seeds, "
+                         "or pass an Engine as the model")
+    elif isinstance(task, torch.nn.Module):
+        raise TypeError(f"task is a model ({type(task).__name__}); recovery(model, task, primaries, truth) takes "
+                        "the model first and the task second")
     elif callable(task) and not isinstance(task, Task):
         if not prompt_seeds:
             raise ValueError("a task builder needs prompt_seeds=[...] to know which prompt sets to draw")
         tasks = [task(s) for s in prompt_seeds]
+        wrong = [type(t).__name__ for t in tasks if not isinstance(t, Task)]
+        if wrong:
+            raise TypeError(f"the task builder returned a {wrong[0]}, not a Task; it must map a prompt seed to a "
+                            "Task, e.g. lambda s: ioi_task(model, 32, prompt_seed=s)")
     else:
         if prompt_seeds:
             raise ValueError("prompt_seeds needs a task builder (a function prompt_seed -> Task), not a fixed Task")

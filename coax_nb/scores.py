@@ -50,21 +50,6 @@ def _wanted(engine: Engine, heads) -> list[Unit]:
     return units
 
 
-def check_variant(engine: Engine, variant, what: str = "variant") -> Variant:
-    """A :class:`Variant` whose heads are :class:`Unit` s of this engine's model. A head
-    outside the model would be skipped without a word (its layer never runs), and a list
-    or a string in place of a Variant fails deep in the engine."""
-    if not isinstance(variant, Variant):
-        raise TypeError(f"{what} must be a Variant, e.g. Variant.zero(engine.units(['L0H0'])), got "
-                        f"{type(variant).__name__} {variant!r:.60}")
-    odd = [u for u in variant.units if not isinstance(u, Unit)]
-    if odd:
-        raise TypeError(f"{what} holds {odd[0]!r}, not a Unit; build it from units: "
-                        f"Variant.zero(engine.units({[str(x) for x in odd]!r}))")
-    engine.units(variant.units)  # each head inside the model, or a ValueError naming it
-    return variant
-
-
 def single_scan(
     model_or_engine,
     task=None,
@@ -181,8 +166,8 @@ def ablation_energy(model_or_engine, variant: Variant, task=None, *, reference: 
     """Fisher energy ``E(z_reference -> z_variant)`` of one variant, clean metric."""
     M.check_options(feature_mode, "clean", top_r)
     engine = as_engine(model_or_engine, task, position_mode=position_mode, progress=False)
-    check_variant(engine, variant)
-    check_variant(engine, reference, "reference")
+    engine.check_variant(variant)
+    engine.check_variant(reference, "reference")
     return float(engine.energies([[(1.0, Term(variant, reference))]], top_r=top_r, feature_mode=feature_mode)[0])
 
 

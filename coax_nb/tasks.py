@@ -343,11 +343,12 @@ def ioi_task(
         texts.append(text)
         targets.append([name_ids[io]])
         distractors.append([name_ids[s]])
-        corrupted.append(_encode(tok, _abc_text(template, place, obj, pool, (io, s), abc_rng), bos))
+        if len(pool) >= 3:  # the ABC corruption needs three names; with two there is none
+            corrupted.append(_encode(tok, _abc_text(template, place, obj, pool, (io, s), abc_rng), bos))
     return Task("ioi", prompts, "last", targets, distractors, texts,
                 tokenizer_fingerprint(tok), {"prompt_seed": prompt_seed, "names": pool, "templates": list(templates),
                                              "corrupted": "ABC: the three name slots hold three other names"},
-                corrupted=corrupted)
+                corrupted=corrupted or None)
 
 
 def _ioi_templates(templates) -> list[str]:

@@ -44,6 +44,7 @@ def _sets(engine: Engine, primaries, selected):
 def random_sets(engine: Engine, exclude: Sequence[Unit], size: int, n: int, rng_seed: int = 0) -> list[list[Unit]]:
     """``n`` random head sets of ``size``, drawn without the ``exclude`` heads."""
     n = check_count(n, "n_random", why=RANDOM_SETS)
+    size = check_count(size, "size", why="heads in each random set")
     pool = [u for u in all_units(engine.n_layers, engine.n_heads) if u not in set(exclude)]
     if size > len(pool):
         raise ValueError(f"cannot draw random sets of {size} heads from the {len(pool)} heads left")
@@ -179,6 +180,13 @@ def counterfactual_patching(model, task: Task, counterfactual: Task, primaries, 
     answer moved completely, 0 = not at all. Build ``counterfactual`` with
     :func:`coax_nb.tasks.ioi_counterfactual`."""
     n_random = check_count(n_random, "n_random", why=RANDOM_SETS)
+    if isinstance(model, Engine):
+        raise TypeError("counterfactual_patching takes the model, not an Engine: it runs the original and the "
+                        "counterfactual prompts itself; pass engine.model")
+    for name, t in (("task", task), ("counterfactual", counterfactual)):
+        if not isinstance(t, Task):
+            raise TypeError(f"{name} must be a Task, got {type(t).__name__}; build the counterfactual with "
+                            "ioi_counterfactual(model, task)")
     if len(counterfactual) != len(task):
         raise ValueError(f"the counterfactual task has {len(counterfactual)} prompts; the task has {len(task)}")
     engine = Engine(model, task, progress=False)

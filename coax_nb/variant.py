@@ -29,7 +29,7 @@ class Variant:
 
     @staticmethod
     def make(units: Iterable[Unit], action: str = ZERO) -> "Variant":
-        if action not in (ZERO, MEAN) and not action.startswith(CACHED + ":"):
+        if not isinstance(action, str) or (action not in (ZERO, MEAN) and not action.startswith(CACHED + ":")):
             raise ValueError(f"unknown action {action!r}; use 'zero', 'mean' or 'cached:SOURCE'")
         return Variant(tuple(sorted((u, action) for u in set(members(units)))))
 

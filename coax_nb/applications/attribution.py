@@ -14,7 +14,13 @@ def attribution_repair(model_or_engine, task: Optional[Task], primaries, backups
     backups with them shows the effect they really carry."""
     engine = as_engine(model_or_engine, task, progress=False)
     P, B = engine.units(primaries), engine.units(backups)
-    if not P or not B:
-        raise ValueError("attribution_repair needs non-empty primaries and backups")
+    if not P:
+        raise ValueError("the primary set is empty; attribution_repair measures the primaries' effect: pass them")
+    if not B:
+        raise ValueError("the backup set is empty; pass the recovered backups (e.g. CoAx's top heads)")
+    both = [str(u) for u in B if u in P]
+    if both:
+        raise ValueError(f"heads {both} are both primaries and backups; the effect with backups would equal the "
+                         "effect without them: remove them from one of the two")
     clean, p, pb = variant_means(engine, [CLEAN, Variant.zero(P), Variant.zero(P + B)], metric_of)
     return AttributionRepair(float(clean), float(p - clean), float(pb - clean), P, B)

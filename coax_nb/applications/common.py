@@ -22,8 +22,12 @@ def metric_of(task: Task, logits) -> torch.Tensor:
 
 def task_loss(task: Task, logits) -> torch.Tensor:
     """Per-prompt cross-entropy of the target token at the counted positions (nats)."""
+    if not isinstance(task, Task):
+        raise TypeError(f"task_loss(task, logits) takes the Task first, got {type(task).__name__}")
     if task.targets is None:
         raise ValueError(f"task {task.name!r} has no targets, so it has no loss")
+    if len(logits) != len(task):
+        raise ValueError(f"got logits for {len(logits)} prompts; task {task.name!r} has {len(task)}")
     if len({tuple(lg.shape) for lg in logits}) == 1:  # one batched computation when shapes agree
         lg = torch.stack(list(logits))
         tg = torch.tensor(task.targets, device=lg.device)

@@ -38,11 +38,14 @@ def circuit_completion(model_or_engine, task: Optional[Task], primaries, base, c
     P = engine.units(primaries)
     if not P:
         raise ValueError("the primary set is empty")
+    if not isinstance(completions, dict):
+        raise TypeError(f"completions must be a dict of name -> extra heads, e.g. {{'CoAx': top_heads}}, got "
+                        f"{type(completions).__name__}")
     every = all_units(engine.n_layers, engine.n_heads)
-    core = sorted(set(engine.units(list(base))) | set(P))
+    core = sorted(set(engine.units(base)) | set(P))
     sets = {"base": core}
     for name, extra in completions.items():
-        sets[name] = sorted(set(core) | set(engine.units(list(extra))))
+        sets[name] = sorted(set(core) | set(engine.units(extra)))
     k = max([len(s) - len(core) for s in sets.values()] + [1])
     outside = [u for u in every if u not in core]
     if k > len(outside):

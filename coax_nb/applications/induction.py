@@ -9,7 +9,7 @@ import numpy as np
 from ..engine import CLEAN, Engine, Variant
 from ..results import InductionTransfer
 from ..scores import coax_scan, single_scan
-from ..tasks import check_count, induction_task
+from ..tasks import Task, check_count, induction_task
 from ..units import all_units
 from ..validate import RANDOM_SETS
 from .common import metric_of, variant_means
@@ -24,6 +24,11 @@ def induction_transfer(model, n_primaries: int = 2, k: int = 2, *, n_prompts: in
     primaries + completion are ablated, vs primaries + ``k`` random heads (``n_random``
     draws)."""
     n_random = check_count(n_random, "n_random", why=RANDOM_SETS)
+    n_primaries = check_count(n_primaries, "n_primaries", why="top single-ablation heads taken as primaries")
+    k = check_count(k, "k", why="heads of the CoAx completion")
+    if isinstance(model, (Engine, Task)):
+        raise TypeError(f"induction_transfer takes the model (it draws its own induction prompts), got "
+                        f"{type(model).__name__}{'; pass engine.model' if isinstance(model, Engine) else ''}")
     splits = [induction_task(model, n_prompts, half_length, prompt_seed=s, token_range=token_range)
               for s in (rng_seed, rng_seed + 1, rng_seed + 2)]
     seen = [set(map(tuple, t.prompts)) for t in splits]

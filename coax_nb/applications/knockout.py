@@ -48,8 +48,17 @@ def knockout(
         raise ValueError("the primary set is empty")
     if not O:
         raise ValueError("the oracle (documented backup) set is empty")
-    ranks = {name: [u for u in engine.units(list(r)) if u not in P] for name, r in rankings.items()}
-    K = K if K is not None else len(O)
+    both = [str(u) for u in O if u in P]
+    if both:
+        raise ValueError(f"oracle heads {both} are primaries; the oracle is the backups ablated on top of the "
+                         "primaries: leave the primaries out of it")
+    if not isinstance(rankings, dict):
+        raise TypeError(f"rankings must be a dict of selector name -> ordered heads, e.g. {{'CoAx': top_heads}}, "
+                        f"got {type(rankings).__name__}")
+    if not rankings:
+        raise ValueError("rankings is empty; give at least one selector's ranking, e.g. {'CoAx': top_heads}")
+    ranks = {name: [u for u in engine.units(r) if u not in P] for name, r in rankings.items()}
+    K = check_count(K, "K", why="heads added to the primaries") if K is not None else len(O)
     short = [n for n, r in ranks.items() if len(r) < K]
     if short:
         raise ValueError(f"rankings {short} have fewer than K={K} heads outside the primaries")
@@ -67,6 +76,10 @@ def knockout(
     acc = np.array([float(prompt_accuracy(engine.task, logits[j]).mean()) for j in at])
     kl = np.full(len(order), np.nan)
     if unrelated is not None:
+        if isinstance(unrelated, str) or (isinstance(unrelated, (list, tuple)) and unrelated
+                                          and isinstance(unrelated[0], str)):
+            raise TypeError("unrelated takes prompts as token ids (a Task or lists of ids), not text; build them "
+                            "with custom_task(model, texts, position_mode='last')")
         u_engine = as_engine(engine.model, unrelated, position_mode="last", progress=False)
         clean = u_engine.clean_logits()
         per = [float(np.mean([kl_divergence(c[-1], x[-1]).item() for c, x in zip(clean, lg)]))

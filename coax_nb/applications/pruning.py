@@ -16,10 +16,10 @@ import torch
 from ..baselines import attribution_scores
 from ..compat import renamed
 from ..engine import CLEAN, Engine, Variant, seconds_and_passes, snapshot
-from ..io import atomic_write_text
+from ..io import atomic_write_text, check_writable_file
 from ..results import Pruning
 from ..scores import coax_scan, single_scan
-from ..tasks import Task, check_count, tokenizer_fingerprint
+from ..tasks import Task, check_choices, check_count, tokenizer_fingerprint
 from ..units import Unit, all_units
 from .common import task_loss, variant_means
 
@@ -161,9 +161,19 @@ def prune(
     ``on_step(order, fraction_pruned, loss)`` is called for every new point, e.g.
     ``on_step=lambda o, x, y: curves_widget.append(o, x, y)`` for a live chart.
     """
-    unknown = [o for o in orders if o != "repair_aware" and o not in STATIC_ORDERS]
-    if unknown:
-        raise ValueError(f"unknown pruning order(s) {unknown}; choose from repair_aware, {', '.join(STATIC_ORDERS)}")
+    orders = check_choices(orders, "orders", ("repair_aware",) + STATIC_ORDERS, "pruning order")
+    if isinstance(model, Engine):
+        raise TypeError("prune takes the model, not an Engine: it builds engines over the calibration and the "
+                        "evaluation prompts; pass engine.model")
+    for name, t in (("calibration", calibration), ("evaluation", evaluation)):
+        if not isinstance(t, Task):
+            raise TypeError(f"{name} must be a Task (prompts with targets, e.g. ioi_task(model) or "
+                            f"induction_task(model)), got {type(t).__name__}")
+        if t.targets is None:
+            raise ValueError(f"the {name} task {t.name!r} has no targets, so there is no loss to prune by; build it "
+                             "with answers (custom_task(..., answers=[...])) or use induction_task")
+    if on_step is not None and not callable(on_step):
+        raise TypeError(f"on_step must be a function (order, fraction_pruned, loss), got {type(on_step).__name__}")
     group_size = check_count(group_size, "group_size", why="heads removed per step")
     rng_seed = check_count(rng_seed, "rng_seed", 0)
     if stop_after is not None:
@@ -188,6 +198,7 @@ def prune(
             state = _read_checkpoint(path, fingerprint)
         else:
             state["fingerprint"] = fingerprint
+            check_writable_file(path, "the checkpoint")
             _write_checkpoint(path, state)  # an unwritable path fails now, not after the first order
 
     def loss_after(engine: Engine, removed_lists: list[list[Unit]]) -> np.ndarray:

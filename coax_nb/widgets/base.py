@@ -11,7 +11,7 @@ import anywidget
 import numpy as np
 import traitlets as t
 
-from ..units import parse_name
+from ..units import parse_name, parse_units
 
 # the built ES modules and stylesheets (widgets/build.py writes them; the wheel ships them)
 STATIC = Path(__file__).resolve().parent / "static"
@@ -30,6 +30,19 @@ def float_values(values) -> np.ndarray:
 def head_names(units) -> list[str]:
     """Heads (``Unit``, pairs or any accepted name) as the page's labels, ``L9H9``."""
     return [str(parse_name(u)) for u in units]
+
+
+def check_result(result, want: type, component: str, hint: str):
+    """The result a component draws, refused in words when it is another kind (a widget
+    fed a PairScores would fail on a missing attribute, or draw an empty chart)."""
+    if not isinstance(result, want):
+        raise TypeError(f"{component} draws a {want.__name__} ({hint}), got {type(result).__name__}")
+    return result
+
+
+def check_heads(names, n_layers: int, n_heads: int) -> list[str]:
+    """Head names checked against the result's shape: a head outside it would be drawn nowhere."""
+    return [str(u) for u in parse_units(names, n_layers, n_heads)]
 
 
 def png_base64(fig) -> str:
@@ -77,4 +90,7 @@ def link(*components: Component) -> list:
 
     if len(components) < 2:
         raise ValueError("link needs at least two components")
+    odd = [type(c).__name__ for c in components if not isinstance(c, Component)]
+    if odd:
+        raise TypeError(f"link takes coax-nb components (HeadMap, BlindSpot, ...), got {odd[0]}")
     return [ipywidgets.jslink((a, "selected"), (b, "selected")) for a, b in zip(components, components[1:])]

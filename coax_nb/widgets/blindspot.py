@@ -6,7 +6,9 @@ from typing import Sequence
 import numpy as np
 import traitlets as t
 
-from .base import STATIC, Component, HasPrimaries, float_values, head_names, json_values
+from ..results import UnitScores
+from .base import (STATIC, Component, HasPrimaries, check_heads, check_result, float_values, head_names,
+                   json_values)
 
 
 class BlindSpot(HasPrimaries, Component):
@@ -25,12 +27,13 @@ class BlindSpot(HasPrimaries, Component):
     truth = t.List(t.Unicode()).tag(sync=True)
 
     def __init__(self, scores, x: str = "single", y: str = "comp", truth: Sequence = (), **kwargs):
+        check_result(scores, UnitScores, "BlindSpot", "per-head scores, e.g. coax_scan(...)")
         for name in (x, y):
             if name not in scores.scores:
                 raise ValueError(f"no score {name!r}; available: {', '.join(scores.scores)}")
         super().__init__(units=[str(u) for u in scores.units], x=json_values(scores[x]), y=json_values(scores[y]),
-                         x_label=x, y_label=y, primaries=head_names(scores.primaries), truth=head_names(truth),
-                         **kwargs)
+                         x_label=x, y_label=y, primaries=head_names(scores.primaries),
+                         truth=check_heads(truth, scores.n_layers, scores.n_heads), **kwargs)
 
     @t.validate("primaries", "truth")
     def _normalize_names(self, proposal):

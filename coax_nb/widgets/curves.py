@@ -24,6 +24,10 @@ class Curves(Component):
         if curves is None:
             data = {"title": "", "xlabel": "x", "ylabel": "y", "series": [], "log_y": False, "meta": {}}
         else:
+            missing = [k for k in FIELDS[:4] if not hasattr(curves, k)]
+            if missing:
+                raise TypeError(f"Curves draws a curves result (coax_nb.results.Curves, e.g. wakeup(...).curves['dla'] "
+                                f"or prune(...).curves()), got {type(curves).__name__}, which has no {missing[0]!r}")
             data = {k: getattr(curves, k) for k in FIELDS if hasattr(curves, k)}
         super().__init__(data=data, **kwargs)
 
@@ -36,6 +40,12 @@ class Curves(Component):
         else:
             s = {"name": series, "x": [], "y": []}
             data["series"].append(s)
+        if (lo is None) != (hi is None):
+            raise ValueError(f"series {series!r}: a band point needs both lo and hi (got only "
+                             f"{'lo' if hi is None else 'hi'})")
+        if (lo is not None) != ("lo" in s) and s["x"]:
+            raise ValueError(f"series {series!r} {'has' if 'lo' in s else 'has no'} band; give lo and hi with "
+                             f"every point of it, or with none")
         s["x"].append(float(x))
         s["y"].append(float(y))
         if lo is not None:

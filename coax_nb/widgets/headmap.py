@@ -7,7 +7,9 @@ from typing import Callable, Optional, Sequence
 import traitlets as t
 
 from ..compat import renamed
-from .base import STATIC, Component, HasPrimaries, float_values, head_names, json_values
+from ..results import UnitScores
+from .base import (STATIC, Component, HasPrimaries, check_heads, check_result, float_values, head_names,
+                   json_values)
 
 
 class HeadMap(HasPrimaries, Component):
@@ -27,16 +29,18 @@ class HeadMap(HasPrimaries, Component):
     primaries = t.List(t.Unicode()).tag(sync=True)
     truth = t.List(t.Unicode()).tag(sync=True)
     busy = t.Bool(False).tag(sync=True)
-    click_action = t.Unicode("primaries").tag(sync=True)
+    click_action = t.Enum(("primaries", "select"), "primaries").tag(sync=True)
     version = t.Int(0).tag(sync=True)
     error = t.Unicode("").tag(sync=True)
 
     def __init__(self, scores, score: str = "comp", truth: Sequence = (), **kwargs):
+        check_result(scores, UnitScores, "HeadMap", "per-head scores, e.g. coax_scan(...)")
         if score not in scores.scores:
             raise ValueError(f"no score {score!r}; available: {', '.join(scores.scores)}")
         super().__init__(n_layers=scores.n_layers, n_heads=scores.n_heads, score=score,
                          scores={k: json_values(v) for k, v in scores.scores.items()},
-                         primaries=head_names(scores.primaries), truth=head_names(truth), **kwargs)
+                         primaries=head_names(scores.primaries),
+                         truth=check_heads(truth, scores.n_layers, scores.n_heads), **kwargs)
         self.result = scores
         self._scorer: Optional[Callable] = None
 

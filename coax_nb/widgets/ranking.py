@@ -1,13 +1,15 @@
 """RankingTable: sortable per-head table of every score."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import traitlets as t
 
+from ..results import UnitScores
 from ..units import Unit
-from .base import STATIC, Component, HasPrimaries, float_values, head_names, json_values
+from .base import (STATIC, Component, HasPrimaries, check_heads, check_result, float_values, head_names,
+                   json_values)
 
 
 class RankingTable(HasPrimaries, Component):
@@ -23,10 +25,17 @@ class RankingTable(HasPrimaries, Component):
     truth = t.List(t.Unicode()).tag(sync=True)
     max_rows = t.Int(50).tag(sync=True)
 
-    def __init__(self, scores, sort_by: str = "comp", truth: Sequence = (), **kwargs):
+    def __init__(self, scores, sort_by: Optional[str] = None, truth: Sequence = (), **kwargs):
+        """``sort_by``: the score to sort by; by default ``comp``, or the first score when
+        there is no ``comp`` (e.g. a single_scan)."""
+        check_result(scores, UnitScores, "RankingTable", "per-head scores, e.g. coax_scan(...)")
+        if sort_by is None:
+            sort_by = "comp" if "comp" in scores.scores else next(iter(scores.scores))
+        elif sort_by not in scores.scores:
+            raise ValueError(f"no score {sort_by!r} to sort by; available: {', '.join(scores.scores)}")
         super().__init__(n_heads=scores.n_heads, scores={k: json_values(v) for k, v in scores.scores.items()},
-                         sort_by=sort_by if sort_by in scores.scores else next(iter(scores.scores)),
-                         primaries=head_names(scores.primaries), truth=head_names(truth), **kwargs)
+                         sort_by=sort_by, primaries=head_names(scores.primaries),
+                         truth=check_heads(truth, scores.n_layers, scores.n_heads), **kwargs)
         self.result = scores
 
     @t.validate("primaries", "truth")

@@ -6,8 +6,9 @@ from typing import Optional
 import numpy as np
 import traitlets as t
 
+from ..results import PairScores
 from ..units import parse_name
-from .base import STATIC, Component, json_values
+from .base import STATIC, Component, check_result, json_values
 
 
 def _cluster_order(m: np.ndarray) -> list[int]:
@@ -35,20 +36,32 @@ class SynergyGrid(Component):
     label = t.Unicode().tag(sync=True)
     selected_pair = t.List(t.Unicode()).tag(sync=True)
 
-    def __init__(self, pairs, name: Optional[str] = None, groups: Optional[dict] = None, **kwargs):
+    def __init__(self, pairs, name: Optional[str] = None, groups: Optional[dict] = None,
+                 order: Optional[str] = None, **kwargs):
+        """``order``: ``"given"``, ``"cluster"`` or (with ``groups``) ``"group"``, the default then."""
+        check_result(pairs, PairScores, "SynergyGrid", "a head x head matrix, e.g. synergy(...) or co_activation(...)")
         name = name or next(iter(pairs.values))
         if name not in pairs.values:
             raise ValueError(f"no matrix {name!r}; available: {', '.join(pairs.values)}")
+        if groups is not None and not isinstance(groups, dict):
+            raise TypeError(f"groups must be a dict of head -> group label, e.g. {{'L2H0': 'backup'}}, got "
+                            f"{type(groups).__name__}")
         units = [str(u) for u in pairs.units]
         m = np.asarray(pairs[name], float)
         by_head = {str(parse_name(k)): str(v) for k, v in (groups or {}).items()}
+        stray = sorted(set(by_head) - set(units))
+        if stray:
+            raise ValueError(f"groups names head(s) {stray} that are not in this matrix ({', '.join(units)})")
         labels = [by_head.get(u, "other") for u in units] if groups else []
         orders = {"given": list(range(len(units))), "cluster": _cluster_order(m)}
         if labels:
             first_seen = {g: i for i, g in reversed(list(enumerate(labels)))}
             orders["group"] = sorted(range(len(units)), key=lambda i: (first_seen[labels[i]], i))
+        order = order if order is not None else ("group" if labels else "given")
+        if order not in orders:
+            raise ValueError(f"order must be one of {', '.join(orders)} (group needs groups=), got {order!r}")
         super().__init__(units=units, values=[json_values(row) for row in m], groups=labels, orders=orders,
-                         order="group" if labels else "given", label=name, **kwargs)
+                         order=order, label=name, **kwargs)
         self.matrix = m
 
     def figure(self):
