@@ -359,3 +359,17 @@ def test_mixture_of_experts_scores_in_fp32():
     handle.remove()
     got = torch.stack([lg[-1] for lg in e.logits([Variant.zero(e.units(["L1H0"]))])[0]])
     assert (got - want).abs().max().item() < 1e-5
+
+
+def test_heads_that_are_not_separable_are_refused(monkeypatch):
+    """A bridge whose per-head hook gives the attention output already mixed ([batch, pos,
+    d_model], as some fused attention implementations expose it) has no head to ablate."""
+    from coax_nb.adapter import ModelAdapter
+
+    folder = family_model("gpt2")[0]
+    model = load_model(folder, device="cpu", dtype="fp64")
+    monkeypatch.setattr(ModelAdapter, "z_hook", staticmethod(lambda layer: f"blocks.{layer}.attn.hook_out"))
+    monkeypatch.setattr(ModelAdapter, "check_scorable", classmethod(lambda cls, m: None))
+    with pytest.raises(UnsupportedModelError, match=r"shape \(4, 10, 32\), not \[batch, position, 4 heads, 8\]"
+                                                     r".*not separable"):
+        Engine(model, [[0] + list(range(5, 14))] * 4, progress=False)
