@@ -1,20 +1,24 @@
 """First-order (gradient) baselines of method.md §4, computed in batches through the engine.
 
-Every estimator scores each head by how much zero-ablating it would change the task's
-behaviour metric ``m`` (IOI logit difference, induction answer log-prob, or any
-differentiable ``metric_fn``):
+Every estimator scores each head by how much ablating it -- replacing its output ``z``
+by ``r``: zeros (``ablation="zero"``, the default), its mean clean output (``"mean"``) or
+its output on the paired corrupted prompt (``"resample"``); see
+:meth:`Engine.replacement_at` -- would change the task's behaviour metric ``m`` (IOI
+logit difference, induction answer log-prob, or any differentiable ``metric_fn``):
 
-- ``atp``: per prompt ``a = sum_{pos, d_head} z * dm/dz`` (the first-order estimate of
-  zero-ablating the head is ``-a``); score = mean over prompts of ``|a|``.
+- ``atp``: per prompt ``a = sum_{pos, d_head} (z - r) * dm/dz`` (the first-order
+  estimate of the ablation's effect ``m(ablated) - m`` is ``-a``); score = mean over
+  prompts of ``|a|``.
 - ``atp_gd`` (AtP* GradDrop): for each layer l, the same estimate with layer l's
   residual contribution detached from the backward pass (forward unchanged);
   score = mean over prompts of ``sum_l |a_l| / (L - 1)``.
-- ``eap_ig``: for one attention layer at a time, its head outputs are scaled by
-  ``alpha = k / steps`` (k = 1..steps; the rest of the model recomputes from there),
-  gradients averaged over the steps; attribution = ``-z * mean grad`` summed per head,
-  averaged signed over prompts, ranked by ``|.|`` (the score is the absolute value).
-- ``cond_*``: the same estimator in the seed-ablated graph (seed heads zeroed);
-  ``delta_*``: ``cond_* - *``, the two-state difference.
+- ``eap_ig``: for one attention layer at a time, its head outputs are moved to
+  ``r + alpha (z - r)``, ``alpha = k / steps`` (k = 1..steps; the rest of the model
+  recomputes from there), gradients averaged over the steps; attribution =
+  ``(r - z) * mean grad`` summed per head, averaged signed over prompts, ranked by
+  ``|.|`` (the score is the absolute value).
+- ``cond_*``: the same estimator in the graph with the primaries removed (the same
+  ablation); ``delta_*``: ``cond_* - *``, the two-state difference.
 
 One backward pass covers a whole batch of same-length prompts (prompts do not interact, so the
 gradient of the summed metric is every prompt's own gradient).
@@ -31,39 +35,48 @@ from .compat import renamed
 from .engine import CLEAN, BatchView, Engine, Variant, as_engine, check_primaries, seconds_and_passes, snapshot
 from .results import UnitScores
 from .tasks import check_choices, check_count
+from .variant import ablation_action
 
 METHODS = ("atp", "atp_gd", "eap_ig")
 
 
-def _per_head(z: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """``sum over positions and d_head of z * g`` -> [n, H]."""
-    return (z * g).sum(dim=(1, 3)).double()
+def _per_head(delta: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """``sum over positions and d_head of delta * g`` -> [n, H]."""
+    return (delta * g).sum(dim=(1, 3)).double()
 
 
-def _atp(engine: Engine, bi: BatchView, variant: Variant) -> torch.Tensor:
+def _atp_terms(engine: Engine, bi: BatchView, zs, gs, ablation: str) -> torch.Tensor:
+    """Per prompt and head ``a = sum (z - r) * grad`` -> [n, L, H]: minus the first-order
+    effect of replacing ``z`` by the ablation's replacement ``r``."""
+    return torch.stack([_per_head(z - engine.replacement_at(bi, layer, ablation), g)
+                        for layer, (z, g) in enumerate(zip(zs, gs))], 1)
+
+
+def _atp(engine: Engine, bi: BatchView, variant: Variant, ablation: str = "zero") -> torch.Tensor:
     zs, gs, _ = engine.gradients(bi, variant)
-    return torch.stack([_per_head(z, g) for z, g in zip(zs, gs)], 1)  # [n, L, H]
+    return _atp_terms(engine, bi, zs, gs, ablation)
 
 
-def _atp_graddrop(engine: Engine, bi: BatchView, variant: Variant) -> torch.Tensor:
+def _atp_graddrop(engine: Engine, bi: BatchView, variant: Variant, ablation: str = "zero") -> torch.Tensor:
     L = engine.n_layers
     total = 0
     for drop in range(L):
         zs, gs, _ = engine.gradients(bi, variant, drop_layer=drop)
-        total = total + torch.stack([_per_head(z, g) for z, g in zip(zs, gs)], 1).abs()
+        total = total + _atp_terms(engine, bi, zs, gs, ablation).abs()
     return total / max(L - 1, 1)
 
 
-def _eap_ig(engine: Engine, bi: BatchView, variant: Variant, steps: int) -> torch.Tensor:
+def _eap_ig(engine: Engine, bi: BatchView, variant: Variant, steps: int, ablation: str = "zero") -> torch.Tensor:
     per_layer = []
     for layer in range(engine.n_layers):
+        rep = engine.replacement_at(bi, layer, ablation)
         grad_sum, z_clean = 0, None
-        for k in range(1, steps + 1):
-            zs, gs, _ = engine.gradients(bi, variant, scaled_layer=layer, alpha=k / steps)
+        for k in range(1, steps + 1):  # the path from the replacement (alpha = 0) to z (alpha = 1)
+            zs, gs, _ = engine.gradients(bi, variant, scaled_layer=layer, alpha=k / steps, scaled_from=rep)
             grad_sum = grad_sum + gs[layer]
             if k == steps:
                 z_clean = zs[layer]
-        per_layer.append(-_per_head(z_clean, grad_sum / steps))
+        per_layer.append(_per_head(rep - z_clean, grad_sum / steps))
     return torch.stack(per_layer, 1)
 
 
@@ -75,6 +88,7 @@ def attribution_scores(
     *,
     methods: Sequence[str] = METHODS,
     ig_steps: int = 8,
+    ablation: str = "zero",
     position_mode: Optional[str] = None,
     progress: bool = True,
 ) -> UnitScores:
@@ -84,15 +98,19 @@ def attribution_scores(
 
     Costs per prompt: AtP 1 forward+backward, GradDrop L, EAP-IG ``L x ig_steps``;
     doubled with primaries. ``meta['cost']`` records seconds and passes per method.
+    ``ablation`` is the removal the estimates are of, and how the primaries are removed
+    in the conditional graph: ``"zero"``, ``"mean"`` or ``"resample"`` (as in
+    :func:`coax_nb.coax_scan`).
     """
     methods = check_choices(methods, "methods", METHODS, "attribution method")
+    ablation_action(ablation)
     ig_steps = check_count(ig_steps, "ig_steps", why="integration steps of EAP-IG")
     engine = as_engine(model_or_engine, task, position_mode=position_mode, progress=progress)
     seed_units = engine.units(primaries)  # none given (None, (), []): the intact graph only
     if seed_units:
         seed_units = check_primaries(engine, seed_units)
     L, H = engine.n_layers, engine.n_heads
-    states = [("", CLEAN)] + ([("cond_", Variant.zero(seed_units))] if seed_units else [])
+    states = [("", CLEAN)] + ([("cond_", Variant.ablate(seed_units, ablation))] if seed_units else [])
     is_seed = np.zeros(L * H, bool)
     for u in seed_units:
         if not u.is_mlp:
@@ -110,11 +128,11 @@ def attribution_scores(
         for prefix, variant in states:
             def batch_sum(batch, method=method, variant=variant):
                 if method == "atp":
-                    est = _atp(engine, batch, variant).abs()
+                    est = _atp(engine, batch, variant, ablation).abs()
                 elif method == "atp_gd":
-                    est = _atp_graddrop(engine, batch, variant)
+                    est = _atp_graddrop(engine, batch, variant, ablation)
                 else:
-                    est = _eap_ig(engine, batch, variant, ig_steps)  # signed; |.| after averaging
+                    est = _eap_ig(engine, batch, variant, ig_steps, ablation)  # signed; |.| after averaging
                 bar.update(cost_per[method] * batch.size)
                 return est.sum(0).cpu()
             acc = engine.sum_over_batches(batch_sum)
@@ -125,7 +143,7 @@ def attribution_scores(
             columns[f"delta_{method}"] = columns[f"cond_{method}"] - columns[method]
         cost[method] = {**seconds_and_passes(engine, s0), "wall_seconds": round(time.perf_counter() - t0, 4)}
     bar.close()
-    meta = {"ig_steps": ig_steps, "n_prompts": engine.n_prompts, "position_mode": engine.position_mode,
-            "model": getattr(engine.model, "coax_source", None), "cost": cost, "engine_check": engine.self_check,
-            "wall_seconds": round(time.perf_counter() - t_start, 3)}
+    meta = {"ablation": ablation, "ig_steps": ig_steps, "n_prompts": engine.n_prompts,
+            "position_mode": engine.position_mode, "model": getattr(engine.model, "coax_source", None),
+            "cost": cost, "engine_check": engine.self_check, "wall_seconds": round(time.perf_counter() - t_start, 3)}
     return UnitScores(L, H, seed_units, columns, meta)

@@ -37,7 +37,7 @@ from .models import resolve_device
 from .resources import plan_batch
 from .tasks import Task, check_count, output_positions, tokenizer_fingerprint
 from .units import Unit, parse_units
-from .variant import CLEAN, MEAN, RESAMPLE_SOURCE, ZERO, Variant
+from .variant import CLEAN, MEAN, RESAMPLE_SOURCE, ZERO, Variant, ablation_action
 
 
 @dataclass(frozen=True)
@@ -284,7 +284,8 @@ class Engine:
         middle layer, one in the last, a conditional variant started from an ablated base,
         and a middle layer's MLP), through the output-position and the fixed-support
         unembedding. The first path that reproduces them all is used; falling back warns
-        once, naming the architecture and the cost. The outcome is ``engine.self_check`` (results carry it)."""
+        once, naming the architecture and the cost. The outcome is ``engine.self_check``
+        (results carry it)."""
         L, H = self.n_layers, self.n_heads
         b = self.buckets[0]
         n = min(4, len(b.index))
@@ -378,12 +379,13 @@ class Engine:
     def add_source(self, name: str, prompts: Union[Task, Sequence[Sequence[int]]], under: Variant = CLEAN) -> None:
         """Register a counterfactual prompt set (aligned 1:1 with this engine's prompts,
         same lengths) whose head outputs ``Variant.patch(units, name)`` copies in.
-        ``under`` runs the source prompts in an ablated state (zero or mean ablation
-        only), e.g. with the primaries removed so that woken backups carry their answer."""
+        ``under`` runs the source prompts in an ablated state (zero, mean or resample
+        ablation; resample takes the units' outputs on this engine's paired corrupted
+        prompts), e.g. with the primaries removed so that woken backups carry their answer."""
         if name in ("clean", "mean"):
             raise ValueError(f"source name {name!r} is reserved")
-        if any(action not in (ZERO, MEAN) for _, action in under.actions):
-            raise ValueError("a source can only be run under zero or mean ablation")
+        if any(action not in (ZERO, MEAN, ablation_action("resample")) for _, action in under.actions):
+            raise ValueError("a source can only be run under zero, mean or resample ablation")
         token_lists = prompts.prompts if isinstance(prompts, Task) else [list(map(int, p)) for p in prompts]
         if len(token_lists) != self.n_prompts:
             raise ValueError(f"source {name!r} has {len(token_lists)} prompts; this engine has {self.n_prompts}")
@@ -837,6 +839,20 @@ class Engine:
         """The final norm's scale ``[n, P, 1]`` at the output positions (None if unhooked)."""
         return run.scale[batch.id]
 
+    def replacement_at(self, batch: Union[int, "BatchView"], layer: int, ablation: str = "zero") -> torch.Tensor:
+        """What ``ablation`` puts in place of every head's output at ``layer`` on this batch,
+        at every position: ``[n, T, H, Dh]`` -- zeros, the head's mean clean output (pooled
+        over every prompt and position) or its output on the paired corrupted prompt. The
+        gradient baselines estimate the effect of this very replacement."""
+        bi = batch.id if isinstance(batch, BatchView) else batch
+        b = self.buckets[bi]
+        shape = (len(b.index), b.length, self.n_heads, self.d_head)
+        action = ablation_action(ablation)
+        if action == ZERO:
+            return torch.zeros(shape, device=self.device, dtype=self.dtype)
+        name = "mean" if action == MEAN else action.split(":", 1)[1]
+        return self._source(name, bi, (layer, "attn")).expand(shape)
+
     # ------------------------------------------------------------------ gradients
     def gradients(
         self,
@@ -846,11 +862,14 @@ class Engine:
         drop_layer: Optional[int] = None,
         scaled_layer: Optional[int] = None,
         alpha: float = 1.0,
+        scaled_from: Optional[torch.Tensor] = None,
     ) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
         """One batched forward + backward over bucket ``bi`` of the task's metric.
 
         Returns per layer the head outputs ``z`` [n, T, H, Dh] as the forward used them
-        (after ``variant``'s edits, and scaled by ``alpha`` at ``scaled_layer``), the
+        (after ``variant``'s edits, and at ``scaled_layer`` moved to ``r + alpha (z - r)``,
+        ``r`` being ``scaled_from`` [n, T, H, Dh], zeros when None: see
+        :meth:`replacement_at`), the
         gradients of the summed per-prompt metric with respect to them (one backward
         pass gives every prompt's own gradient, since prompts do not interact), and the
         per-prompt metric. ``drop_layer`` detaches that block's contribution to the
@@ -870,7 +889,7 @@ class Engine:
             def edit_z(z, hook, layer=layer, apply=apply):
                 z = apply(z) if apply is not None else z
                 if layer == scaled_layer:
-                    z = z * alpha
+                    z = z * alpha if scaled_from is None else scaled_from + alpha * (z - scaled_from)
                 zs[layer] = z
                 return z
             hooks.append((self._hook_names[layer], edit_z))
@@ -940,6 +959,31 @@ class Engine:
         """Each head's mean write norm at the output positions under ``run``: flat ``[L*H]``."""
         norms = self.head_output_norms(run, "output")
         return (norms.sum(0) / norms.shape[0]).flatten().double().cpu().numpy()
+
+    # ------------------------------------------------------------------ attention patterns
+    def attention_patterns(self, batch: Union[int, "BatchView"]) -> torch.Tensor:
+        """The clean run's attention patterns on this batch of prompts, every layer:
+        ``[n, L, H, T, T]`` (query, key). One forward of the bridge with its pattern
+        hooks, not cached (role scores read them once, a batch at a time)."""
+        bi = batch.id if isinstance(batch, BatchView) else batch
+        b = self.buckets[bi]
+        patterns: list = [None] * self.n_layers
+
+        def keep(x, hook, layer):
+            patterns[layer] = x.detach()
+        hooks = [(self.arch.pattern_hook(layer), lambda x, hook, layer=layer: keep(x, hook, layer))
+                 for layer in range(self.n_layers)]
+        t0 = time.perf_counter()
+        with torch.no_grad(), self.arch.hooks(hooks):
+            self.arch.forward(b.tokens)
+        self.stats.seconds += time.perf_counter() - t0
+        self.stats.forward_rows += len(b.index)
+        self.stats.block_rows += len(b.index) * self.n_layers
+        if any(p is None for p in patterns):
+            raise UnsupportedModelError(f"{self.arch.name}: the bridge exposes no attention pattern hook "
+                                        "(blocks.L.attn.hook_pattern) in every layer, so attention-based "
+                                        "scores cannot be read; use an ablation- or gradient-based method")
+        return torch.stack(patterns, dim=1)
 
     def describe(self) -> str:
         lens = sorted({b.length for b in self.buckets})

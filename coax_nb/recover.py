@@ -27,6 +27,7 @@ from .results import RecoveryResult
 from .scores import coax_scan
 from .tasks import Task, check_choices, check_count
 from .units import parse_units
+from .variant import ablation_action
 
 SCAN_SELECTORS = ("comp", "ratio", "conditional", "single", "coact")
 GRADIENT_SELECTORS = ("atp", "atp_gd", "eap_ig", "cond_atp", "cond_atp_gd", "cond_eap_ig",
@@ -48,6 +49,7 @@ def recovery(
     k: Optional[int] = None,
     ig_steps: int = 8,
     top_r: int = 0,
+    ablation: str = "zero",
     progress: bool = True,
     title: Optional[str] = None,
 ) -> RecoveryResult:
@@ -59,9 +61,12 @@ def recovery(
     ``prompt_seeds`` to repeat over several prompt sets (rows then hold mean and std,
     as the paper reports). Selectors: the scan's ``comp``, ``ratio``, ``conditional``,
     ``single``, ``coact`` (one CoAx scan) and the gradient baselines ``atp``, ``atp_gd``,
-    ``eap_ig`` with their ``cond_`` / ``delta_`` two-state forms.
+    ``eap_ig`` with their ``cond_`` / ``delta_`` two-state forms. ``ablation`` (``"zero"``,
+    ``"mean"`` or ``"resample"``) is what removing a head means for every selector: the
+    scan's ablations and the removal the gradient baselines estimate.
     """
     check_options("fisher_centered", "clean", top_r)  # checked before any model runs
+    ablation_action(ablation)
     if k is not None:
         k = check_count(k, "k", why="precision is measured over the k top-ranked heads; "
                                     "leave k=None for the number of truth heads")
@@ -109,7 +114,7 @@ def recovery(
                              "not ranked — remove it from truth or from primaries")
         cost = {}
         t0 = time.perf_counter()
-        scores = coax_scan(engine, primaries=prim, top_r=top_r, progress=progress)
+        scores = coax_scan(engine, primaries=prim, top_r=top_r, ablation=ablation, progress=progress)
         scan_cost = {"seconds": scores.meta["wall_seconds"], "forward_passes": scores.meta["forward_passes"],
                      "backward_passes": 0.0}
         for s in SCAN_SELECTORS:
@@ -117,7 +122,8 @@ def recovery(
         methods = sorted({s.split("_", 1)[1] if s.startswith(("cond_", "delta_")) else s
                           for s in selectors if s in GRADIENT_SELECTORS}, key=["atp", "atp_gd", "eap_ig"].index)
         if methods:
-            grads = attribution_scores(engine, None, prim, methods=methods, ig_steps=ig_steps, progress=progress)
+            grads = attribution_scores(engine, None, prim, methods=methods, ig_steps=ig_steps, ablation=ablation,
+                                       progress=progress)
             scores = scores.merged(grads)
             for m in methods:
                 c = grads.meta["cost"][m]
@@ -132,7 +138,7 @@ def recovery(
     for s in selectors:
         evals = [evaluate(sc, truth_units, by=s, k=k) for sc in repeats]
         kk = evals[0]["k"]
-        row = {"selector": s, "k": kk, "n_truth": len(truth_units)}
+        row = {"selector": s, "ablation": ablation, "k": kk, "n_truth": len(truth_units)}
         for name, key in (("roc_auc", "roc_auc"), ("ap", "ap"), ("p_at_k", f"p@{kk}")):
             vals = np.array([e[key] for e in evals])
             row[name] = float(vals.mean())
@@ -141,6 +147,7 @@ def recovery(
             row[c] = float(np.mean([cost[s][c] for cost in costs]))
         rows.append(row)
     meta = {"repeats": len(tasks), "prompt_seeds": list(prompt_seeds) if prompt_seeds else None,
-            "n_prompts": [len(t) for t in tasks], "ig_steps": ig_steps, "top_r": top_r,
-            "model": getattr(model_of, "coax_source", None), "title": title or "Backup recovery"}
+            "n_prompts": [len(t) for t in tasks], "ig_steps": ig_steps, "top_r": top_r, "ablation": ablation,
+            "model": getattr(model_of, "coax_source", None),
+            "title": title or f"Backup recovery ({ablation} ablation)"}
     return RecoveryResult(rows, repeats, truth_units, prim, meta)

@@ -141,16 +141,16 @@ def run_report(model: str = "organism:ioi_dormant", task: str = "default", prima
     if truth:
         t0 = time.perf_counter()
         rec = recovery(engine, None, primaries, truth, selectors=("comp", "ratio", "single", "atp", "atp_gd", "cond_atp"),
-                       progress=False)
+                       ablation=ablation, progress=False)
         timings["recovery"] = time.perf_counter() - t0
     k = max(1, len(truth) or min(3, engine.n_layers * engine.n_heads - len(primaries) - 1))
     selected = [u for u, _ in scores.top(k)]
     t0 = time.perf_counter()
     try:
-        fr = freezing(engine, None, primaries, selected, n_random=8)
+        fr = freezing(engine, None, primaries, selected, n_random=8, ablation=ablation)
     except ValueError:  # no repair at all: nothing to freeze away
         fr = None
-    wu = wakeup(engine, None, primaries, selected, n_random=8)
+    wu = wakeup(engine, None, primaries, selected, n_random=8, ablation=ablation)
     timings["validation"] = time.perf_counter() - t0
     meta = {"model": str(model), "task": run.task.name, "n_prompts": len(run.task), "prompt_seed": int(prompt_seed),
             "primaries": [str(u) for u in primaries], "primaries_source": run.primaries_source,

@@ -564,7 +564,7 @@ class RecoveryResult(_Fields):
         pm = rep > 1
         head = (f"{'selector':<28} {'ROC-AUC':>13} {'AP':>13} {'P@' + str(k):>13} {'seconds':>9} "
                 f"{'fwd':>7} {'bwd':>7}")
-        lines = [head]
+        lines = ([f"({self.choices()})"] if self.choices() else []) + [head]
         for r in self.rows:
             def cell(name):
                 return f"{r[name]:.3f}" + (f" ± {r[name + '_std']:.3f}" if pm else "")
@@ -880,3 +880,94 @@ class InductionTransfer(_Fields):
                                 [self.primaries_effect, self.effect, np.mean(self.random_effects)],
                                 self.random_effects, "drop of answer log-prob", "Induction transfer (evaluation split)",
                                 ["#999999", "#0072B2", "#DDDDDD"], ax)
+
+
+# ---------------------------------------------------------------------------- discovery
+@dataclass
+class Discovery(Result):
+    """A primary set S chosen by :func:`coax_nb.discover.discover_primaries`, with the
+    evidence for every head: ``evidence[name]`` is an array over flat head ids (NaN
+    where a score cannot be read), ``by`` the column S was ranked by, ``primaries`` S
+    best first, ``meta["source"]`` how it was chosen, in words."""
+
+    n_layers: int
+    n_heads: int
+    method: str
+    primaries: list
+    evidence: dict
+    by: str
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def source(self) -> str:
+        return self.meta.get("source", f"auto:{self.method}")
+
+    @property
+    def units(self) -> list[Unit]:
+        return all_units(self.n_layers, self.n_heads)
+
+    def grid(self, name: Optional[str] = None) -> np.ndarray:
+        """Evidence ``name`` (default the ranking column) as a ``[n_layers, n_heads]`` array."""
+        name = name or self.by
+        if name not in self.evidence:
+            raise KeyError(f"no evidence {name!r}; available: {', '.join(self.evidence)}")
+        return np.asarray(self.evidence[name], float).reshape(self.n_layers, self.n_heads)
+
+    def to_frame(self):
+        """One row per head, best first by ``by``: its evidence, whether it is in S and its rank."""
+        import pandas as pd
+
+        units = self.units
+        chosen = {u: r for r, u in enumerate(self.primaries, 1)}
+        df = pd.DataFrame({"name": [str(u) for u in units], "layer": [u.layer for u in units],
+                           "head": [u.head for u in units], "primary": [u in chosen for u in units],
+                           "rank_in_S": [chosen.get(u, np.nan) for u in units]})
+        for name, arr in self.evidence.items():
+            df[name] = np.asarray(arr, float)
+        df = df.sort_values(self.by, ascending=False, kind="stable", na_position="last")
+        return df.set_index("name", drop=False)
+
+    def table(self, k: int = 10) -> str:
+        """S's source and the ``k`` heads with the most evidence (S marked ``*``)."""
+        k = _check_k(k)
+        frame = self.to_frame().head(k)
+        cols = list(self.evidence)
+        lines = [f"S = {', '.join(map(str, self.primaries))}  [{self.source}]",
+                 f"{'':1} {'head':>6}  " + "  ".join(f"{c:>14}" for c in cols)]
+        for _, row in frame.iterrows():
+            lines.append(f"{'*' if row['primary'] else ' '} {row['name']:>6}  "
+                         + "  ".join(f"{row[c]:>14.4g}" for c in cols))
+        return "\n".join(lines)
+
+    def plot(self, ax=None, name: Optional[str] = None):
+        """Head map of the evidence ``name`` (default the ranking column), S marked."""
+        from .plots import head_map
+
+        return head_map(self.grid(name), f"{name or self.by} ({self.method})", primaries=self.primaries, ax=ax)
+
+    def _payload(self) -> dict:
+        return {"n_layers": self.n_layers, "n_heads": self.n_heads, "method": self.method,
+                "primaries": [str(u) for u in self.primaries], "by": self.by,
+                "evidence": {k: _nan_to_none(np.asarray(v, float)) for k, v in self.evidence.items()},
+                "meta": self.meta}
+
+    @classmethod
+    def _from_payload(cls, d: dict) -> "Discovery":
+        L, H = d["n_layers"], d["n_heads"]
+        if not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in (L, H)):
+            raise ValueError(f"this Discovery has n_layers={L!r}, n_heads={H!r}; both must be whole numbers >= 1")
+        evidence = {k: np.array([np.nan if x is None else x for x in v], float) for k, v in d["evidence"].items()}
+        wrong = {k: len(v) for k, v in evidence.items() if v.shape != (L * H,)}
+        if wrong or d["by"] not in evidence:
+            raise ValueError(f"this Discovery is for {L} x {H} heads ranked by {d['by']!r}, but its evidence "
+                             f"columns are {({k: len(v) for k, v in evidence.items()})}; the file is damaged")
+        return cls(L, H, d["method"], parse_units(d["primaries"], L, H), evidence, d["by"], d.get("meta", {}))
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        return super()._repr_html_().replace("</b>", f"</b> S = {escape(', '.join(map(str, self.primaries)))} "
+                                             f"<span style='color:#555'>({escape(self.source)})</span>", 1)
+
+    def __repr__(self) -> str:
+        return f"Discovery({self.n_layers}x{self.n_heads} heads, method {self.method})\n" + self.table(5)

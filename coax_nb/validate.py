@@ -2,6 +2,9 @@
 hand-off, causal freezing and counterfactual patching. Each is one call, runs
 through the engine's batched variants, compares with size-matched random head sets,
 and returns a result from :mod:`coax_nb.results` (``plot()``, ``to_frame()``, JSON).
+``ablation=`` says how heads are removed (``"zero"``, the default; ``"mean"``;
+``"resample"``, as in :func:`coax_nb.coax_scan`) and is recorded in each result's meta;
+freezing and patching stay what they are, only the primaries' removal follows it.
 
 >>> from coax_nb import load_model
 >>> from coax_nb.organisms import task_for
@@ -12,6 +15,7 @@ and returns a result from :mod:`coax_nb.results` (``plot()``, ``to_frame()``, JS
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Optional, Sequence
 
@@ -23,6 +27,7 @@ from .engine import Engine, Variant, as_engine
 from .results import Curves, Freezing, HandOff, Patching, WakeUp
 from .tasks import Task, check_count
 from .units import Unit, all_units
+from .variant import ablation_action
 
 RANDOM_SETS = "the selection is compared with that many size-matched random head sets"
 
@@ -66,7 +71,7 @@ def _names(units) -> list[str]:
 
 
 def wakeup(model_or_engine, task: Optional[Task], primaries, selected, *, order=None, n_orders: int = 1,
-           n_random: int = 8, rng_seed: int = 0) -> WakeUp:
+           n_random: int = 8, rng_seed: int = 0, ablation: str = "zero") -> WakeUp:
     """Graded wake-up: ablate the primaries one by one (in ``order``, default as given;
     ``n_orders > 1`` adds random orders and averages) and track, for the selected set
     and ``n_random`` size-matched random sets (drawn outside primaries and selection):
@@ -75,7 +80,10 @@ def wakeup(model_or_engine, task: Optional[Task], primaries, selected, *, order=
     - ``effect``: the set's causal effect on the metric, ``m(B) - m(B + set ablated)``
       where B is the current primary ablation;
     - ``dla``: the set's summed direct logit attribution under B.
+
+    Primaries and sets are removed the way ``ablation`` says.
     """
+    ablation_action(ablation)
     n_random = check_count(n_random, "n_random", why=RANDOM_SETS)
     n_orders = check_count(n_orders, "n_orders", why="the number of primary-ablation orders averaged")
     engine = as_engine(model_or_engine, task, progress=False)
@@ -92,10 +100,11 @@ def wakeup(model_or_engine, task: Optional[Task], primaries, selected, *, order=
     rnd = {s: np.zeros((len(orders), n_random, len(P) + 1)) for s in signals}
     for oi, o in enumerate(orders):
         for j in range(len(P) + 1):
-            B = Variant.zero(o[:j])
+            B = Variant.ablate(o[:j], ablation)
             norms = engine.mean_output_norms(engine.base(B))
             dla = head_dla(engine, B)
-            m = _metric(engine, [B, B | Variant.zero(X)] + [B | Variant.zero(r) for r in randoms])
+            m = _metric(engine, [B, B | Variant.ablate(X, ablation)]
+                        + [B | Variant.ablate(r, ablation) for r in randoms])
             sel["norm"][oi, j] = _set_value(norms, X, H)
             sel["dla"][oi, j] = _set_value(dla, X, H)
             sel["effect"][oi, j] = m[0] - m[1]
@@ -116,28 +125,31 @@ def wakeup(model_or_engine, task: Optional[Task], primaries, selected, *, order=
         rnd_rise = rnd[s].mean(0)[:, -1] - rnd[s].mean(0)[:, 0]
         margins[s] = {"selected_rise": float(sel_rise), "random_rise_mean": float(rnd_rise.mean()),
                       "random_rise_max": float(rnd_rise.max()), "margin": float(sel_rise - rnd_rise.mean())}
-    return WakeUp(curves, margins, P, X, {"orders": [_names(o) for o in orders], "n_random": n_random})
+    return WakeUp(curves, margins, P, X, {"orders": [_names(o) for o in orders], "n_random": n_random,
+                                          "ablation": ablation})
 
 
-def dla_handoff(model_or_engine, task: Optional[Task], primaries, selected) -> HandOff:
-    """Where the answer's direct logit attribution sits before and after the primaries go."""
+def dla_handoff(model_or_engine, task: Optional[Task], primaries, selected, *, ablation: str = "zero") -> HandOff:
+    """Where the answer's direct logit attribution sits before and after the primaries go
+    (removed the way ``ablation`` says)."""
+    ablation_action(ablation)
     engine = as_engine(model_or_engine, task, progress=False)
     P, X = _sets(engine, primaries, selected)
     H = engine.n_heads
     rest = [u for u in all_units(engine.n_layers, H) if u not in set(P + X)]
     out = {}
-    for state, v in (("intact", Variant()), ("primaries ablated", Variant.zero(P))):
+    for state, v in (("intact", Variant()), ("primaries ablated", Variant.ablate(P, ablation))):
         dla = head_dla(engine, v)
         for name, units in (("primaries", P), ("selected", X), ("rest", rest)):
             out.setdefault(name, {})[state] = _set_value(dla, units, H)
-    return HandOff(out, P, X)
+    return HandOff(out, P, X, {"ablation": ablation})
 
 
 def freezing(model_or_engine, task: Optional[Task], primaries, selected, *, n_random: int = 10,
-             rng_seed: int = 0) -> Freezing:
+             rng_seed: int = 0, ablation: str = "zero") -> Freezing:
     """Freeze the selected heads at their intact outputs while the primaries are ablated.
 
-    With ``m_S`` the metric with the primaries zero-ablated, ``m_none`` the metric with
+    With ``m_S`` the metric with the primaries ablated (as ``ablation`` says), ``m_none`` the metric with
     the primaries ablated and every other head frozen at its clean output (no head can
     respond), and ``m_X`` with only the set X frozen:
 
@@ -147,12 +159,13 @@ def freezing(model_or_engine, task: Optional[Task], primaries, selected, *, n_ra
     1 means freezing X removes all of the heads' repair; 0 means X does not take part.
     The same is reported for ``n_random`` size-matched random sets.
     """
+    ablation_action(ablation)
     n_random = check_count(n_random, "n_random", why=RANDOM_SETS)
     engine = as_engine(model_or_engine, task, progress=False)
     P, X = _sets(engine, primaries, selected)
     others = [u for u in all_units(engine.n_layers, engine.n_heads) if u not in set(P)]
     randoms = random_sets(engine, P + X, len(X), n_random, rng_seed)
-    S = Variant.zero(P)
+    S = Variant.ablate(P, ablation)
     m = _metric(engine, [Variant(), S, S | Variant.freeze(others), S | Variant.freeze(X)]
                 + [S | Variant.freeze(r) for r in randoms])
     clean, m_s, m_none, m_x = m[:4]
@@ -164,11 +177,11 @@ def freezing(model_or_engine, task: Optional[Task], primaries, selected, *, n_ra
     return Freezing(float((m_s - m_x) / repair), rr,
                     {"clean": float(clean), "primaries_ablated": float(m_s), "all_frozen": float(m_none),
                      "selected_frozen": float(m_x), "self_repair": float(repair)},
-                    P, X, {"random_sets": [_names(r) for r in randoms]})
+                    P, X, {"random_sets": [_names(r) for r in randoms], "ablation": ablation})
 
 
 def counterfactual_patching(model, task: Task, counterfactual: Task, primaries, selected, *,
-                            n_random: int = 10, rng_seed: int = 0) -> Patching:
+                            n_random: int = 10, rng_seed: int = 0, ablation: str = "zero") -> Patching:
     """In the primary-ablated model, patch the selected heads' outputs from the
     counterfactual prompts (run with the primaries ablated too, so woken backups carry
     the counterfactual answer) and measure how far the answer moves.
@@ -178,7 +191,12 @@ def counterfactual_patching(model, task: Task, counterfactual: Task, primaries, 
     ``moved = (d_patched - d_S) / (d_cf - d_S)``, where ``d_S`` is the primary-ablated
     model on the original prompts and ``d_cf`` on the counterfactual ones. 1 = the
     answer moved completely, 0 = not at all. Build ``counterfactual`` with
-    :func:`coax_nb.tasks.ioi_counterfactual`."""
+    :func:`coax_nb.tasks.ioi_counterfactual`.
+
+    The primaries are removed the way ``ablation`` says, on both prompt sets; under
+    ``"resample"`` both take them from the task's paired corrupted prompts (a corrupted
+    prompt is a corrupted version of its counterfactual too: same template, other names)."""
+    ablation_action(ablation)
     n_random = check_count(n_random, "n_random", why=RANDOM_SETS)
     if isinstance(model, Engine):
         raise TypeError("counterfactual_patching takes the model, not an Engine: it runs the original and the "
@@ -191,8 +209,10 @@ def counterfactual_patching(model, task: Task, counterfactual: Task, primaries, 
         raise ValueError(f"the counterfactual task has {len(counterfactual)} prompts; the task has {len(task)}")
     engine = Engine(model, task, progress=False)
     P, X = _sets(engine, primaries, selected)
-    S = Variant.zero(P)
+    S = Variant.ablate(P, ablation)
     engine.add_source("counterfactual", counterfactual, under=S)
+    if ablation == "resample":  # the same replacement outputs as on the original prompts
+        counterfactual = dataclasses.replace(counterfactual, corrupted=task.corrupted)
     cf_engine = Engine(model, counterfactual, progress=False)
     randoms = random_sets(engine, P + X, len(X), n_random, rng_seed)
 
@@ -210,7 +230,7 @@ def counterfactual_patching(model, task: Task, counterfactual: Task, primaries, 
                          "ioi_counterfactual)")
     return Patching(float((d_p - d_s) / span), [float((d(o) - d_s) / span) for o in outs[2:]], P, X,
                     {"d_primaries_ablated": float(d_s), "d_counterfactual": float(d_cf), "d_patched": float(d_p),
-                     "random_sets": [_names(r) for r in randoms]})
+                     "random_sets": [_names(r) for r in randoms], "ablation": ablation})
 
 
 __all__ = ["wakeup", "dla_handoff", "freezing", "counterfactual_patching", "random_sets"]

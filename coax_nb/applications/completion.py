@@ -12,11 +12,12 @@ from ..results import CircuitCompletion
 from ..tasks import Task, check_count
 from ..units import all_units
 from ..validate import RANDOM_SETS
+from ..variant import ablation_action
 from .common import metric_of, variant_means
 
 
 def circuit_completion(model_or_engine, task: Optional[Task], primaries, base, completions: dict, *,
-                       n_random: int = 8, rng_seed: int = 0) -> CircuitCompletion:
+                       n_random: int = 8, rng_seed: int = 0, ablation: str = "zero") -> CircuitCompletion:
     """Keep a circuit C (every head outside C mean-ablated) and compare its response to
     removing the primaries with the full model's.
 
@@ -24,15 +25,19 @@ def circuit_completion(model_or_engine, task: Optional[Task], primaries, base, c
     always included), and ``base + extra`` for every ``completions`` entry (e.g.
     ``{"CoAx": top_k, "documented backups": truth}``), plus a matched-random completion
     (``base`` + as many random heads from outside it as the largest completion; mean
-    over ``n_random`` draws). With ``r(C) = m(C kept) - m(C kept, primaries zero-ablated)``
-    and ``r_full = m(clean) - m(primaries zero-ablated)``:
+    over ``n_random`` draws). With ``r(C) = m(C kept) - m(C kept, primaries ablated)``
+    and ``r_full = m(clean) - m(primaries ablated)``:
 
         incompleteness(C) = |r(C) - r_full| / |m(clean)|
 
     0 means the kept circuit responds to the primaries' removal exactly as the whole
     model does, self-repair included (the clean metric is the scale, so a model that
     repairs completely, r_full = 0, is still well defined).
+
+    The primaries are removed the way ``ablation`` says (``"zero"``, ``"mean"`` or
+    ``"resample"``); keeping a circuit stays a mean ablation of everything outside it.
     """
+    ablation_action(ablation)
     n_random = check_count(n_random, "n_random", why=RANDOM_SETS)
     engine = as_engine(model_or_engine, task, progress=False)
     P = engine.units(primaries)
@@ -53,11 +58,12 @@ def circuit_completion(model_or_engine, task: Optional[Task], primaries, base, c
     rng = random.Random(rng_seed)
     randoms = [sorted(set(core) | set(rng.sample(outside, k))) for _ in range(n_random)]
     all_sets = list(sets.values()) + randoms
-    variants = [CLEAN, Variant.zero(P)]
+    removed = Variant.ablate(P, ablation)
+    variants = [CLEAN, removed]
     for C in all_sets:
         comp = [u for u in every if u not in C]
         keep = Variant.mean(comp) if comp else CLEAN
-        variants += [keep, keep | Variant.zero(P)]
+        variants += [keep, keep | removed]
     m = variant_means(engine, variants, metric_of)
     r_full = m[0] - m[1]
     scale = abs(m[0])
@@ -70,4 +76,4 @@ def circuit_completion(model_or_engine, task: Optional[Task], primaries, base, c
     responses = {name: float(resp[i]) for i, name in enumerate(sets)}
     return CircuitCompletion(inc, responses, float(r_full), P,
                              {"random_incompleteness": [float(x) for x in rand_inc], "random_size": k,
-                              "circuits": {n: [str(u) for u in c] for n, c in sets.items()}})
+                              "circuits": {n: [str(u) for u in c] for n, c in sets.items()}, "ablation": ablation})

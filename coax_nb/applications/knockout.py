@@ -13,6 +13,7 @@ from ..results import Curves, Knockout
 from ..tasks import Task, check_count
 from ..units import all_units
 from ..validate import RANDOM_SETS
+from ..variant import ablation_action
 from .common import metric_of, prompt_accuracy
 
 SIGNAL_LABELS = {"metric": "behaviour metric", "accuracy": "task accuracy",
@@ -30,6 +31,7 @@ def knockout(
     unrelated=None,
     n_random: int = 8,
     rng_seed: int = 0,
+    ablation: str = "zero",
 ) -> Knockout:
     """Ablate the primaries plus the top-k heads of each ranking, k = 0..K.
 
@@ -40,7 +42,18 @@ def knockout(
     ``unrelated``: prompts (token lists or a Task) of unrelated text; the KL(clean ||
     knocked-out) of their next-token distribution at the last position measures collateral
     damage. Distance to the oracle = |metric(knockout) - metric(oracle knockout)|.
+
+    Heads are knocked out the way ``ablation`` says (``"zero"``, ``"mean"`` or
+    ``"resample"``, as in :func:`coax_nb.coax_scan`); on the unrelated prompts, ``"mean"``
+    is their own clean mean and ``"resample"`` needs their paired corrupted prompts (a
+    Task with ``corrupted=``).
     """
+    ablation_action(ablation)
+    if ablation == "resample" and unrelated is not None and getattr(unrelated, "corrupted", None) is None:
+        raise ValueError("knockout with ablation='resample' and unrelated prompts takes the knocked-out heads' "
+                         "outputs on the unrelated prompts from paired corrupted ones, and these have none: pass "
+                         "unrelated as a Task with corrupted=[...] (custom_task(..., corrupted_texts=[...])), or "
+                         "leave unrelated=None")
     n_random = check_count(n_random, "n_random", why=RANDOM_SETS)
     engine = as_engine(model_or_engine, task, progress=False)
     P, O = engine.units(primaries), engine.units(oracle)
@@ -66,8 +79,9 @@ def knockout(
     rng = random.Random(rng_seed)
     draws = [rng.sample(pool, K) for _ in range(n_random)]
     selectors = dict(ranks, **{f"random #{i}": d for i, d in enumerate(draws)})
-    variants = {(name, k): Variant.zero(P + r[:k]) for name, r in selectors.items() for k in range(K + 1)}
-    oracle_v = Variant.zero(P + O)
+    variants = {(name, k): Variant.ablate(P + r[:k], ablation) for name, r in selectors.items()
+                for k in range(K + 1)}
+    oracle_v = Variant.ablate(P + O, ablation)
     order = [oracle_v] + list(variants.values())
     unique = list(dict.fromkeys(order))  # k = 0 is the same variant for every selector: run it once
     at = [unique.index(v) for v in order]
@@ -100,5 +114,6 @@ def knockout(
         c.add_band(f"matched random (n={n_random})", ks, rnd)
         curves[sig] = c
     meta = {"K": K, "oracle_metric": float(metric[0]), "oracle_accuracy": float(acc[0]),
-            "oracle_kl_unrelated": None if np.isnan(kl[0]) else float(kl[0]), "n_random": n_random}
+            "oracle_kl_unrelated": None if np.isnan(kl[0]) else float(kl[0]), "n_random": n_random,
+            "ablation": ablation}
     return Knockout(rows, curves, P, O, meta)

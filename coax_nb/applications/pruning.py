@@ -21,6 +21,7 @@ from ..results import Pruning
 from ..scores import coax_scan, single_scan
 from ..tasks import Task, check_choices, check_count, tokenizer_fingerprint
 from ..units import Unit, all_units
+from ..variant import ablation_action
 from .common import task_loss, variant_means
 
 STATIC_ORDERS = ("single", "co_ablation", "magnitude", "wanda", "taylor", "random")
@@ -32,8 +33,9 @@ def _head_weight_norms(engine: Engine) -> np.ndarray:
     return (W_O.flatten(2).norm(dim=-1) * W_V.flatten(2).norm(dim=-1)).flatten().cpu().numpy()
 
 
-def _static_scores(engine: Engine, order: str, primaries: list[Unit], rng_seed: int) -> np.ndarray:
-    """Importance per head (lower = pruned first)."""
+def _static_scores(engine: Engine, order: str, primaries: list[Unit], rng_seed: int, ablation: str) -> np.ndarray:
+    """Importance per head (lower = pruned first); the ablation-based orders remove heads
+    the way ``ablation`` says."""
     U = engine.n_layers * engine.n_heads
     if order == "random":
         return np.random.default_rng(rng_seed).random(U)
@@ -42,11 +44,11 @@ def _static_scores(engine: Engine, order: str, primaries: list[Unit], rng_seed: 
     if order == "wanda":  # activation x weight: mean |z W_O| over the calibration prompts x |W_V||W_O|
         return engine.mean_output_norms(engine.clean) * _head_weight_norms(engine)
     if order == "taylor":
-        return attribution_scores(engine, methods=["atp"], progress=False)["atp"]
+        return attribution_scores(engine, methods=["atp"], ablation=ablation, progress=False)["atp"]
     if order == "single":
-        return single_scan(engine, progress=False)["single"]
+        return single_scan(engine, ablation=ablation, progress=False)["single"]
     if order == "co_ablation":
-        cond = coax_scan(engine, primaries=primaries, progress=False)["conditional"].copy()
+        cond = coax_scan(engine, primaries=primaries, ablation=ablation, progress=False)["conditional"].copy()
         cond[np.isnan(cond)] = np.inf  # primaries: kept until last
         return cond
     raise ValueError(f"unknown pruning order {order!r}; choose from repair_aware, {', '.join(STATIC_ORDERS)}")
@@ -112,7 +114,8 @@ def _read_checkpoint(path: Path, fingerprint: dict) -> dict:
         was = (old.get("prompts") or {}).get(part)
         if was != h:
             differ.append(f"{part} prompts (hash {was} in the checkpoint, {h} now)")
-    was, now = old.get("options") or {}, fingerprint["options"]
+    # checkpoints written before the ablation option existed were zero-ablation runs
+    was, now = {"ablation": "zero", **(old.get("options") or {})}, fingerprint["options"]
     changed = [f"{k}: {was.get(k)!r} in the checkpoint, {now.get(k)!r} now"
                for k in sorted(set(was) | set(now)) if was.get(k) != now.get(k)]
     if changed:
@@ -136,6 +139,7 @@ def prune(
     checkpoint: Union[str, os.PathLike, None] = None,
     stop_after: Optional[int] = None,
     rng_seed: int = 0,
+    ablation: str = "zero",
     progress: bool = True,
     on_step: Optional[Callable[[str, float, float], None]] = None,
 ) -> Pruning:
@@ -150,7 +154,9 @@ def prune(
     intact model: ``single`` (ablation energy), ``co_ablation`` (conditional energy given
     ``primaries``, default the top-3 single-ablation heads), ``magnitude`` (|W_V| |W_O|),
     ``wanda`` (mean output norm x weight norm), ``taylor`` (|AtP| of the task metric),
-    ``random``.
+    ``random``. ``ablation`` is how a head is removed, in the pruning and in the orders
+    that ablate (``"zero"``, ``"mean"`` or ``"resample"``; resample needs both tasks'
+    paired corrupted prompts).
 
     ``checkpoint``: a JSON file written atomically after every step; calling again with
     the same arguments resumes from it and gives the same curves as an uninterrupted run.
@@ -162,6 +168,7 @@ def prune(
     ``on_step=lambda o, x, y: curves_widget.append(o, x, y)`` for a live chart.
     """
     orders = check_choices(orders, "orders", ("repair_aware",) + STATIC_ORDERS, "pruning order")
+    ablation_action(ablation)
     if isinstance(model, Engine):
         raise TypeError("prune takes the model, not an Engine: it builds engines over the calibration and the "
                         "evaluation prompts; pass engine.model")
@@ -188,7 +195,8 @@ def prune(
     U = len(every)
     n_steps = int(np.ceil(max_fraction * U / group_size))
     settings = {"orders": list(orders), "group_size": group_size, "max_fraction": max_fraction,
-                "n_units": U, "rng_seed": rng_seed, "calibration": len(calibration), "evaluation": len(evaluation)}
+                "n_units": U, "rng_seed": rng_seed, "calibration": len(calibration), "evaluation": len(evaluation),
+                "ablation": ablation}
     given = None if primaries is None else [str(u) for u in cal.units(primaries)]
     path = Path(checkpoint) if checkpoint is not None else None
     state = {"settings": settings, "orders": {}, "steps": []}
@@ -202,12 +210,12 @@ def prune(
             _write_checkpoint(path, state)  # an unwritable path fails now, not after the first order
 
     def loss_after(engine: Engine, removed_lists: list[list[Unit]]) -> np.ndarray:
-        return variant_means(engine, [Variant.zero(r) if r else CLEAN for r in removed_lists], task_loss)
+        return variant_means(engine, [Variant.ablate(r, ablation) if r else CLEAN for r in removed_lists], task_loss)
 
     if primaries is not None:
         P = cal.units(primaries)
     elif "co_ablation" in orders:  # default: the top-3 single-ablation heads
-        P = [every[i] for i in np.argsort(-single_scan(cal, progress=False)["single"])[:3]]
+        P = [every[i] for i in np.argsort(-single_scan(cal, ablation=ablation, progress=False)["single"])[:3]]
     else:
         P = []
 
@@ -221,7 +229,7 @@ def prune(
         if name in state["orders"] and state["orders"][name].get("done"):
             continue
         if name != "repair_aware":
-            score = _static_scores(cal, name, P, rng_seed)
+            score = _static_scores(cal, name, P, rng_seed, ablation)
             order = [every[i] for i in np.argsort(score, kind="stable")]
             prefixes = [order[:min(U, group_size * s)] for s in range(n_steps + 1)]
             losses = loss_after(ev, prefixes)
