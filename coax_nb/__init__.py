@@ -2,13 +2,14 @@
 from .applications import (attribution_repair, circuit_completion, induction_transfer, knockout, prune,
                            task_loss)
 from .baselines import attribution_scores
+from .discover import discover_primaries
 from .dla import dla_ground_truth, head_dla
 from .engine import CLEAN, Engine, Term, Variant, as_engine
 from .evaluate import average_precision, evaluate, precision_at_k, roc_auc
 from .inputs import Run, resolve
 from .models import ModelLoadError, load_model
 from .recover import recovery
-from .results import Completion, Curves, PairScores, RecoveryResult, UnitScores, load
+from .results import Completion, Curves, Discovery, PairScores, RecoveryResult, UnitScores, load
 from .scores import ablation_energy, co_activation, coax_scan, greedy_completion, single_scan, synergy
 from .tasks import Task, custom_task, induction_task, ioi_counterfactual, ioi_task
 from .units import Unit, parse_units
@@ -23,5 +24,6 @@ __all__ = [
     "single_scan", "synergy", "Task", "custom_task", "induction_task", "ioi_counterfactual", "ioi_task", "Unit",
     "parse_units", "attribution_scores", "dla_ground_truth", "head_dla", "recovery",
     "counterfactual_patching", "dla_handoff", "freezing", "wakeup",
+    "discover_primaries", "Discovery",
     "attribution_repair", "circuit_completion", "induction_transfer", "knockout", "prune", "task_loss",
 ]

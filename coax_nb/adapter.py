@@ -49,6 +49,11 @@ class ModelAdapter:
         return None
 
     @staticmethod
+    def pattern_hook(layer: int) -> str:
+        """Attention patterns ``[batch, head, query, key]`` (after the softmax)."""
+        return f"blocks.{layer}.attn.hook_pattern"
+
+    @staticmethod
     def block_in_hook(layer: int) -> str:
         return f"blocks.{layer}.hook_in"
 

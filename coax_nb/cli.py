@@ -132,7 +132,9 @@ def cmd_organisms(args) -> int:
 
 def _add_primaries(parser) -> None:
     parser.add_argument("--primaries", nargs="+", default=None, metavar="HEAD",
-                        help="primary heads S, e.g. L9H9 L9H6 or 9.9 9.6 (organisms: their card's)")
+                        help="primary heads S, e.g. L9H9 L9H6 or 9.9 9.6 (organisms: their card's); or auto, "
+                        "auto:METHOD to discover them (METHOD: single (default), atp, role, acdc; options :k=N "
+                        "(default 3), :tau=X for acdc, e.g. auto:acdc:tau=0.3)")
     parser.add_argument("--seed", nargs="+", default=None, metavar="HEAD", help="deprecated: the old name of --primaries")
 
 

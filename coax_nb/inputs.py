@@ -8,6 +8,10 @@ backups (the organism card's, when the model is a bundled organism).
 >>> run = resolve("organism:handwired", n_prompts=8)
 >>> [str(u) for u in run.primaries], run.primaries_source
 (['L1H0', 'L1H1'], 'organism card')
+
+``primaries="auto"`` / ``"auto:METHOD"`` (``single``, ``atp``, ``role``, ``acdc``;
+options ``:k=N`` and ``:tau=X``) lets :func:`~coax_nb.discover.discover_primaries`
+choose S on the run's own engine; ``primaries_source`` then names the method.
 """
 from __future__ import annotations
 
@@ -21,9 +25,11 @@ from typing import Optional
 import torch
 
 from . import organisms
+from .discover import discover_primaries, parse_auto
 from .engine import Engine, check_primaries
 from .models import ModelLoadError, load_model
 from .organisms import organism_name
+from .results import Discovery
 from .tasks import Task, induction_task, ioi_task
 from .units import Unit, parse_units
 
@@ -42,7 +48,8 @@ class Run:
     engine: Engine
     primaries: list[Unit]
     truth: list[Unit]
-    primaries_source: str  # "given" or "organism card"
+    primaries_source: str  # "given", "organism card" or "auto:METHOD (how S was chosen)"
+    discovery: Optional[Discovery] = None  # the evidence per head, when S was chosen by "auto"
 
 
 def _count(value, what: str, minimum: int) -> int:
@@ -54,13 +61,25 @@ def _count(value, what: str, minimum: int) -> int:
     return int(value)
 
 
+def _auto(primaries):
+    """The ``"auto[:METHOD...]"`` spec as one stripped string (also from a one-item
+    list, as a CLI gives it), or None when ``primaries`` names heads."""
+    if isinstance(primaries, (list, tuple)) and len(primaries) == 1:
+        primaries = primaries[0]
+    return primaries.strip() if parse_auto(primaries) is not None else None
+
+
 def _head_names(primaries):
     """None for "not given" (None, "", []); else the heads, syntax-checked before any
-    model is loaded so a typo fails in a second, not after the load."""
+    model is loaded so a typo fails in a second, not after the load (an ``auto`` spec
+    is checked the same way and returned as its string)."""
     if primaries is None or (isinstance(primaries, str) and not primaries.strip()):
         return None
     if isinstance(primaries, (list, tuple)) and len(primaries) == 0:
         return None
+    auto = _auto(primaries)
+    if auto is not None:
+        return auto
     parse_units(primaries, 1 << 30, 1 << 30)
     return primaries
 
@@ -69,7 +88,9 @@ def heads_text(primaries) -> Optional[str]:
     """Any accepted spelling of a head set as one string of names (``"L9H9 L9H10"``), or
     None when none is given: the form that survives papermill ``-p``, YAML and CSV."""
     given = _head_names(primaries)
-    return None if given is None else " ".join(str(u) for u in parse_units(given, 1 << 30, 1 << 30))
+    if given is None or _auto(given) is not None:
+        return given
+    return " ".join(str(u) for u in parse_units(given, 1 << 30, 1 << 30))
 
 
 def resolve_task(model, spec, task="default", n_prompts: int = 32, prompt_seed: int = 0) -> Task:
@@ -130,9 +151,9 @@ def check_inputs(model="organism:ioi_dormant", task="default", n_prompts: int = 
                                  "model.save_pretrained(dir), a hub name or organism:NAME")
     if given is None and card is None:
         raise ValueError("give the primary heads, e.g. primaries='L9H9 L9H6'; only bundled organisms "
-                         "(organism:NAME) come with a default primary set")
+                         "(organism:NAME) come with a default primary set. Or primaries='auto' to discover them")
     shape = _config_shape(folder) if folder is not None and folder.is_dir() else None
-    if given is not None and shape is not None:
+    if given is not None and shape is not None and _auto(given) is None:
         parse_units(given, *shape)
 
 def resolve(model="organism:ioi_dormant", task="default", n_prompts: int = 32, primaries=None,
@@ -142,7 +163,9 @@ def resolve(model="organism:ioi_dormant", task="default", n_prompts: int = 32, p
     an already loaded model), build its task and engine, and settle the primary set.
 
     ``primaries`` is a list of head names, one string of several (``"L9H9 L9H6"``, the
-    safe way through papermill), or None: an organism's card then gives them. The known
+    safe way through papermill), ``"auto"`` / ``"auto:METHOD"`` (chosen by
+    :func:`~coax_nb.discover.discover_primaries`, e.g. ``"auto:acdc:tau=0.3"``), or
+    None: an organism's card then gives them. The known
     backups (``truth``) come from the card too, and are empty for other models.
     ``dtype`` is the one to load the model in (see :func:`~coax_nb.models.load_model`);
     ``position_mode`` overrides the task's for the engine.
@@ -159,6 +182,13 @@ def resolve(model="organism:ioi_dormant", task="default", n_prompts: int = 32, p
         m = load_model(spec, device=device, dtype=dtype)
     t = resolve_task(m, spec, task, n_prompts, prompt_seed)
     engine = Engine(m, t, position_mode=position_mode, device=device, progress=progress)
-    heads = check_primaries(engine, given if given is not None else card["primaries"])
+    auto = parse_auto(_auto(given)) if given is not None else None
+    discovery = None
+    if auto is not None:
+        discovery = discover_primaries(engine, method=auto["method"], k=auto["k"], tau=auto["tau"], progress=progress)
+        heads, source = check_primaries(engine, discovery.primaries), discovery.source
+    else:
+        heads = check_primaries(engine, given if given is not None else card["primaries"])
+        source = "given" if given is not None else "organism card"
     truth = engine.units(card["backups"]) if card is not None else []
-    return Run(spec, m, t, engine, heads, truth, "given" if given is not None else "organism card")
+    return Run(spec, m, t, engine, heads, truth, source, discovery)

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from coax_nb import Engine, load_model, results  # noqa: E402
 from coax_nb.applications import (attribution_repair, circuit_completion, induction_transfer,  # noqa: E402
                                   knockout, prune)
+from coax_nb.discover import discover_primaries  # noqa: E402
 from coax_nb.organisms import task_for  # noqa: E402
 from coax_nb.recover import recovery  # noqa: E402
 from coax_nb.scores import coax_scan, greedy_completion, synergy  # noqa: E402
@@ -56,13 +57,14 @@ def built(hw, toy):
                                                 {"documented": B}, n_random=2),
         "Pruning": prune(model, cal, ev, orders=["repair_aware", "single"], max_fraction=0.25, progress=False),
         "InductionTransfer": induction_transfer(toy, n_prompts=4, half_length=4, n_random=2),
+        "Discovery": discover_primaries(e, method="role", k=2, progress=False),
     }
     assert set(out) == {n for n in results._TYPES}, "a result type is missing from this test"
     return out
 
 
 TYPES = ["UnitScores", "PairScores", "Completion", "Curves", "RecoveryResult", "WakeUp", "HandOff", "Freezing",
-         "Patching", "AttributionRepair", "Knockout", "CircuitCompletion", "Pruning", "InductionTransfer"]
+         "Patching", "AttributionRepair", "Knockout", "CircuitCompletion", "Pruning", "InductionTransfer", "Discovery"]
 
 
 @pytest.mark.parametrize("kind", TYPES)
