@@ -14,9 +14,10 @@ import torch
 import traitlets
 
 import coax_nb
-from coax_nb import (Completion, Curves, Engine, ModelLoadError, PairScores, RecoveryResult, Task, Term, UnitScores,
+from coax_nb import (Completion, Curves, Discovery, Engine, ModelLoadError, PairScores, RecoveryResult, Task, Term,
+                     UnitScores,
                      Variant, ablation_energy, as_engine, attribution_repair, attribution_scores, average_precision,
-                     circuit_completion, co_activation, coax_scan, counterfactual_patching, custom_task,
+                     circuit_completion, co_activation, coax_scan, counterfactual_patching, custom_task, discover_primaries,
                      dla_ground_truth, dla_handoff, evaluate, freezing, greedy_completion, head_dla, induction_task,
                      induction_transfer, ioi_counterfactual, ioi_task, knockout, load, load_model, parse_units,
                      precision_at_k, prune, recovery, resolve, roc_auc, single_scan, synergy, task_loss, wakeup)
@@ -748,6 +749,12 @@ CASES = [
     ("load: a dict (was a JSONDecodeError)", lambda c: load(c.d),
      TypeError, r"expected JSON text or a path to a JSON file, got dict; for a dict use Result\.from_dict"),
     ("load: None", lambda c: load(None), TypeError, r"expected JSON text or a path to a JSON file, got NoneType"),
+    ("discover_primaries: unknown method", lambda c: discover_primaries(c.engine, method="dla", progress=False),
+     ValueError, r"unknown discovery method 'dla'; choose one of single, atp, role, acdc"),
+    ("discover_primaries: k=0", lambda c: discover_primaries(c.engine, k=0, progress=False),
+     ValueError, r"k must be a whole number >= 1 \(how many primaries to choose\), got 0"),
+    ("Discovery.from_json: a UnitScores file", lambda c: Discovery.from_json(c.json),
+     ValueError, r"UnitScores.*not a Discovery|is a UnitScores"),
     ("UnitScores.from_json: a Curves file", lambda c: UnitScores.from_json(c.curves.to_json()),
      ValueError, r"this JSON holds a Curves, not a UnitScores; read it with coax_nb\.results\.load"),
     ("Curves.from_json: a UnitScores file", lambda c: Curves.from_json(c.json),
