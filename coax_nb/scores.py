@@ -113,7 +113,8 @@ def coax_scan(
     or ``"task"`` (the drop of the task's behaviour metric, signed); docs/method.md
     says when each fits.
 
-    Costs 1 + 1 + 2U forward passes over the prompt set (less with prefix reuse).
+    Costs 1 + 1 + 2U forward passes over the prompt set (less with prefix reuse), plus
+    one per layer for the MLP-share diagnostic (``meta['mlp_share']``) in a full scan.
     """
     M.check_options(feature_mode, geometry, top_r)
     ablation_action(ablation)
