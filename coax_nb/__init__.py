@@ -9,9 +9,12 @@ from .evaluate import average_precision, evaluate, precision_at_k, roc_auc
 from .inputs import Run, resolve
 from .models import ModelLoadError, load_model
 from .recover import recovery
-from .results import Completion, Curves, Discovery, PairScores, RecoveryResult, UnitScores, load
+from .results import (Completion, Curves, Discovery, PairScores, RecoveryResult, Robustness, Sensitivity, UnitScores,
+                      load)
+from .robustness import robustness
 from .scores import ablation_energy, co_activation, coax_scan, greedy_completion, single_scan, synergy
-from .tasks import Task, custom_task, induction_task, ioi_counterfactual, ioi_task
+from .sensitivity import p_sensitivity
+from .tasks import Task, custom_task, induction_task, ioi_counterfactual, ioi_rewordings, ioi_task
 from .units import Unit, parse_units
 from .validate import counterfactual_patching, dla_handoff, freezing, wakeup
 
@@ -24,6 +27,6 @@ __all__ = [
     "single_scan", "synergy", "Task", "custom_task", "induction_task", "ioi_counterfactual", "ioi_task", "Unit",
     "parse_units", "attribution_scores", "dla_ground_truth", "head_dla", "recovery",
     "counterfactual_patching", "dla_handoff", "freezing", "wakeup",
-    "discover_primaries", "Discovery",
+    "discover_primaries", "Discovery", "p_sensitivity", "Sensitivity", "robustness", "Robustness", "ioi_rewordings",
     "attribution_repair", "circuit_completion", "induction_transfer", "knockout", "prune", "task_loss",
 ]

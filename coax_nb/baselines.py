@@ -110,23 +110,57 @@ def attribution_scores(
     if seed_units:
         seed_units = check_primaries(engine, seed_units)
     L, H = engine.n_layers, engine.n_heads
+    samples, cost, t_start = attribution_samples(engine, seed_units, methods, ig_steps, ablation, progress)
+    columns = samples.columns()
+    meta = {"ablation": ablation, "ig_steps": ig_steps, "n_prompts": engine.n_prompts,
+            "position_mode": engine.position_mode, "model": getattr(engine.model, "coax_source", None),
+            "cost": cost, "engine_check": engine.self_check, "wall_seconds": round(time.perf_counter() - t_start, 3)}
+    return UnitScores(L, H, seed_units, columns, meta)
+
+
+class AttributionSamples:
+    """The gradient baselines kept per prompt: ``columns(w)`` gives every column of
+    :func:`attribution_scores` for a weight (count) per prompt, without another pass;
+    ``columns()`` is its own answer."""
+
+    def __init__(self, per_prompt: dict, is_seed: np.ndarray, conditional: bool):
+        self.per_prompt, self.is_seed, self.conditional = per_prompt, is_seed, conditional
+        self.n_prompts = len(next(iter(per_prompt.values())))
+
+    def columns(self, w=None) -> dict:
+        w = np.ones(self.n_prompts) if w is None else np.asarray(w, float)
+        out = {}
+        for name, rows in self.per_prompt.items():
+            score = w @ rows / w.sum()
+            out[name] = np.abs(score) if name.endswith("eap_ig") else score  # EAP-IG: |.| of the signed mean
+        if self.conditional:
+            for method in [n for n in self.per_prompt if n in METHODS]:
+                out[f"cond_{method}"][self.is_seed] = np.nan
+                out[f"delta_{method}"] = out[f"cond_{method}"] - out[method]
+        return out
+
+
+def attribution_samples(engine: Engine, seed_units: list, methods: Sequence[str], ig_steps: int, ablation: str,
+                        progress: bool) -> tuple[AttributionSamples, dict, float]:
+    """The passes of :func:`attribution_scores`, kept per prompt; with the cost per method
+    and the start time."""
+    L, H = engine.n_layers, engine.n_heads
     states = [("", CLEAN)] + ([("cond_", Variant.ablate(seed_units, ablation))] if seed_units else [])
     is_seed = np.zeros(L * H, bool)
     for u in seed_units:
         if not u.is_mlp:
             is_seed[u.flat(H)] = True
-
     from tqdm.auto import tqdm
 
     cost_per = {"atp": 1, "atp_gd": L, "eap_ig": L * ig_steps}
     bar = tqdm(total=sum(cost_per[m] for m in methods) * len(states) * engine.n_prompts,
                desc="gradient baselines", unit="backward", disable=not progress, leave=False)
-    columns, cost = {}, {}
+    per_prompt, cost = {}, {}
     t_start = time.perf_counter()
     for method in methods:
         s0, t0 = snapshot(engine), time.perf_counter()
         for prefix, variant in states:
-            def batch_sum(batch, method=method, variant=variant):
+            def per_batch(batch, method=method, variant=variant):
                 if method == "atp":
                     est = _atp(engine, batch, variant, ablation).abs()
                 elif method == "atp_gd":
@@ -134,16 +168,8 @@ def attribution_scores(
                 else:
                     est = _eap_ig(engine, batch, variant, ig_steps, ablation)  # signed; |.| after averaging
                 bar.update(cost_per[method] * batch.size)
-                return est.sum(0).cpu()
-            acc = engine.sum_over_batches(batch_sum)
-            score = (acc / engine.n_prompts).flatten().numpy()
-            columns[prefix + method] = np.abs(score) if method == "eap_ig" else score
-        if seed_units:
-            columns[f"cond_{method}"][is_seed] = np.nan
-            columns[f"delta_{method}"] = columns[f"cond_{method}"] - columns[method]
+                return est.cpu()
+            per_prompt[prefix + method] = engine.per_prompt(per_batch).reshape(engine.n_prompts, -1).double().numpy()
         cost[method] = {**seconds_and_passes(engine, s0), "wall_seconds": round(time.perf_counter() - t0, 4)}
     bar.close()
-    meta = {"ablation": ablation, "ig_steps": ig_steps, "n_prompts": engine.n_prompts,
-            "position_mode": engine.position_mode, "model": getattr(engine.model, "coax_source", None),
-            "cost": cost, "engine_check": engine.self_check, "wall_seconds": round(time.perf_counter() - t_start, 3)}
-    return UnitScores(L, H, seed_units, columns, meta)
+    return AttributionSamples(per_prompt, is_seed, bool(seed_units)), cost, t_start

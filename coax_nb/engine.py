@@ -716,7 +716,7 @@ class Engine:
 
     def energies(self, combos: Sequence[Sequence[tuple[float, Term]]], *, top_r: int = 0,
                  feature_mode: str = "fisher_centered", effect: str = "fisher", desc: str = "energies",
-                 progress: Optional[bool] = None) -> np.ndarray:
+                 progress: Optional[bool] = None, per_prompt: bool = False) -> np.ndarray:
         """The one energy kernel. Each combination is a list of ``(coefficient, Term)``;
         its energy is ``mean over (prompt, output position) of ||sum_i c_i f(term_i)||^2``
         where ``f`` is the feature (``feature_mode``) of the term's change on the support
@@ -731,7 +731,11 @@ class Engine:
         feature vector above; ``"kl"`` the scalar ``KL(p_base || p_variant)`` per output
         position (on the support); ``"task"`` the drop of the task's behaviour metric,
         ``m(base) - m(variant)`` per prompt (full vocabulary). Scalar effects combine
-        linearly, ``sum_i c_i v_i``, and are averaged (not squared)."""
+        linearly, ``sum_i c_i v_i``, and are averaged (not squared).
+
+        ``per_prompt=True`` returns ``[combinations, prompts]``: each prompt's sum over its
+        own output positions, so that the energy of any reweighting ``w`` of the prompts
+        (a bootstrap draw, a subset) is ``values @ w / (prompt_weights(effect) @ w)``."""
         M.check_options(feature_mode, "clean", top_r)
         M.check_effect(effect, top_r, self.task)
         if top_r >= self.d_vocab:  # a support as large as the vocabulary is the full vocabulary
@@ -747,7 +751,7 @@ class Engine:
         for ci, combo in enumerate(ids):
             for _, i in combo:
                 last_use[i] = ci
-        out = np.zeros(len(combos))
+        out = np.zeros((len(combos), self.n_prompts) if per_prompt else len(combos))
         from tqdm.auto import tqdm
 
         show = self.progress if progress is None else progress
@@ -775,15 +779,32 @@ class Engine:
                         f = None
                         for c, i in combo:
                             f = c * cache[i] if f is None else f + c * cache[i]
-                        vals.append(M.sq_norm(f).sum() if effect == "fisher" else f.sum())
-                    out[ci:end] += torch.stack(vals).double().cpu().numpy()  # one host copy per group
+                        v = M.sq_norm(f) if effect == "fisher" else f  # [n, P] ([n] for "task")
+                        v = v.reshape(len(b.index), -1).sum(-1)
+                        vals.append(v if per_prompt else v.sum())
+                    host = torch.stack(vals).double().cpu().numpy()  # one host copy per group
+                    if per_prompt:
+                        out[ci:end, b.index] += host
+                    else:
+                        out[ci:end] += host
                     for i in [i for i in cache if last_use[i] < end]:
                         del cache[i]
                     bar.update(end - ci)
                     ci = end
         finally:
             bar.close()
+        if per_prompt:
+            return out
         return out / (self.n_prompts if effect == "task" else self.workload()["outputs"])
+
+    def prompt_weights(self, effect: str = "fisher") -> np.ndarray:
+        """What each prompt counts for in an average: its number of output positions
+        (one per prompt for ``effect="task"``, a per-prompt metric)."""
+        w = np.ones(self.n_prompts)
+        if effect != "task":
+            for b in self.buckets:
+                w[b.index] = len(b.positions)
+        return w
 
     def _term_features(self, bi: int, terms: list[Term], keys: list[int], geo: dict, feature_mode: str,
                        cache: dict, effect: str = "fisher") -> None:
@@ -830,6 +851,27 @@ class Engine:
             val = fn(BatchView(bi, len(b.index), b.positions, task))
             total = val if total is None else total + val
         return total
+
+    def per_prompt(self, fn: Callable[["BatchView"], torch.Tensor]) -> torch.Tensor:
+        """``fn(batch)`` for every batch, one row per prompt, stacked in prompt order:
+        ``[n_prompts, ...]`` (``fn`` returns ``[batch.size, ...]``, as
+        :meth:`sum_over_batches` before its sum)."""
+        rows: list = [None] * self.n_prompts
+        for bi, b in enumerate(self.buckets):
+            task = self.task.subset(b.index) if self.task is not None else None
+            val = fn(BatchView(bi, len(b.index), b.positions, task))
+            for j, p in enumerate(b.index):
+                rows[p] = val[j]
+        return torch.stack(rows)
+
+    def sample_prompts(self, positions: str = "output") -> np.ndarray:
+        """For each row of :meth:`head_output_norms` (same ``positions``), the prompt it
+        belongs to."""
+        out = []
+        for b in self.buckets:
+            n_pos = len(b.positions) if positions == "output" else b.length
+            out.append(np.repeat(np.asarray(b.index), n_pos))
+        return np.concatenate(out)
 
     def outputs_at(self, run: BaseRun, batch: "BatchView", layer: int) -> torch.Tensor:
         """Per-head outputs ``z`` of ``run`` at the batch's output positions: ``[n, P, H, Dh]``."""

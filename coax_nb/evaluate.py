@@ -76,6 +76,25 @@ def precision_at_k(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
     return float(labels[order[:k]].mean())
 
 
+def rank_agreement(a: np.ndarray, b: np.ndarray, top: int) -> tuple[float, float]:
+    """Spearman correlation of two score vectors over the entries finite in both, and the
+    share of ``a``'s top-``top`` entries that are also in ``b``'s (NaN where fewer than
+    two entries are comparable)."""
+    keep = np.isfinite(a) & np.isfinite(b)
+    if keep.sum() < 2:
+        return float("nan"), float("nan")
+    ra, rb = _ranks(a[keep]), _ranks(b[keep])
+    if ra.std() == 0 or rb.std() == 0:
+        rho = float("nan")
+    else:
+        rho = float(np.corrcoef(ra, rb)[0, 1])
+    n = min(top, int(keep.sum()))
+    ids = np.flatnonzero(keep)
+    top_a = set(ids[np.argsort(-a[keep], kind="stable")[:n]])
+    top_b = set(ids[np.argsort(-b[keep], kind="stable")[:n]])
+    return rho, len(top_a & top_b) / n
+
+
 def evaluate(result: UnitScores, truth, by: str = "comp", k: Optional[int] = None) -> dict:
     """ROC-AUC, AP and P@k of score ``by`` at finding the ``truth`` heads, ranking
     only the heads outside the primaries. ``k`` defaults to the number of truth heads."""

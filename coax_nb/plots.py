@@ -270,3 +270,167 @@ def bars(labels: Sequence[str], values, xlabel: str, title: str, errors=None, co
     ax.set_title(title, fontsize=10)
     ax.figure.tight_layout()
     return ax.figure
+
+
+def agreement_matrices(rho, overlap, labels: Sequence[str], top: int, ax=None):
+    """Two square maps over the choices of S: Spearman rho of their rankings and the
+    overlap of their top lists (both in [0, 1] where they agree; rho may go negative)."""
+    import matplotlib.pyplot as plt
+
+    rho, overlap = np.asarray(rho, float), np.asarray(overlap, float)
+    n = len(labels)
+    panels = ((rho, "Spearman rho of the rankings", -1.0), (overlap, f"top-{top} overlap", 0.0))
+    if ax is None:
+        size = max(4.0, 0.45 * n + 2.5)
+        fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1.0, size), constrained_layout=True)
+    else:  # one axes: the rank correlation only
+        fig, axes, panels = ax.figure, [ax], panels[:1]
+    for a, (m, title, lo) in zip(axes, panels):
+        im = a.imshow(np.ma.masked_invalid(m), cmap=colormap(lo < 0), vmin=lo, vmax=1.0)
+        a.set_xticks(range(n), labels, rotation=60, ha="right", fontsize=8)
+        a.set_yticks(range(n), labels, fontsize=8)
+        a.set_title(title, fontsize=10)
+        for i in range(n):
+            for j in range(n):
+                if np.isfinite(m[i, j]) and n <= 14:
+                    a.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                           color="white" if abs(m[i, j]) > 0.6 else "black")
+        fig.colorbar(im, ax=a, shrink=0.8, label=title)
+    return fig
+
+
+def sensitivity_ranking(heads: Sequence, values, by: str, primaries: Sequence = (), truth: Sequence = (),
+                        label: str = "", note: str = "", ax=None):
+    """One choice of S of a Sensitivity (:class:`~coax_nb.widgets.SensitivityExplorer`):
+    its top heads by ``by`` as horizontal bars, first on top; ground truth in the truth
+    colour and marked ○, the other heads in the point colour; S and its size in the title,
+    ``note`` (e.g. the agreement with the reference) under it."""
+    import textwrap
+
+    pal = palette()
+    values = _array(values, 1, "values", "one score per ranked head (1-D)")
+    names = [str(u) for u in _units(heads)]
+    _same_length(heads=names, values=values)
+    prim = [str(u) for u in _units(primaries)]
+    true = {str(u) for u in _units(truth)}
+    n = len(prim)
+    s_line = textwrap.shorten(", ".join(prim), 70, placeholder=" …") if prim else "none"
+    title = f"{label + ': ' if label else ''}S = {s_line} ({n} head{'' if n == 1 else 's'} selected)"
+    if not names:
+        ax = _new_ax(ax, (5, 1.4))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no ranking: this choice selects no heads", ha="center", va="center", fontsize=9)
+        ax.set_title(title + (f"\n{note}" if note else ""), fontsize=10)
+        return ax.figure
+    colors = [pal["truth"] if x in true else pal["point"] for x in names]
+    shown = [x + (" ○" if x in true else "") for x in names]
+    ax = _new_ax(ax, (5.4, 0.32 * len(names) + 1.6))
+    bars(shown, values, f"{by}, re-scored under S", title, colors=colors, ax=ax)
+    ax.bar_label(ax.containers[-1], labels=[_fmt(v) for v in values], fontsize=7, padding=2)
+    ax.margins(x=0.25)  # room for the value labels at the bars' ends
+    sub = f"top {len(names)} heads outside S; ○ = ground truth" + (f"\n{note}" if note else "")
+    ax.set_title(f"{title}\n{sub}", fontsize=9)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def robustness_panel(result, ax=None):
+    """Four panels of a :class:`~coax_nb.results.Robustness`: recovery AUC with its
+    bootstrap interval per selector; AUC (or rank agreement) against calibration prompts;
+    the feature-mode ablation; the held-out prompt sets. ``ax``: the first panel only."""
+    import matplotlib.pyplot as plt
+
+    truth = bool(result.truth)
+    level = f"{result.meta.get('level', 0.95):.0%}"
+    if ax is not None:
+        axes = [ax]
+    else:
+        fig, grid = plt.subplots(2, 2, figsize=(11, 7.5), constrained_layout=True)
+        axes = list(grid.flat)
+    # (a) bootstrap intervals of the recovery AUC (or, without truth, of nothing to rank against)
+    a = axes[0]
+    if truth:
+        rows = result.auc
+        y = np.arange(len(rows))
+        est = np.array([r["auc"] for r in rows])
+        err = np.array([[r["auc"] - r["lo"] for r in rows], [r["hi"] - r["auc"] for r in rows]])
+        a.errorbar(est, y, xerr=np.clip(err, 0, None), fmt="o", color=line_color(0), capsize=3)
+        a.set_yticks(y, [r["selector"] for r in rows], fontsize=8)
+        a.invert_yaxis()
+        a.axvline(0.5, color="0.4", ls="--", lw=1)
+        a.set_xlim(-0.02, 1.02)
+        a.set_xlabel(f"recovery ROC-AUC ({level} bootstrap interval)")
+    else:
+        a.text(0.5, 0.5, "no ground truth given:\nno recovery AUC", ha="center", va="center", transform=a.transAxes)
+        a.set_axis_off()
+    a.set_title(f"bootstrap over {result.meta.get('n_prompts')} prompts", fontsize=10)
+    if len(axes) == 1:
+        return a.figure
+    # (b) data efficiency
+    b = axes[1]
+    key, sd = ("auc_mean", "auc_std") if truth else ("rho_mean", "rho_std")
+    for i, s in enumerate(result.selectors):
+        rows = [r for r in result.efficiency if r["selector"] == s]
+        if not rows:
+            continue
+        n = np.array([r["n_prompts"] for r in rows], float)
+        m, e = np.array([r[key] for r in rows]), np.array([r[sd] for r in rows])
+        b.plot(n, m, "o-", color=line_color(i), label=s, ms=4)
+        b.fill_between(n, m - e, m + e, color=line_color(i), alpha=0.15, lw=0)
+    b.set_xscale("log", base=2)
+    sizes = sorted({r["n_prompts"] for r in result.efficiency})
+    b.set_xticks(sizes, [str(n) for n in sizes])
+    b.minorticks_off()
+    b.set_xlabel("calibration prompts")
+    b.set_ylabel("recovery ROC-AUC (mean ± sd)" if truth else "Spearman rho to the full pool (mean ± sd)")
+    b.set_title(f"data efficiency ({result.meta.get('draws')} random subsets per size)", fontsize=10)
+    if result.efficiency:
+        b.legend(fontsize=8, frameon=False)
+    # (c) feature modes
+    c = axes[2]
+    modes = list(dict.fromkeys(r["feature_mode"] for r in result.feature_modes))
+    sels = list(dict.fromkeys(r["selector"] for r in result.feature_modes))
+    width = 0.8 / max(len(sels), 1)
+    for j, s in enumerate(sels):
+        rows = [next(r for r in result.feature_modes if r["feature_mode"] == mo and r["selector"] == s)
+                for mo in modes]
+        x = np.arange(len(modes)) + (j - (len(sels) - 1) / 2) * width
+        if truth:
+            v = np.array([r["auc"] for r in rows])
+            err = np.clip([[r["auc"] - r["lo"] for r in rows], [r["hi"] - r["auc"] for r in rows]], 0, None)
+            c.bar(x, v, width, yerr=err, color=line_color(j), label=s, capsize=2)
+        else:
+            c.bar(x, [r["rho_to_default"] for r in rows], width, color=line_color(j), label=s)
+    c.set_xticks(range(len(modes)), [mo.replace("_", "\n") for mo in modes], fontsize=8)
+    c.set_ylabel("recovery ROC-AUC" if truth else "Spearman rho to fisher_centered")
+    c.set_ylim(0, 1.05)
+    c.set_title("feature-mode ablation", fontsize=10)
+    if sels:
+        c.legend(fontsize=8, frameon=False, ncol=len(sels), loc="upper center", bbox_to_anchor=(0.5, -0.14))
+    # (d) held-out prompt sets
+    d = axes[3]
+    if result.held_out:
+        sets = list(dict.fromkeys(r["set"] for r in result.held_out))
+        sel = result.selectors[0]
+        rows = [next(r for r in result.held_out if r["set"] == st and r["selector"] == sel) for st in sets]
+        y = np.arange(len(sets))
+        if truth:
+            ref = result.auc_row(sel)
+            d.axvspan(ref["lo"], ref["hi"], color="0.5", alpha=0.25, lw=0, label=f"calibration {level} interval")
+            d.scatter([r["auc"] for r in rows], y, zorder=3, s=30,
+                      c=[line_color(0) if r["inside_interval"] else palette()["truth"] for r in rows])
+            d.axvline(0.5, color="0.4", ls="--", lw=1)
+            d.set_xlabel(f"recovery ROC-AUC by {sel} (outside the interval: {'vermillion'})")
+            d.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(0, -0.12))
+            d.set_xlim(-0.02, 1.02)
+        else:
+            d.scatter([r["rho_to_calibration"] for r in rows], y, color=line_color(0), zorder=3, s=30)
+            d.set_xlim(-1.02, 1.02)
+            d.set_xlabel(f"Spearman rho of {sel} to the calibration ranking")
+        d.set_yticks(y, sets, fontsize=8)
+        d.set_ylim(len(sets) - 0.5, -0.5)
+        d.set_title("held-out prompt sets", fontsize=10)
+    else:
+        d.text(0.5, 0.5, "no held-out prompt sets given", ha="center", va="center", transform=d.transAxes)
+        d.set_axis_off()
+    return fig

@@ -22,7 +22,7 @@
 # Parameters
 model = "organism:ioi_dormant"
 task = "default"
-primaries = None  # the primary heads S as one string, e.g. "L9H9 L9H6"; None takes the organism card's
+primaries = None  # S as one string, e.g. "L9H9 L9H6"; None: the organism card's; "auto" or "auto:atp": discovered
 n_prompts = 64
 prompt_seed = 0
 device = None
@@ -30,6 +30,7 @@ out_dir = "report"
 top = 10
 ablation = "zero"  # what removing a head means: zero, mean or resample
 effect = "fisher"  # what an effect is measured in: fisher, kl or task
+robustness_panel = True  # bootstrap intervals, data efficiency, feature modes, held-out templates (~9 more scans)
 
 # %%
 import os, warnings
@@ -37,7 +38,7 @@ warnings.filterwarnings("ignore")
 from IPython.display import display, Markdown
 from coax_nb.report import run_report
 report = run_report(model, task, primaries, n_prompts, prompt_seed, device, out_dir, top, ablation=ablation,
-                    effect=effect)
+                    effect=effect, robust=robustness_panel)
 display(Markdown(report.summary_markdown()))
 
 # %%

@@ -55,6 +55,7 @@ class Report:
     recovery: Optional[object]
     freezing: Optional[object]
     wakeup: Optional[object]
+    robustness: Optional[object] = None
     meta: dict = field(default_factory=dict)
 
     def headline(self) -> str:
@@ -68,6 +69,8 @@ class Report:
             lines += ["", "backup recovery (ground truth " + ", ".join(self.meta["truth"]) + "):"]
             for r in self.recovery.rows:
                 lines.append(f"  {r['selector']:>12}: ROC-AUC {r['roc_auc']:.3f}  AP {r['ap']:.3f}")
+        if self.robustness is not None:
+            lines += ["", "robustness:", self.robustness.table()]
         if self.freezing is not None:
             lines.append(f"\nfreezing CoAx's top heads removes {self.freezing.removed:.0%} of the self-repair "
                          f"(random sets: {sum(self.freezing.random_removed) / len(self.freezing.random_removed):.0%})")
@@ -87,7 +90,32 @@ class Report:
         if self.recovery is not None:
             text += (f"\n\n**Recovery of the known backups** ({', '.join(self.meta['truth'])}): CoAx ROC-AUC "
                      f"{self.recovery.auc('comp'):.3f}, single ablation {self.recovery.auc('single'):.3f}")
+        if self.robustness is not None:
+            text += "\n\n" + self.stability_markdown()
         return text
+
+    def stability_markdown(self) -> str:
+        """One paragraph on how far the ranking can be trusted (the robustness panel)."""
+        r = self.robustness
+        level = f"{r.meta['level']:.0%}"
+        if r.auc:
+            a = r.auc_row("comp")
+            text = (f"**Stability:** CoAx ROC-AUC {a['auc']:.3f}, {level} bootstrap interval "
+                    f"[{a['lo']:.3f}, {a['hi']:.3f}] over {r.meta['n_prompts']} prompts")
+        else:
+            half = [x for x in r.efficiency if x["selector"] == "comp" and x["n_prompts"] <= r.meta["n_prompts"] // 2]
+            text = "**Stability:** no ground truth"
+            if half:
+                text += (f"; CoAx's ranking from {half[-1]['n_prompts']}-prompt subsets agrees with the full ranking at "
+                         f"Spearman rho {half[-1]['rho_mean']:.2f} (mean of {r.meta['draws']})")
+        held = [x for x in r.held_out if x["selector"] == "comp"]
+        if held:
+            if r.auc:
+                inside = sum(x["inside_interval"] for x in held)
+                text += f"; held-out templates: {inside} of {len(held)} inside the interval"
+            text += (" (rank agreement with the calibration ranking: "
+                     + ", ".join(f"{x['set']} {x['rho_to_calibration']:.2f}" for x in held) + ")")
+        return text + "."
 
     def figures(self) -> list:
         from .widgets import BlindSpot, HeadMap
@@ -100,6 +128,8 @@ class Report:
             figs.append(self.wakeup.plot())
         if self.freezing is not None:
             figs.append(self.freezing.plot())
+        if self.robustness is not None:
+            figs.append(self.robustness.plot())
         return figs
 
     def to_dict(self) -> dict:
@@ -107,7 +137,8 @@ class Report:
                 "recovery": None if self.recovery is None else
                 {"rows": self.recovery.rows, "truth": self.meta["truth"]},
                 "freezing": None if self.freezing is None else self.freezing.to_dict(),
-                "wakeup_margins": None if self.wakeup is None else self.wakeup.margins}
+                "wakeup_margins": None if self.wakeup is None else self.wakeup.margins,
+                "robustness": None if self.robustness is None else self.robustness.to_dict()}
 
     def write_json(self, path) -> None:
         """Write ``report.json``: the only code that writes it (the report notebook calls it)."""
@@ -116,9 +147,11 @@ class Report:
 
 def run_report(model: str = "organism:ioi_dormant", task: str = "default", primaries=None, n_prompts: int = 64,
                prompt_seed: int = 0, device: Optional[str] = None, out_dir: str = "report", top: int = 10,
-               ablation: str = "zero", effect: str = "fisher") -> Report:
+               ablation: str = "zero", effect: str = "fisher", robust: bool = True) -> Report:
     """The report's computation: CoAx scan; with ground truth, the recovery table; wake-up
-    and freezing of CoAx's top heads against random sets. The parameters are the report
+    and freezing of CoAx's top heads against random sets; with ``robust``, the robustness
+    panel (bootstrap intervals, data efficiency, feature modes and, for IOI, held-out
+    templates: about nine more scans). The parameters are the report
     notebook's, in its order; ``primaries`` is None (an organism's card) or head names,
     e.g. one string ``"L9H9 L9H6"``; ``out_dir`` is the folder the notebook writes
     ``report.json`` to (``coax-nb report`` runs it in its staging folder, as ".")."""
@@ -152,13 +185,30 @@ def run_report(model: str = "organism:ioi_dormant", task: str = "default", prima
         fr = None
     wu = wakeup(engine, None, primaries, selected, n_random=8, ablation=ablation)
     timings["validation"] = time.perf_counter() - t0
+    rob = None
+    if robust:
+        t0 = time.perf_counter()
+        rob = _robustness_panel(run, primaries, truth, ablation)
+        timings["robustness"] = time.perf_counter() - t0
     meta = {"model": str(model), "task": run.task.name, "n_prompts": len(run.task), "prompt_seed": int(prompt_seed),
             "primaries": [str(u) for u in primaries], "primaries_source": run.primaries_source,
             "truth": [str(u) for u in truth], "selected": [str(u) for u in selected],
             "top": int(top), "ablation": ablation, "effect": effect,
             "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
             "provenance": provenance(model, run.model), "out_dir": str(out_dir)}
-    return Report(scores, rec, fr, wu, meta)
+    return Report(scores, rec, fr, wu, rob, meta)
+
+
+def _robustness_panel(run, primaries, truth, ablation: str):
+    from .robustness import robustness
+    from .tasks import ioi_rewordings
+
+    held = None
+    if "places" in run.task.info:  # an IOI task: its held-out rewordings
+        held = ioi_rewordings(run.model, run.task)
+    selectors = ("comp", "ratio", "single") + (("atp",) if run.task.targets is not None else ())
+    return robustness(run.engine, None, primaries, truth or None, selectors=selectors, held_out=held,
+                      ablation=ablation, progress=False)
 
 
 class ReportError(RuntimeError):

@@ -971,3 +971,227 @@ class Discovery(Result):
 
     def __repr__(self) -> str:
         return f"Discovery({self.n_layers}x{self.n_heads} heads, method {self.method})\n" + self.table(5)
+
+
+# ---------------------------------------------------------------------------- sensitivity to S
+@dataclass
+class Sensitivity(Result):
+    """How the ranking moves with the choice of the primary set S
+    (:func:`coax_nb.p_sensitivity`). ``sets`` holds one dict per choice of S: ``label``,
+    ``method`` (``"given"`` or a discovery method), ``sweep`` (``"k"`` for a discovery's top-k,
+    ``"tau"`` for ACDC's circuit at a threshold, None for a given set), ``k``, ``tau``, ``primaries`` (head
+    names), ``source``, ``n_selected``, ``scores`` (the ``by`` score over flat head ids,
+    NaN in S), ``auc`` (recovery ROC-AUC when truth was given, else None) and
+    ``truth_in_S``. ``rho[i][j]`` is the Spearman correlation of sets i and j over the
+    heads outside both sets, ``overlap[i][j]`` the share of i's top-``top`` heads in j's."""
+
+    n_layers: int
+    n_heads: int
+    sets: list
+    by: str
+    reference: str
+    truth: list
+    rho: np.ndarray
+    overlap: np.ndarray
+    top: int
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def labels(self) -> list[str]:
+        return [c["label"] for c in self.sets]
+
+    def choice(self, label: str) -> dict:
+        for c in self.sets:
+            if c["label"] == label:
+                return c
+        raise KeyError(f"no choice {label!r}; have {', '.join(self.labels)}")
+
+    def auc(self, label: str) -> Optional[float]:
+        return self.choice(label)["auc"]
+
+    def ranking(self, label: str, k: int = 10) -> list[tuple[Unit, float]]:
+        """The ``k`` top heads (outside that choice's S) and their scores."""
+        k = _check_k(k)
+        s = np.asarray(self.choice(label)["scores"], float)
+        ids = [i for i in np.argsort(-np.where(np.isfinite(s), s, -np.inf), kind="stable") if np.isfinite(s[i])]
+        return [(Unit.from_flat(int(i), self.n_heads), float(s[i])) for i in ids[:k]]
+
+    def to_frame(self):
+        """One row per choice: S, its size, its top heads, and its agreement with the reference."""
+        import pandas as pd
+
+        ref = self.labels.index(self.reference)
+        rows = []
+        for i, c in enumerate(self.sets):
+            rows.append({"label": c["label"], "method": c["method"], "k": c["k"], "tau": c["tau"],
+                         "n_selected": c["n_selected"], "S": " ".join(c["primaries"]),
+                         f"top {self.top}": " ".join(str(u) for u, _ in self.ranking(c["label"], self.top)),
+                         "rho_to_ref": self.rho[i, ref], f"top{self.top}_overlap": self.overlap[i, ref],
+                         "auc": np.nan if c["auc"] is None else c["auc"], "truth_in_S": c["truth_in_S"]})
+        return pd.DataFrame(rows).set_index("label", drop=False)
+
+    def table(self) -> str:
+        f = self.to_frame()
+        lines = [f"ranking by {self.by}; reference {self.reference!r}; top-{self.top} overlap and Spearman rho "
+                 "with the reference" + (f"; ROC-AUC against {len(self.truth)} truth heads" if self.truth else "")]
+        lines.append(f"{'choice':<16} {'|S|':>3}  {'S':<24} {'top ' + str(self.top):<26} {'rho':>6} {'ovl':>5}"
+                     + (f" {'AUC':>6}" if self.truth else ""))
+        for _, r in f.iterrows():
+            auc = "" if not self.truth else (f" {r['auc']:>6.3f}" if np.isfinite(r["auc"]) else f" {'-':>6}")
+            lines.append(f"{r['label']:<16} {r['n_selected']:>3}  {r['S'][:24]:<24} {r[f'top {self.top}'][:26]:<26} "
+                         f"{r['rho_to_ref']:>6.2f} {r[f'top{self.top}_overlap']:>5.2f}{auc}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.table()
+
+    def plot(self, ax=None):
+        """Rank correlation between every pair of choices (left) and top-``top`` overlap (right)."""
+        from .plots import agreement_matrices
+
+        return agreement_matrices(self.rho, self.overlap, self.labels, self.top, ax=ax)
+
+    def _payload(self) -> dict:
+        sets = [{**_jsonable({k: v for k, v in c.items() if k != "scores"}),
+                 "scores": _nan_to_none(np.asarray(c["scores"], float))} for c in self.sets]
+        return {"n_layers": self.n_layers, "n_heads": self.n_heads, "sets": sets, "by": self.by,
+                "reference": self.reference, "truth": list(self.truth), "rho": _nan_to_none(self.rho),
+                "overlap": _nan_to_none(self.overlap), "top": self.top, "meta": self.meta}
+
+    @classmethod
+    def _from_payload(cls, d: dict) -> "Sensitivity":
+        L, H = d["n_layers"], d["n_heads"]
+        sets = [{**c, "scores": _none_to_nan(c["scores"])} for c in d["sets"]]
+        n = len(sets)
+        rho, overlap = _none_to_nan(d["rho"]), _none_to_nan(d["overlap"])
+        if rho.shape != (n, n) or overlap.shape != (n, n) or any(c["scores"].shape != (L * H,) for c in sets):
+            raise ValueError(f"this Sensitivity has {n} choices over {L} x {H} heads, but its matrices or scores "
+                             "have other shapes; the file is damaged")
+        return cls(L, H, sets, d["by"], d["reference"], d["truth"], rho, overlap, d["top"], d.get("meta", {}))
+
+
+# ---------------------------------------------------------------------------- robustness
+@dataclass
+class Robustness(Result):
+    """How far to trust a ranking (:func:`coax_nb.robustness`). ``intervals[score]``
+    holds per flat head id the ``estimate``, the bootstrap interval ``lo`` / ``hi`` and the
+    bootstrap ``std``; ``auc`` one row per selector (recovery ROC-AUC with its interval,
+    when truth was given); ``efficiency`` rows per selector and calibration-set size;
+    ``feature_modes`` rows per feature mode and selector; ``held_out`` rows per other
+    prompt set and selector."""
+
+    n_layers: int
+    n_heads: int
+    primaries: list
+    truth: list
+    selectors: list
+    intervals: dict
+    auc: list
+    efficiency: list
+    feature_modes: list
+    held_out: list
+    meta: dict = field(default_factory=dict)
+
+    def auc_row(self, selector: str) -> dict:
+        for r in self.auc:
+            if r["selector"] == selector:
+                return r
+        raise KeyError(f"no AUC row for {selector!r}" + ("" if self.truth else " (no truth was given)")
+                       + f"; have {[r['selector'] for r in self.auc]}")
+
+    def interval(self, score: str, head) -> tuple[float, float, float]:
+        """``(estimate, lo, hi)`` of ``score`` for one head."""
+        if score not in self.intervals:
+            raise KeyError(f"no score {score!r}; have {', '.join(self.intervals)}")
+        u = parse_units([head], self.n_layers, self.n_heads)[0]
+        d, i = self.intervals[score], u.flat(self.n_heads)
+        return float(d["estimate"][i]), float(d["lo"][i]), float(d["hi"][i])
+
+    def frames(self) -> dict:
+        """Each panel as a DataFrame: ``auc``, ``efficiency``, ``feature_modes``, ``held_out``
+        and ``intervals`` (one row per head and score)."""
+        import pandas as pd
+
+        rows = []
+        for score, d in self.intervals.items():
+            for u in all_units(self.n_layers, self.n_heads):
+                i = u.flat(self.n_heads)
+                rows.append({"score": score, "head": str(u), "estimate": d["estimate"][i], "lo": d["lo"][i],
+                             "hi": d["hi"][i], "std": d["std"][i]})
+        return {"auc": pd.DataFrame(self.auc), "efficiency": pd.DataFrame(self.efficiency),
+                "feature_modes": pd.DataFrame(self.feature_modes), "held_out": pd.DataFrame(self.held_out),
+                "intervals": pd.DataFrame(rows)}
+
+    def to_frame(self):
+        """The recovery AUCs with their intervals (or, without truth, the data-efficiency rows)."""
+        f = self.frames()
+        return f["auc"] if self.auc else f["efficiency"]
+
+    def table(self) -> str:
+        m = self.meta
+        pct = f"{m.get('level', 0.95):.0%}"
+        lines = [f"S = {', '.join(self.primaries)}; {m.get('n_prompts')} calibration prompts; {m.get('n_boot')} "
+                 f"bootstrap draws, {pct} intervals"]
+        if self.auc:
+            lines.append(f"{'selector':<14} {'ROC-AUC':>8} {pct + ' interval':>18} {'boot std':>9}")
+            for r in self.auc:
+                span = f"[{r['lo']:.3f}, {r['hi']:.3f}]"
+                lines.append(f"{r['selector']:<14} {r['auc']:>8.3f} {span:>18} {r['std']:>9.3f}")
+        if self.efficiency:
+            sizes = sorted({r["n_prompts"] for r in self.efficiency})
+            key = "auc_mean" if self.truth else "rho_mean"
+            lines.append(f"data efficiency ({'mean ROC-AUC' if self.truth else 'mean rho to the full pool'} over "
+                         f"{m.get('draws')} subsets): " + " ".join(f"{n:>6}" for n in sizes))
+            for s in self.selectors:
+                vals = {r["n_prompts"]: r[key] for r in self.efficiency if r["selector"] == s}
+                lines.append(f"  {s:<12} " + " ".join(f"{vals[n]:>6.3f}" for n in sizes))
+        if self.feature_modes and self.truth:
+            lines.append("feature modes (ROC-AUC): " + "; ".join(
+                f"{r['feature_mode']} {r['selector']} {r['auc']:.3f}" for r in self.feature_modes
+                if r["selector"] == self.feature_modes[0]["selector"]))
+        if self.held_out:
+            first = self.selectors[0]
+            what = "ROC-AUC, * outside the calibration interval" if self.truth else "Spearman rho to the calibration"
+            lines.append(f"held-out prompt sets ({what}; rho of {first} to the calibration ranking):")
+            lines.append(f"  {'set':<18} " + " ".join(f"{s:>9}" for s in self.selectors) + f" {'rho':>6}")
+            for name in dict.fromkeys(r["set"] for r in self.held_out):
+                rows = {r["selector"]: r for r in self.held_out if r["set"] == name}
+
+                def cell(r):
+                    if "auc" in r:
+                        return f"{r['auc']:.3f}{' ' if r['inside_interval'] else '*'}"
+                    return f"{r['rho_to_calibration']:.2f} "
+                lines.append(f"  {name[:18]:<18} " + " ".join(f"{cell(rows[s]):>9}" for s in self.selectors)
+                             + f" {rows[first]['rho_to_calibration']:>6.2f}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.table()
+
+    def plot(self, ax=None):
+        """The panel: AUC with intervals per selector, the data-efficiency curve, the
+        feature-mode ablation and the held-out sets (``ax``: the first panel only)."""
+        from .plots import robustness_panel
+
+        return robustness_panel(self, ax=ax)
+
+    def _payload(self) -> dict:
+        return {"n_layers": self.n_layers, "n_heads": self.n_heads, "primaries": list(self.primaries),
+                "truth": list(self.truth), "selectors": list(self.selectors),
+                "intervals": {k: {f: _nan_to_none(np.asarray(v, float)) for f, v in d.items()}
+                              for k, d in self.intervals.items()},
+                "auc": _jsonable(self.auc), "efficiency": _jsonable(self.efficiency),
+                "feature_modes": _jsonable(self.feature_modes), "held_out": _jsonable(self.held_out),
+                "meta": self.meta}
+
+    @classmethod
+    def _from_payload(cls, d: dict) -> "Robustness":
+        L, H = d["n_layers"], d["n_heads"]
+        intervals = {k: {f: _none_to_nan(v) for f, v in x.items()} for k, x in d["intervals"].items()}
+        if any(v.shape != (L * H,) for x in intervals.values() for v in x.values()):
+            raise ValueError(f"this Robustness is for {L} x {H} heads, but an interval has another length; "
+                             "the file is damaged")
+        rows = {k: [{f: np.nan if v is None else v for f, v in r.items()} for r in d[k]]
+                for k in ("auc", "efficiency", "feature_modes", "held_out")}
+        return cls(L, H, d["primaries"], d["truth"], d["selectors"], intervals, rows["auc"], rows["efficiency"],
+                   rows["feature_modes"], rows["held_out"], d.get("meta", {}))

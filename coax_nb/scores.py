@@ -125,9 +125,105 @@ def coax_scan(
 
     check_scan_fits(engine, top_r, announce=progress and engine.device.type == "cuda")
     t0, s0 = time.perf_counter(), snapshot(engine)
+    samples = scan_samples(engine, prim, top_r=top_r, geometry=geometry, feature_mode=feature_mode,
+                           ablation=ablation, effect=effect, eps=eps, progress=progress, heads=heads)
+    E_mlp = samples.mlp_energies()
+    cols = samples.columns()
+    meta = _scan_meta(engine, t0, s0, top_r=top_r, geometry=geometry, feature_mode=feature_mode,
+                      ablation=ablation, effect=effect,
+                      **_mlp_diagnostic(samples.mlps, E_mlp, cols["single"]))
+    return UnitScores(engine.n_layers, engine.n_heads, prim, cols, meta)
+
+
+class ScanSamples:
+    """A CoAx scan kept per prompt, so that the scores of any reweighting of the prompts
+    (a bootstrap draw, a subset) come without another forward pass: ``columns(w)`` with
+    ``w`` a weight (count) per prompt; ``columns()`` is :func:`coax_scan`'s own answer.
+
+    Holds per prompt: every energy's sum over the prompt's output positions, each head's
+    summed output norm at the output positions on the clean and the S-ablated run (for
+    ``wakeup``), and the sums behind the correlation of each head's clean output norm with
+    the primaries' (for ``coact``)."""
+
+    def __init__(self, engine: Engine, prim: list, energies: np.ndarray, where: list, mlps: list,
+                 effect: str, eps: float, S: Variant):
+        L, H = engine.n_layers, engine.n_heads
+        self.n_layers, self.n_heads, self.primaries, self.mlps, self.eps = L, H, prim, mlps, eps
+        self.n_prompts = engine.n_prompts
+        self.energies, self.where = energies, where
+        self.outputs = engine.prompt_weights(effect)
+        self.is_primary = np.zeros(L * H, bool)
+        self.is_primary[[u.flat(H) for u in prim if not u.is_mlp]] = True  # an MLP primary has no column
+        out_rows = engine.sample_prompts("output")
+        self.norm_clean = _per_prompt_sums(engine.head_output_norms(engine.clean, "output"), out_rows, engine)
+        self.norm_ablated = _per_prompt_sums(engine.head_output_norms(engine.base(S), "output"), out_rows, engine)
+        x = _clean_norm_samples(engine).cpu().numpy()
+        all_rows = engine.sample_prompts("all")
+        ids = [u.flat(H) for u in prim if not u.is_mlp]
+        self.coact_ids = ids
+        self.n_samples = np.bincount(all_rows, minlength=engine.n_prompts).astype(float)
+        self.sx = _add_rows(x, all_rows, engine.n_prompts)
+        self.sxx = _add_rows(x * x, all_rows, engine.n_prompts)
+        self.sxp = (_add_rows(x[:, :, None] * x[:, None, ids], all_rows, engine.n_prompts) if ids
+                    else np.zeros((engine.n_prompts, L * H, 0)))
+
+    def _weights(self, w) -> np.ndarray:
+        return np.ones(self.n_prompts) if w is None else np.asarray(w, float)
+
+    def mlp_energies(self, w=None) -> np.ndarray:
+        w = self._weights(w)
+        E = self.energies[len(self.where):]
+        return E @ w / (self.outputs @ w)
+
+    def columns(self, w=None) -> dict:
+        """Every scan score over flat head ids, for prompt weights ``w`` (default: all 1)."""
+        w = self._weights(w)
+        L, H = self.n_layers, self.n_heads
+        E = self.energies[:len(self.where)] @ w / (self.outputs @ w)
+        cols = {name: np.full(L * H, np.nan) for name in ("single", "conditional", "coupling")}
+        for (name, u), e in zip(self.where, E):
+            cols[name][u.flat(H)] = e
+        single, cond, coup = cols["single"], cols["conditional"], cols["coupling"]
+        clean, ablated = w @ self.norm_clean, w @ self.norm_ablated
+        with np.errstate(divide="ignore", invalid="ignore"):
+            wakeup = np.where(clean > 0, ablated / clean, np.nan)
+        wakeup[self.is_primary] = np.nan
+        return {"single": single, "conditional": cond, "comp": cond - single, "coupling": coup,
+                "ratio": cond / np.maximum(single, self.eps), "wakeup": wakeup, "coact": self._coact(w)}
+
+    def _coact(self, w: np.ndarray) -> np.ndarray:
+        if not self.coact_ids:  # only MLP primaries: no head output to correlate with
+            return np.full(self.n_layers * self.n_heads, np.nan)
+        n = w @ self.n_samples
+        sx, sxx = w @ self.sx, w @ self.sxx
+        var = sxx - sx * sx / n
+        cov = np.einsum("i,iup->up", w, self.sxp) - np.outer(sx, sx[self.coact_ids]) / n
+        with np.errstate(divide="ignore", invalid="ignore"):
+            c = cov / np.sqrt(np.outer(var, var[self.coact_ids]))
+        # a head whose output norm never varies co-activates with nothing: correlation 0
+        c = np.where(np.outer(var, var[self.coact_ids]) > 0, c, 0.0)
+        out = np.abs(np.nan_to_num(c, nan=0.0)).mean(axis=1)
+        out[self.is_primary] = np.nan
+        return out
+
+
+def _per_prompt_sums(norms: torch.Tensor, rows: np.ndarray, engine: Engine) -> np.ndarray:
+    """``[samples, L, H]`` summed into ``[prompts, L*H]`` (float64)."""
+    return _add_rows(norms.reshape(len(rows), -1).double().cpu().numpy(), rows, engine.n_prompts)
+
+
+def _add_rows(x: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+    out = np.zeros((n,) + x.shape[1:])
+    np.add.at(out, rows, x)
+    return out
+
+
+def scan_samples(engine: Engine, prim: list, *, top_r: int = 0, geometry: str = "clean",
+                 feature_mode: str = "fisher_centered", ablation: str = "zero", effect: str = "fisher",
+                 eps: float = 1e-9, progress: bool = True, heads=None) -> ScanSamples:
+    """The forward passes of a CoAx scan (:func:`coax_scan`), kept per prompt."""
     S = Variant.ablate(prim, ablation)
     metric = "base" if geometry == "conditional" else "clean"
-    L, H = engine.n_layers, engine.n_heads
     units = sorted(_wanted(engine, heads))
     # per head: single, then (outside S) conditional and coupling = ||f_cond - f_single||^2
     combos, where = [], []
@@ -142,24 +238,8 @@ def coax_scan(
     mlps = mlp_units(engine) if heads is None else []
     combos += [[(1.0, Term(Variant.ablate([u], ablation)))] for u in mlps]
     E = engine.energies(combos, top_r=top_r, feature_mode=feature_mode, effect=effect, desc="CoAx scan",
-                        progress=progress)
-    E, E_mlp = E[:len(where)], E[len(where):]
-    cols = {name: np.full(L * H, np.nan) for name in ("single", "conditional", "coupling")}
-    for (name, u), e in zip(where, E):
-        cols[name][u.flat(H)] = e
-    single, cond, coup = cols["single"], cols["conditional"], cols["coupling"]
-    is_primary = np.zeros(L * H, bool)
-    is_primary[[u.flat(H) for u in prim if not u.is_mlp]] = True  # an MLP primary has no column
-    comp = cond - single
-    ratio = cond / np.maximum(single, eps)
-    wakeup = _wakeup(engine, S)
-    wakeup[is_primary] = np.nan
-    meta = _scan_meta(engine, t0, s0, top_r=top_r, geometry=geometry, feature_mode=feature_mode,
-                      ablation=ablation, effect=effect, **_mlp_diagnostic(mlps, E_mlp, single))
-    return UnitScores(L, H, prim, {
-        "single": single, "conditional": cond, "comp": comp, "coupling": coup, "ratio": ratio,
-        "wakeup": wakeup, "coact": _coact_to_primaries(engine, prim, is_primary),
-    }, meta)
+                        progress=progress, per_prompt=True)
+    return ScanSamples(engine, prim, E, where, mlps, effect, eps, S)
 
 
 def ablation_energy(model_or_engine, variant: Variant, task=None, *, reference: Variant = CLEAN,
@@ -200,13 +280,6 @@ def _mlp_diagnostic(mlps: list, mlp_single: np.ndarray, head_single: np.ndarray)
     return {"mlp_share": round(share, 6), "mlp_single": {str(u): float(e) for u, e in zip(mlps, mlp_single)}}
 
 
-def _wakeup(engine: Engine, S: Variant) -> np.ndarray:
-    clean = engine.mean_output_norms(engine.clean)
-    ablated = engine.mean_output_norms(engine.base(S))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(clean > 0, ablated / clean, np.nan)
-
-
 def _corr(x: torch.Tensor) -> torch.Tensor:
     x = x - x.mean(0)
     sd = x.norm(dim=0)
@@ -217,17 +290,6 @@ def _corr(x: torch.Tensor) -> torch.Tensor:
 def _clean_norm_samples(engine: Engine) -> torch.Tensor:
     """Clean per-head output norms at every (prompt, position): ``[samples, U]``."""
     return engine.head_output_norms(engine.clean, "all").reshape(-1, engine.n_layers * engine.n_heads).double()
-
-
-def _coact_to_primaries(engine: Engine, prim, is_primary) -> np.ndarray:
-    # a head whose output norm never varies co-activates with nothing: correlation 0
-    c = np.nan_to_num(_corr(_clean_norm_samples(engine)).cpu().numpy(), nan=0.0)
-    ids = [u.flat(engine.n_heads) for u in prim if not u.is_mlp]
-    if not ids:  # only MLP primaries: no head output to correlate with
-        return np.full(len(c), np.nan)
-    out = np.abs(c[:, ids]).mean(axis=1)
-    out[is_primary] = np.nan
-    return out
 
 
 def co_activation(model_or_engine, units=None, task=None, *, position_mode=None, progress=True) -> PairScores:

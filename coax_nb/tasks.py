@@ -26,6 +26,15 @@ IOI_TEMPLATES = (
     "When {IO} and {S} went to the {place}, {S} gave a {object} to",
     "When {S} and {IO} went to the {place}, {S} gave a {object} to",
 )
+# rewordings of the two templates above, for stability checks on prompts the model was
+# not calibrated (or, for the organisms, trained) on; every word is in the organisms' vocabulary
+IOI_HELDOUT_TEMPLATES = (
+    "When {IO} and {S} went to a {place}, {S} gave a {object} to",
+    "When {IO} and {S} went to the {place}, {S} gave the {object} to",
+    "{IO} and {S} went to the {place}, {S} gave a {object} to",
+    "When {IO} and {S} went to the {place} and {S} gave a {object} to",
+    "When {S} and {IO} went to the {place}, {S} gave the {object} to",
+)
 IOI_NAMES = (
     "Mary", "John", "Tom", "James", "Dan", "Sid", "Martin", "Amy", "Kate", "Paul", "Mark",
     "Jane", "Anne", "Ben", "Lisa", "Alex", "Sam", "Max", "Jack", "Rose", "Ryan", "Steve",
@@ -347,8 +356,32 @@ def ioi_task(
             corrupted.append(_encode(tok, _abc_text(template, place, obj, pool, (io, s), abc_rng), bos))
     return Task("ioi", prompts, "last", targets, distractors, texts,
                 tokenizer_fingerprint(tok), {"prompt_seed": prompt_seed, "names": pool, "templates": list(templates),
+                                             "places": places, "objects": objects, "prepend_bos": bos,
                                              "corrupted": "ABC: the three name slots hold three other names"},
                 corrupted=corrupted or None)
+
+
+def ioi_rewordings(model_or_tokenizer, task: Task, templates: Sequence[str] = IOI_HELDOUT_TEMPLATES,
+                   n_prompts: Optional[int] = None) -> dict:
+    """One IOI task per template in ``templates`` (default: the held-out rewordings),
+    with the names, places, objects, prompt seed and BOS handling of ``task`` (an
+    :func:`ioi_task`): ``{"held-out 1": Task, ...}`` (numbered as in ``templates``; each
+    task's ``info["templates"]`` says its wording), for stability checks
+    (:func:`coax_nb.robustness`'s ``held_out``)."""
+    info = task.info if isinstance(task, Task) else {}
+    if "templates" not in info or "places" not in info:
+        raise ValueError("rewordings need an IOI task built by ioi_task (or an organism's task_for), which records "
+                         "its names, places and objects; got " + (f"task {task.name!r}" if isinstance(task, Task)
+                                                                   else type(task).__name__))
+    n = len(task) if n_prompts is None else check_count(n_prompts, "n_prompts")
+    out = {}
+    for i, template in enumerate(_ioi_templates(templates), 1):
+        t = ioi_task(model_or_tokenizer, n, prompt_seed=info["prompt_seed"], names=info["names"],
+                     places=info["places"], objects=info["objects"], templates=[template],
+                     prepend_bos=info.get("prepend_bos"))
+        t.info.update({k: v for k, v in task.info.items() if k not in t.info})
+        out[f"held-out {i}"] = t
+    return out
 
 
 def _ioi_templates(templates) -> list[str]:

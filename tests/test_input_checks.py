@@ -14,20 +14,21 @@ import torch
 import traitlets
 
 import coax_nb
-from coax_nb import (Completion, Curves, Discovery, Engine, ModelLoadError, PairScores, RecoveryResult, Task, Term,
-                     UnitScores,
+from coax_nb import (Completion, Curves, Discovery, Engine, ModelLoadError, PairScores, RecoveryResult, Sensitivity,
+                     Task, Term, UnitScores,
                      Variant, ablation_energy, as_engine, attribution_repair, attribution_scores, average_precision,
                      circuit_completion, co_activation, coax_scan, counterfactual_patching, custom_task, discover_primaries,
                      dla_ground_truth, dla_handoff, evaluate, freezing, greedy_completion, head_dla, induction_task,
-                     induction_transfer, ioi_counterfactual, ioi_task, knockout, load, load_model, parse_units,
-                     precision_at_k, prune, recovery, resolve, roc_auc, single_scan, synergy, task_loss, wakeup)
+                     induction_transfer, ioi_counterfactual, ioi_rewordings, ioi_task, knockout, load, load_model, parse_units,
+                     precision_at_k, p_sensitivity, prune, recovery, resolve, robustness, roc_auc, single_scan, synergy,
+                     task_loss, wakeup)
 from coax_nb import plots
 from coax_nb.organisms import task_for
 from coax_nb.resources import estimate_scan
 from coax_nb.results import Knockout, Pruning
 from coax_nb.units import Unit, all_units
 from coax_nb.validate import random_sets
-from coax_nb.widgets import BlindSpot, HeadMap, RankingTable, SynergyGrid, link
+from coax_nb.widgets import BlindSpot, HeadMap, RankingTable, SensitivityExplorer, SynergyGrid, link
 from coax_nb.widgets import Curves as CurvesWidget
 
 TEXT = "When Mary and John went to the store , John gave a drink to"
@@ -72,6 +73,15 @@ OUTSIDE = r"head {} is outside the model: layers run 0\.\.2, heads 0\.\.3"
 UNREADABLE = r"cannot read (head|unit) {!r}"
 EMPTY_PRIMARIES = r"the primary set is empty"
 PER_HEAD = r"draws a UnitScores \(per-head scores, e\.g\. coax_scan\(\.\.\.\)\), got {}"
+
+
+def _robust(c):
+    return robustness(c.engine, None, P, selectors=["comp"], n_boot=10, sizes=[2], draws=2,
+                      feature_modes=["fisher_centered"], progress=False)
+
+
+def _sens(c):
+    return p_sensitivity(c.engine, methods=[], sets={"a": P}, progress=False)
 
 
 def _poisoned_engine(c):
@@ -862,6 +872,56 @@ CASES = [
      ValueError, r"labels has 2, values has 2, errors has 1"),
     ("plots.percentiles: a 2-D array", lambda c: plots.percentiles([[1, 2], [3, 4]]),
      ValueError, r"values must be one score per head \(1-D\), got shape \(2, 2\)"),
+    ("robustness: no primaries", lambda c: robustness(c.engine, None, [], progress=False),
+     ValueError, EMPTY_PRIMARIES),
+    ("robustness: n_boot=5", lambda c: robustness(c.engine, None, P, n_boot=5, progress=False),
+     ValueError, r"n_boot must be at least 10, got 5 \(bootstrap draws; 200 or more"),
+    ("robustness: level given in percent", lambda c: robustness(c.engine, None, P, level=95, progress=False),
+     ValueError, r"level must be a float in \[0\.5, 1\), the interval's coverage, got 95; e\.g\. 0\.95"),
+    ("robustness: a backup that is also a primary", lambda c: robustness(c.engine, None, P, P, progress=False),
+     ValueError, r"ground-truth heads \['L2H0'\] are also in the primary set"),
+    ("robustness: an unknown selector", lambda c: robustness(c.engine, None, P, selectors=["dla"], progress=False),
+     ValueError, r"unknown selector\(s\) \['dla'\]; choose from comp, ratio"),
+    ("robustness: sizes as one string", lambda c: robustness(c.engine, None, P, sizes="8 16", progress=False),
+     TypeError, r"sizes must be a list of prompt counts, got '8 16'"),
+    ("robustness: a held-out set that is not a Task",
+     lambda c: robustness(c.engine, None, P, held_out={"t3": [[1, 2, 3]]}, progress=False),
+     TypeError, r"held_out\['t3'\] is a list, not a Task"),
+    ("robustness: gradient selectors without a metric",
+     lambda c: robustness(c.model, c.no_targets, P, selectors=["atp"], progress=False),
+     ValueError, r"the gradient selectors \['atp'\] need a behaviour metric"),
+    ("robustness: the top-1 centered feature",
+     lambda c: robustness(c.engine, None, P, feature_modes=["fisher_centred"], progress=False),
+     ValueError, r"unknown feature mode\(s\) \['fisher_centred'\]; choose from fisher_centered"),
+    ("Robustness.interval: an unknown score", lambda c: _robust(c).interval("dla", "L0H0"),
+     KeyError, r"no score 'dla'; have single"),
+    ("Robustness.auc_row: no truth given", lambda c: _robust(c).auc_row("comp"),
+     KeyError, r"no AUC row for 'comp' \(no truth was given\)"),
+    ("p_sensitivity: nothing to compare", lambda c: p_sensitivity(c.engine, methods=[], progress=False),
+     ValueError, r"nothing to compare: give discovery methods, taus, or sets=\{name: heads\}"),
+    ("p_sensitivity: by a first-order score", lambda c: p_sensitivity(c.engine, by="single", progress=False),
+     ValueError, r"by='single' is not a conditional score; choose one of comp, ratio"),
+    ("p_sensitivity: sets as a list", lambda c: p_sensitivity(c.engine, sets=[P], progress=False),
+     TypeError, r"sets must be a dict of name -> primary heads, e\.g\. \{'card'"),
+    ("p_sensitivity: a negative tau", lambda c: p_sensitivity(c.engine, methods=[], taus=[-1], progress=False),
+     ValueError, r"each of taus must be a positive number \(ACDC's threshold"),
+    ("p_sensitivity: an unknown reference",
+     lambda c: p_sensitivity(c.engine, methods=[], sets={"a": P}, reference="card", progress=False),
+     ValueError, r"reference 'card' is not one of the choices: a"),
+    ("p_sensitivity: a hand-given name that a discovery takes",
+     lambda c: p_sensitivity(c.engine, methods=["atp"], ks=[1], sets={"atp k=1": P}, progress=False),
+     ValueError, r"two choices share the name 'atp k=1'"),
+    ("p_sensitivity: a head outside the model",
+     lambda c: p_sensitivity(c.engine, methods=[], sets={"a": ["L9H9"]}, progress=False),
+     ValueError, OUTSIDE.format("L9H9")),
+    ("Sensitivity.choice: an unknown label", lambda c: _sens(c).choice("card"),
+     KeyError, r"no choice 'card'; have a"),
+    ("SensitivityExplorer: per-head scores", lambda c: SensitivityExplorer(c.scores),
+     TypeError, r"SensitivityExplorer draws a Sensitivity"),
+    ("ioi_rewordings: a task without IOI words", lambda c: ioi_rewordings(c.model, c.no_targets),
+     ValueError, r"rewordings need an IOI task built by ioi_task .*; got task 'custom'"),
+    ("Sensitivity.from_json: a UnitScores file", lambda c: Sensitivity.from_json(c.json),
+     ValueError, r"this JSON holds a UnitScores, not a Sensitivity"),
 ]
 
 
@@ -881,9 +941,9 @@ def test_the_table_has_one_row_per_case():
 PUBLIC = sorted(set(coax_nb.__all__) - {"CLEAN", "ModelLoadError", "Run", "Unit"}) + [
     "random_sets", "task_for", "plots.head_map", "plots.blind_spot", "plots.synergy_grid", "plots.curves",
     "plots.ranking_table", "plots.bars", "plots.percentiles", "HeadMap", "BlindSpot", "SynergyGrid",
-    "Curves widget", "RankingTable", "link", "Task.metric", "Task.subset", "UnitScores.top", "UnitScores.merged",
+    "Curves widget", "RankingTable", "SensitivityExplorer", "link", "Task.metric", "Task.subset", "UnitScores.top", "UnitScores.merged",
     "PairScores.top_pairs", "Knockout.row", "Pruning.fractions", "RecoveryResult.row", "Engine.add_source",
-    "Engine.energies"]
+    "Engine.energies", "Robustness.interval", "Robustness.auc_row", "Sensitivity.choice"]
 
 
 def test_every_public_function_has_a_bad_input_row():

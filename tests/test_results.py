@@ -17,7 +17,9 @@ from coax_nb.applications import (attribution_repair, circuit_completion, induct
 from coax_nb.discover import discover_primaries  # noqa: E402
 from coax_nb.organisms import task_for  # noqa: E402
 from coax_nb.recover import recovery  # noqa: E402
+from coax_nb.robustness import robustness  # noqa: E402
 from coax_nb.scores import coax_scan, greedy_completion, synergy  # noqa: E402
+from coax_nb.sensitivity import p_sensitivity  # noqa: E402
 from coax_nb.tasks import ioi_counterfactual  # noqa: E402
 from coax_nb.units import Unit, all_units  # noqa: E402
 from coax_nb.validate import counterfactual_patching, dla_handoff, freezing, random_sets, wakeup  # noqa: E402
@@ -58,13 +60,18 @@ def built(hw, toy):
         "Pruning": prune(model, cal, ev, orders=["repair_aware", "single"], max_fraction=0.25, progress=False),
         "InductionTransfer": induction_transfer(toy, n_prompts=4, half_length=4, n_random=2),
         "Discovery": discover_primaries(e, method="role", k=2, progress=False),
+        "Sensitivity": p_sensitivity(e, methods=["atp"], ks=[1, 2], sets={"card": P}, truth=B, progress=False),
+        "Robustness": robustness(e, None, P, B, selectors=["comp", "single"], n_boot=10, sizes=[4, 8], draws=2,
+                                 feature_modes=["l2_centered"], held_out={"seed 3": task_for("handwired", 8, 3)},
+                                 progress=False),
     }
     assert set(out) == {n for n in results._TYPES}, "a result type is missing from this test"
     return out
 
 
 TYPES = ["UnitScores", "PairScores", "Completion", "Curves", "RecoveryResult", "WakeUp", "HandOff", "Freezing",
-         "Patching", "AttributionRepair", "Knockout", "CircuitCompletion", "Pruning", "InductionTransfer", "Discovery"]
+         "Patching", "AttributionRepair", "Knockout", "CircuitCompletion", "Pruning", "InductionTransfer", "Discovery",
+         "Sensitivity", "Robustness"]
 
 
 @pytest.mark.parametrize("kind", TYPES)

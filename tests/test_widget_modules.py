@@ -2,12 +2,15 @@
 anywidget model (get / set / on / save_changes), no Jupyter involved."""
 import json
 import re
+import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from matplotlib.colors import to_rgb
 
-from coax_nb import plots, widgets
+from coax_nb import load_model, plots, widgets
+from coax_nb.organisms import task_for
 from coax_nb.results import Curves, PairScores, UnitScores
 from coax_nb.units import Unit
 
@@ -273,3 +276,94 @@ def test_dark_theme_uses_jupyterlab_colours(page, scores):
     axis = page.evaluate("getComputedStyle(document.querySelector('.coax-headmap text.coax-axis')).fill")
     assert axis == "rgb(190, 190, 190)"
     screenshot(page, "module-dark-theme")
+
+
+@pytest.fixture(scope="module")
+def sens():
+    """p_sensitivity on the hand-wired organism (8 prompts): the card's S, AtP and single
+    ablation at k = 1..3, ACDC's circuit at two thresholds."""
+    from coax_nb.sensitivity import p_sensitivity
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # single ablation finds only 2 heads: its k=3 is dropped, with a warning
+        return p_sensitivity(load_model("organism:handwired"), task_for("handwired", 8), methods=["atp", "single"],
+                             ks=[1, 2, 3], taus=[0.1, 1.0], sets={"card": ["L1H0", "L1H1"]},
+                             truth=["L2H0", "L2H1"], progress=False)
+
+
+def rank_rows(page) -> list[list[str]]:
+    """The page's ranking: [head label, value text] per row, top first."""
+    return page.evaluate("[...document.querySelectorAll('.coax-sensitivity .rank-row')].map((g) =>"
+                         " [g.querySelector('.head-label').textContent, g.querySelector('.value').textContent])")
+
+
+def test_sensitivity_module(page, sens):
+    w = widgets.SensitivityExplorer(sens)
+    mount(page, "sensitivity", state_of(w))
+    slider = page.locator(".coax-sensitivity input[type=range]")
+    assert (slider.get_attribute("max"), slider.input_value()) == ("2", "0")
+    assert page.locator(".coax-step-value").inner_text() == "k = 1"
+    assert page.locator(".coax-sens-s").inner_text() == "S = L1H0 (1 head selected)"
+    assert page.locator(".coax-sens-source").inner_text() == f" — {sens.choice('atp k=1')['source']}"
+    # the slider moves from the keyboard; the page re-ranks with no kernel and saves index + selected
+    slider.focus()
+    page.keyboard.press("ArrowRight")
+    assert page.evaluate("[window.model.state.index, window.model.state.selected, window.model.state.group]") == [
+        2, ["L1H0", "L1H1"], "atp"]
+    assert page.evaluate("window.model.saves") == 1
+    assert page.locator(".coax-step-value").inner_text() == "k = 2"
+    assert page.locator(".coax-sens-s").inner_text() == "S = L1H0, L1H1 (2 heads selected)"
+    want = sens.ranking("atp k=2", 10)
+    assert rank_rows(page) == [[str(u) + (" ○" if str(u) in sens.truth else ""), js_fmt(v)] for u, v in want]
+    assert {r[0] for r in rank_rows(page)[:2]} == {"L2H0 ○", "L2H1 ○"}
+    assert page.locator(".coax-sens-agreement").inner_text() == (
+        f"vs reference card: Spearman rho {js_fmt(sens.rho[2, 0])} · top-5 overlap {js_fmt(sens.overlap[2, 0])}"
+        f" · ROC-AUC {js_fmt(sens.auc('atp k=2'))} against 2 truth heads")
+    slider.fill("2")
+    assert page.locator(".coax-sens-s").inner_text() == "S = L1H0, L1H1, L1H2 (3 heads selected)"
+    assert rank_rows(page)[0][0] == str(sens.ranking("atp k=3", 1)[0][0]) + " ○"
+    # another family: the tau sweep, labelled by tau
+    page.select_option(".coax-group-select", "acdc tau")
+    assert page.evaluate("[window.model.state.group, window.model.state.index]") == ["acdc tau", 6]
+    assert page.locator(".coax-step-value").inner_text() == "tau = 0.1"
+    assert page.locator(".coax-sens-s").inner_text() == "S = L0H0, L1H0, L1H1, L1H2 (4 heads selected)"
+    assert page.evaluate("window.model.state.selected") == ["L0H0", "L1H0", "L1H1", "L1H2"]
+    # the kernel moves it too (e.g. choose() in Python)
+    page.evaluate("window.model.set('index', 2)")
+    assert page.locator(".coax-step-value").inner_text() == "k = 2" and slider.input_value() == "1"
+    assert page.locator(".coax-group-select").input_value() == "atp"
+    screenshot(page, "module-sensitivity")
+
+
+def test_sensitivity_page_and_png_draw_the_same_bars(page, sens):
+    """Every bar: the page's fill is the PNG's (the truth colour for ground truth, the point
+    colour otherwise), in the same order, with the same value."""
+    w = widgets.SensitivityExplorer(sens, group="single")
+    mount(page, "sensitivity", state_of(w))
+    page.locator(".coax-sensitivity input[type=range]").fill("1")
+    w.index = page.evaluate("window.model.state.index")
+    assert w.label == "single k=2" and w.selected == page.evaluate("window.model.state.selected")
+    fills = page.evaluate("[...document.querySelectorAll('.coax-sensitivity rect.bar')].map((r) =>"
+                          " getComputedStyle(r).fill)")
+    ax = w.figure().axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == [r[0] for r in rank_rows(page)]
+    assert len(fills) == len(ax.patches) == 10
+    for fill, patch in zip(fills, ax.patches):
+        assert rgb(fill) == rgb255(patch.get_facecolor())
+    truth = [r[0].endswith("○") for r in rank_rows(page)]
+    assert any(truth) and not all(truth)
+    assert {tuple(rgb(f)) for f, t in zip(fills, truth) if t} == {tuple(rgb255(plots.palette()["truth"]))}
+    assert {tuple(rgb(f)) for f, t in zip(fills, truth) if not t} == {tuple(rgb255(plots.palette()["point"]))}
+
+
+def test_sensitivity_module_shows_a_choice_without_heads(page, sens):
+    sets = [dict(c) for c in sens.sets]
+    sets[0].update(primaries=[], n_selected=0, scores=np.full(12, np.nan), auc=None, source="none: every head pruned")
+    w = widgets.SensitivityExplorer(replace(sens, sets=sets), group="given")
+    mount(page, "sensitivity", state_of(w))
+    assert page.locator(".coax-sens-s").inner_text() == "S = none (0 heads selected)"
+    assert page.locator(".coax-sens-empty").inner_text() == "no ranking: this choice selects no heads"
+    assert page.locator(".rank-row").count() == 0
+    assert page.locator(".coax-sensitivity input[type=range]").is_disabled()  # one choice: nothing to slide
+    assert page.locator(".coax-sens-agreement").inner_text() == w.agreement() == (
+        "this is the reference choice (card) · no ROC-AUC for this choice")

@@ -4,6 +4,8 @@ import base64
 import importlib.util
 import json
 import re
+import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +15,10 @@ from matplotlib.colors import to_rgb
 from coax_nb import Engine, load_model, plots, synergy, wakeup
 from coax_nb.organisms import task_for
 from coax_nb.results import UnitScores
+from coax_nb.sensitivity import p_sensitivity
 from coax_nb.units import Unit
-from coax_nb.widgets import COMPONENTS, STATIC, BlindSpot, Curves, HeadMap, RankingTable, SynergyGrid, link
+from coax_nb.widgets import (COMPONENTS, STATIC, BlindSpot, Curves, HeadMap, RankingTable, SensitivityExplorer,
+                             SynergyGrid, link)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,8 +57,18 @@ def test_old_seed_names_still_work_with_a_warning(engine):
         assert w.seed == ["L1H0", "L1H1"]
 
 
-def test_every_component_has_a_static_picture(engine, hm):
-    comps = [hm, BlindSpot(hm.result, truth=["L2H0"]),
+@pytest.fixture(scope="module")
+def sens(engine):
+    """Choices of S on the hand-wired organism: the card's, AtP and single ablation at
+    k = 1..3, ACDC's circuit at two thresholds (given out of order)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # single ablation finds only 2 heads: its k=3 is dropped, with a warning
+        return p_sensitivity(engine, methods=["atp", "single"], ks=[1, 2, 3], taus=[1.0, 0.1],
+                             sets={"card": ["L1H0", "L1H1"]}, truth=["L2H0", "L2H1"], progress=False)
+
+
+def test_every_component_has_a_static_picture(engine, hm, sens):
+    comps = [hm, BlindSpot(hm.result, truth=["L2H0"]), SensitivityExplorer(sens),
              SynergyGrid(synergy(engine, ["L1H0", "L1H1", "L2H0", "L2H1"], progress=False), name="normalized",
                          groups={"L2H0": "backup", "L2H1": "backup"}),
              Curves(wakeup(engine, None, ["L1H0", "L1H1"], ["L2H0"], n_random=2).curves["dla"]),
@@ -90,6 +104,86 @@ def test_widget_bad_input(hm):
     with pytest.raises(ValueError, match="at least two"):
         link(hm)
     assert len(link(hm, BlindSpot(hm.result), RankingTable(hm.result))) == 2
+
+
+def test_sensitivity_explorer_walks_the_choices_of_s(sens):
+    w = SensitivityExplorer(sens)
+    labels = sens.labels
+    assert labels == ["card", "atp k=1", "atp k=2", "atp k=3", "single k=1", "single k=2", "acdc tau=1",
+                      "acdc tau=0.1"]
+    # families in order of discovery; the tau sweep runs by tau, whatever order it was given in
+    assert w.groups == {"given": [0], "atp": [1, 2, 3], "single": [4, 5], "acdc tau": [7, 6]}
+    # default: the first discovery method with more than one choice, at its first choice
+    assert (w.group, w.index, w.label, w.selected) == ("atp", 1, "atp k=1", ["L1H0"])
+    assert w.reference_index == 0 and w.truth == ["L2H0", "L2H1"] and (w.n_layers, w.n_heads) == (3, 4)
+    assert [c["n_selected"] for c in w.choices] == [2, 1, 2, 3, 1, 2, 4, 4]
+    assert w.choices[2]["scores"][4] is None and w.choices[2]["scores"][8] == pytest.approx(
+        sens.sets[2]["scores"][8])  # NaN (inside S) travels as null
+    assert w.rho_to_reference == pytest.approx(list(sens.rho[:, 0]))
+    assert w.overlap_to_reference == pytest.approx(list(sens.overlap[:, 0]))
+    assert [c["auc"] for c in w.choices] == [sens.auc(x) for x in labels]
+    # the slider's atp k=2 is the card's S: it ranks the two backups first
+    w.index = 2
+    assert (w.group, w.selected) == ("atp", ["L1H0", "L1H1"])
+    ranked = w.ranking()
+    assert len(ranked) == 10 and {h for h, _ in ranked[:2]} == {"L2H0", "L2H1"}
+    assert [(h, v) for h, v in ranked] == [(str(u), pytest.approx(v)) for u, v in sens.ranking("atp k=2", 10)]
+    assert w.choices[2]["auc"] == 1.0 and w.rho_to_reference[2] == pytest.approx(1.0)
+    # with only L1H0 removed (atp k=1), backup L2H1 (which watches L1H1) stays dormant
+    assert w.choices[1]["scores"][Unit(2, 1).flat(4)] < 1e-3 * dict(ranked)["L2H1"]
+    # the index leads the family; a family change starts at its first choice
+    w.index = 7
+    assert (w.group, w.label, w.selected) == ("acdc tau", "acdc tau=0.1", ["L0H0", "L1H0", "L1H1", "L1H2"])
+    w.group = "single"
+    assert (w.index, w.label, w.selected) == (4, "single k=1", [str(sens.sets[4]["primaries"][0])])
+    assert w.choose("card").group == "given" and w.selected == ["L1H0", "L1H1"]
+    w.rows = 3
+    assert len(w.ranking()) == 3
+    assert SensitivityExplorer(sens, group="acdc tau", rows=4).index == 7
+
+
+def test_sensitivity_explorer_figure_is_the_current_ranking(sens):
+    w = SensitivityExplorer(sens).choose("atp k=2")
+    ax = w.figure().axes[0]
+    ranked = w.ranking()
+    pal = plots.palette()
+    ticks = [t.get_text() for t in ax.get_yticklabels()]
+    assert ticks == [h + (" ○" if h in ("L2H0", "L2H1") else "") for h, _ in ranked]
+    widths = [p.get_width() for p in ax.patches]
+    assert widths == pytest.approx([v for _, v in ranked])
+    want = [pal["truth"] if h in ("L2H0", "L2H1") else pal["point"] for h, _ in ranked]
+    assert [to_rgb(p.get_facecolor()) for p in ax.patches] == [to_rgb(c) for c in want]
+    title = ax.get_title()
+    assert "atp k=2: S = L1H0, L1H1 (2 heads selected)" in title and "top 10 heads outside S" in title
+    assert "vs reference card: Spearman rho 1 · top-5 overlap 1 · ROC-AUC 1 against 2 truth heads" in title
+    # a choice that selects no head: the page and the PNG say so, no empty chart
+    sets = [dict(c) for c in sens.sets]
+    sets[3].update(primaries=[], n_selected=0, scores=np.full(12, np.nan), auc=None, source="none: every head pruned")
+    empty = SensitivityExplorer(replace(sens, sets=sets)).choose("atp k=3")
+    assert empty.selected == [] and empty.ranking() == []
+    ax = empty.figure().axes[0]
+    assert not ax.patches and "S = none (0 heads selected)" in ax.get_title()
+    assert [t.get_text() for t in ax.texts] == ["no ranking: this choice selects no heads"]
+
+
+def test_sensitivity_explorer_bad_input(sens, hm):
+    with pytest.raises(TypeError, match="SensitivityExplorer draws a Sensitivity"):
+        SensitivityExplorer(hm.result)
+    with pytest.raises(ValueError, match="no family of choices 'acdc'; this Sensitivity has given, atp, single, "
+                                         "acdc tau"):
+        SensitivityExplorer(sens, group="acdc")
+    w = SensitivityExplorer(sens)
+    with pytest.raises(ValueError, match="no family of choices 'role'"):
+        w.group = "role"
+    with pytest.raises(ValueError, match=r"index 8 is outside the 8 choices of S \(0..7\)"):
+        w.index = 8
+    with pytest.raises(ValueError, match="outside"):
+        w.index = -1
+    with pytest.raises(ValueError, match="no choice 'atp k=9'; have card, atp k=1"):
+        w.choose("atp k=9")
+    with pytest.raises(ValueError, match="rows must be >= 1"):
+        SensitivityExplorer(sens, rows=0)
+    assert (w.group, w.index) == ("atp", 1)  # a refused value leaves the widget as it was
 
 
 # ------------------------------------------------------------ page and PNG agree

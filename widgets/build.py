@@ -28,6 +28,7 @@ COMPONENTS = {
     "synergy": ("synergy.js", "synergy.css"),
     "curves": ("curves.js", "curves.css"),
     "ranking": ("ranking.js", "ranking.css"),
+    "sensitivity": ("sensitivity.js", "sensitivity.css"),
 }
 IMPORT = re.compile(r'^import\s+(?:\{([^}]*)\}|(\w+))\s+from\s+"([^"]+)"(?:\s+with\s*\{[^}]*\})?;[ \t]*\n', re.M)
 EXPORT = re.compile(r"^export\s+(?=(?:function|const|let|class)\s)", re.M)

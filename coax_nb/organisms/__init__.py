@@ -56,12 +56,13 @@ def list() -> dict[str, str]:  # noqa: A001 - the issue asks for organisms.list(
 
 
 @renamed(seed="prompt_seed")
-def task_for(spec: str, n_prompts: int = 64, prompt_seed: int = 0):
+def task_for(spec: str, n_prompts: int = 64, prompt_seed: int = 0, templates=None):
     """The organism's own task (prompts, answers, metric) built from its card.
-    ``spec`` is ``"organism:NAME"`` or the bare ``NAME``."""
+    ``spec`` is ``"organism:NAME"`` or the bare ``NAME``; ``templates`` replaces the two
+    IOI templates it was trained on (e.g. one of ``tasks.IOI_HELDOUT_TEMPLATES``)."""
     from transformers import PreTrainedTokenizerFast
 
-    from ..tasks import check_count, ioi_task
+    from ..tasks import IOI_TEMPLATES, check_count, ioi_task
 
     n_prompts = check_count(n_prompts, "n_prompts")
     name = organism_name(spec) or str(spec)
@@ -71,7 +72,7 @@ def task_for(spec: str, n_prompts: int = 64, prompt_seed: int = 0):
         raise ValueError(f"organism {name!r} has task kind {t['kind']!r}, which task_for does not know")
     tok = PreTrainedTokenizerFast.from_pretrained(str(path(name)))
     task = ioi_task(tok, n_prompts, prompt_seed=prompt_seed, names=t["names"], places=t["places"],
-                    objects=t["objects"], prepend_bos=True)
+                    objects=t["objects"], prepend_bos=True, templates=IOI_TEMPLATES if templates is None else templates)
     task.info["organism"] = name
     task.info["primaries"] = [tuple(x) for x in c["primaries"]]
     task.info["backups"] = [tuple(x) for x in c["backups"]]

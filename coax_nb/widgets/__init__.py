@@ -8,6 +8,9 @@
 - :class:`Curves`: multi-series line chart (wake-up, knockout, pruning), log-y, legend
   toggles, hover readout, live :meth:`Curves.append`.
 - :class:`RankingTable`: sortable per-head table.
+- :class:`SensitivityExplorer`: a slider over k (or ACDC's tau) through the choices of the
+  primary set of a ``p_sensitivity`` result, with the live count of selected heads and the
+  re-scored ranking.
 
 One module per component; each sets ``_esm`` / ``_css`` to files of ``static/`` (built
 from the top-level ``widgets/`` sources by ``widgets/build.py``; nothing is fetched from a
@@ -20,9 +23,10 @@ from .blindspot import BlindSpot
 from .curves import Curves
 from .headmap import HeadMap
 from .ranking import RankingTable
+from .sensitivity import SensitivityExplorer
 from .synergy import SynergyGrid
 
-COMPONENTS = (HeadMap, BlindSpot, SynergyGrid, Curves, RankingTable)
+COMPONENTS = (HeadMap, BlindSpot, SynergyGrid, Curves, RankingTable, SensitivityExplorer)
 
-__all__ = ["BlindSpot", "COMPONENTS", "Component", "Curves", "HeadMap", "RankingTable", "STATIC", "SynergyGrid",
-           "link"]
+__all__ = ["BlindSpot", "COMPONENTS", "Component", "Curves", "HeadMap", "RankingTable", "STATIC",
+           "SensitivityExplorer", "SynergyGrid", "link"]
