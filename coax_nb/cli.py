@@ -114,7 +114,7 @@ def cmd_report(args) -> int:
     t0 = time.perf_counter()
     artifact = execute_report(args.model, args.task, args.out, primaries=_primaries(args), n_prompts=args.prompts,
                               prompt_seed=args.prompt_seed, device=args.device, top=args.top,
-                              ablation=args.ablation, effect=args.effect,
+                              ablation=args.ablation, effect=args.effect, robustness=not args.no_robustness,
                               lock_timeout=args.lock_timeout, say=lambda message: print(message, flush=True))
     print(artifact["headline"])
     print(f"\nwrote {args.out}/report.ipynb, {args.out}/report.html and {args.out}/report.json "
@@ -171,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", type=_device, default=None, help="cpu, cuda or cuda:N (default: cuda when present)")
     r.add_argument("--top", type=_integer(1), default=10, help="rows of the ranking table")
     _choices(r)
+    r.add_argument("--no-robustness", action="store_true", help="leave out the robustness panel (bootstrap "
+                   "intervals, data efficiency, feature modes, held-out templates: about nine more scans)")
     r.add_argument("--out", default="coax-report", help="output folder (default ./coax-report); its report.ipynb, "
                    "report.html and report.json are replaced together, only when the run succeeds")
     r.add_argument("--lock-timeout", type=float, default=3600.0, metavar="SECONDS",

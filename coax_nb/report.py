@@ -439,10 +439,11 @@ def _keep_failed(staging: Path, out: Path) -> Optional[Path]:
 
 def execute_report(model: str, task: str, out: Path, primaries=None, n_prompts: int = 64, prompt_seed: int = 0,
                    device: Optional[str] = None, top: int = 10, ablation: str = "zero", effect: str = "fisher",
-                   lock_timeout: float = 3600.0,
+                   robustness: bool = True, lock_timeout: float = 3600.0,
                    say: Callable[[str], None] = log.info) -> dict:
     """Run the report notebook and publish ``out/report.ipynb``, ``report.html`` and
-    ``report.json`` together; returns the JSON artifact of this run.
+    ``report.json`` together; returns the JSON artifact of this run. ``robustness=False``
+    leaves out the robustness panel.
 
     The inputs and ``out`` are checked first (ValueError, before any kernel starts). A run
     into a folder another run is using waits up to ``lock_timeout`` seconds. ``say`` gets
@@ -462,7 +463,7 @@ def execute_report(model: str, task: str, out: Path, primaries=None, n_prompts: 
         raise ValueError(f"top (rows of the ranking table) must be an integer >= 1, got {top!r}")
     params = {"model": str(model), "task": task, "primaries": heads_text(primaries), "n_prompts": int(n_prompts),
               "prompt_seed": int(prompt_seed), "device": device, "out_dir": ".", "top": int(top),
-              "ablation": ablation, "effect": effect}
+              "ablation": ablation, "effect": effect, "robustness_panel": bool(robustness)}
     out.mkdir(parents=True, exist_ok=True)
     with _folder_lock(out, lock_timeout, say):
         _recover(out)
