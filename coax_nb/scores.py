@@ -164,8 +164,9 @@ class ScanSamples:
         self.n_samples = np.bincount(all_rows, minlength=engine.n_prompts).astype(float)
         self.sx = _add_rows(x, all_rows, engine.n_prompts)
         self.sxx = _add_rows(x * x, all_rows, engine.n_prompts)
-        self.sxp = (_add_rows(x[:, :, None] * x[:, None, ids], all_rows, engine.n_prompts) if ids
-                    else np.zeros((engine.n_prompts, L * H, 0)))
+        # one primary at a time: a [samples, heads, |S|] product would multiply the peak memory by |S|
+        self.sxp = np.stack([_add_rows(x * x[:, [j]], all_rows, engine.n_prompts) for j in ids], axis=-1) \
+            if ids else np.zeros((engine.n_prompts, L * H, 0))
 
     def _weights(self, w) -> np.ndarray:
         return np.ones(self.n_prompts) if w is None else np.asarray(w, float)
