@@ -38,7 +38,7 @@ warnings.filterwarnings("ignore")
 from IPython.display import display, Markdown
 from coax_nb.report import run_report
 report = run_report(model, task, primaries, n_prompts, prompt_seed, device, out_dir, top, ablation=ablation,
-                    effect=effect, robust=robustness_panel)
+                    effect=effect, robustness_panel=robustness_panel)
 display(Markdown(report.summary_markdown()))
 
 # %%

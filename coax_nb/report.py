@@ -147,9 +147,9 @@ class Report:
 
 def run_report(model: str = "organism:ioi_dormant", task: str = "default", primaries=None, n_prompts: int = 64,
                prompt_seed: int = 0, device: Optional[str] = None, out_dir: str = "report", top: int = 10,
-               ablation: str = "zero", effect: str = "fisher", robust: bool = True) -> Report:
+               ablation: str = "zero", effect: str = "fisher", robustness_panel: bool = True) -> Report:
     """The report's computation: CoAx scan; with ground truth, the recovery table; wake-up
-    and freezing of CoAx's top heads against random sets; with ``robust``, the robustness
+    and freezing of CoAx's top heads against random sets; with ``robustness_panel``, the
     panel (bootstrap intervals, data efficiency, feature modes and, for IOI, held-out
     templates: about nine more scans). The parameters are the report
     notebook's, in its order; ``primaries`` is None (an organism's card) or head names,
@@ -186,7 +186,7 @@ def run_report(model: str = "organism:ioi_dormant", task: str = "default", prima
     wu = wakeup(engine, None, primaries, selected, n_random=8, ablation=ablation)
     timings["validation"] = time.perf_counter() - t0
     rob = None
-    if robust:
+    if robustness_panel:
         t0 = time.perf_counter()
         rob = _robustness_panel(run, primaries, truth, ablation)
         timings["robustness"] = time.perf_counter() - t0
