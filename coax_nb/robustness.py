@@ -33,7 +33,7 @@ import numpy as np
 from .baselines import attribution_samples
 from .engine import Engine, as_engine, check_primaries, seconds_and_passes, snapshot
 from .evaluate import rank_agreement, roc_auc
-from .metrics import FEATURE_MODES, check_options
+from .metrics import FEATURE_MODES
 from .recover import GRADIENT_SELECTORS, SELECTORS
 from .results import Robustness
 from .scores import scan_samples
@@ -44,7 +44,6 @@ __all__ = ["robustness", "DEFAULT_SIZES"]
 
 DEFAULT_SIZES = (8, 16, 32, 64, 96, 192)
 DEFAULT_SELECTORS = ("comp", "ratio", "conditional", "single", "atp")
-SCAN_MODES = ("comp", "ratio", "conditional", "single", "coupling", "wakeup", "coact")
 
 
 def robustness(
@@ -91,8 +90,6 @@ def robustness(
     sizes = sorted({check_count(n, "each of sizes", 2) for n in sizes})
     draws = check_count(draws, "draws", 2, why="random subsets per size")
     feature_modes = check_choices(feature_modes, "feature_modes", FEATURE_MODES, "feature mode")
-    for mode in feature_modes:
-        check_options(mode, "clean", 0)
     top = check_count(top, "top")
     ablation_action(ablation)
     rng_seed = check_count(rng_seed, "rng_seed", 0)

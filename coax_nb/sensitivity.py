@@ -31,7 +31,6 @@ from .evaluate import rank_agreement, roc_auc
 from .results import Sensitivity
 from .scores import coax_scan
 from .tasks import check_choices, check_count
-from .units import Unit
 
 __all__ = ["p_sensitivity"]
 
@@ -159,7 +158,7 @@ def _auc(scores: np.ndarray, truth: list, prim: list, H: int) -> tuple[Optional[
         return None, inside
     keep = np.isfinite(scores)
     labels = np.zeros(len(scores), bool)
-    labels[[u.flat(H) for u in truth if isinstance(u, Unit) and not u.is_mlp]] = True
+    labels[[u.flat(H) for u in truth if not u.is_mlp]] = True
     labels = labels[keep]
     if labels.all() or not labels.any():
         return None, inside
