@@ -24,7 +24,7 @@
 # - test the top heads causally (freezing, DLA hand-off) against random heads, before anyone tells you the answer
 # - only then compare with the organism card's ground truth, and see why the discovery methods miss it
 #
-# Runs in about 45 seconds on a laptop CPU with the bundled organism.
+# Runs in about 30 seconds on a laptop CPU with the bundled organism (every discovery method, some twenty scans).
 
 # %% tags=["parameters"]
 # Parameters (papermill overrides these; see notebooks/README.md)
@@ -166,25 +166,20 @@ plt.show()
 # ## 4 · How far to trust this ranking
 #
 # `robustness` keeps every prompt's contribution from one scan, so 200 bootstrap draws and the random subsets
-# of the data-efficiency curve cost no further passes. The feature modes cost one scan each, and the held-out
-# prompt sets (the IOI templates reworded: `tasks.IOI_HELDOUT_TEMPLATES`) one scan each. With no ground truth
-# yet, every panel reports rank agreement.
+# of the data-efficiency curve cost no further passes. The feature modes cost one scan each, and so do the
+# held-out prompt sets (the same prompts in five reworded templates, `tasks.ioi_rewordings`). With no ground
+# truth yet, every panel reports rank agreement.
 
 # %%
 from coax_nb import robustness
-from coax_nb import organisms
-from coax_nb.tasks import IOI_HELDOUT_TEMPLATES, ioi_task
+from coax_nb.tasks import ioi_rewordings
 
-name = organism_name(model)
-if task == "induction":  # no templates to reword: other prompt seeds instead
+if the_task.name == "ioi":  # the same prompts, reworded: tasks.IOI_HELDOUT_TEMPLATES
+    held = ioi_rewordings(model_obj, the_task)
+    for label, t in held.items():
+        print(f"{label}: {t.info['templates'][0]}")
+else:  # no templates to reword: other prompt seeds instead
     held = {f"prompt seed {s}": resolve_task(model_obj, model, task, n_prompts, prompt_seed=s) for s in (1, 2)}
-else:
-    held = {}
-    for i, tpl in enumerate(IOI_HELDOUT_TEMPLATES):
-        print(f"T{i}: {tpl}")
-        held[f"T{i}"] = (organisms.task_for(name, n_prompts, prompt_seed=1, templates=[tpl])
-                         if name is not None and task == "default" else
-                         ioi_task(model_obj, n_prompts, prompt_seed=1, templates=[tpl]))
 rob = robustness(engine, primaries=S, selectors=["comp", "single"], n_boot=200, sizes=[8, 16, 32, 64],
                  held_out=held, progress=False)
 print(rob.table())
@@ -256,8 +251,10 @@ print("working S", "passes" if checks["working S"]["passes"] else "FAILS", "the 
 # recovery ROC-AUC of its CoAx ranking (backups inside S are not ranked).
 
 # %%
+from coax_nb import organisms
 from coax_nb.evaluate import rank_agreement, roc_auc
 
+name = organism_name(model)
 card = organisms.card(name) if name is not None else None
 if card is None:
     print("no ground truth for this model: the causal test above is all the evidence there is")
