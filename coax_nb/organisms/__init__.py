@@ -59,20 +59,31 @@ def list() -> dict[str, str]:  # noqa: A001 - the issue asks for organisms.list(
 def task_for(spec: str, n_prompts: int = 64, prompt_seed: int = 0, templates=None):
     """The organism's own task (prompts, answers, metric) built from its card.
     ``spec`` is ``"organism:NAME"`` or the bare ``NAME``; ``templates`` replaces the two
-    IOI templates it was trained on (e.g. one of ``tasks.IOI_HELDOUT_TEMPLATES``)."""
+    IOI templates an IOI organism was trained on (e.g. one of
+    ``tasks.IOI_HELDOUT_TEMPLATES``). An induction organism gets repeated random tokens
+    of its card's ``half_length``."""
     from transformers import PreTrainedTokenizerFast
 
-    from ..tasks import IOI_TEMPLATES, check_count, ioi_task
+    from ..tasks import IOI_TEMPLATES, check_count, induction_task, ioi_task
 
     n_prompts = check_count(n_prompts, "n_prompts")
     name = organism_name(spec) or str(spec)
     c = card(name)
     t = c["task"]
-    if t["kind"] != "ioi":
+    if t["kind"] not in ("ioi", "induction"):
         raise ValueError(f"organism {name!r} has task kind {t['kind']!r}, which task_for does not know")
     tok = PreTrainedTokenizerFast.from_pretrained(str(path(name)))
-    task = ioi_task(tok, n_prompts, prompt_seed=prompt_seed, names=t["names"], places=t["places"],
-                    objects=t["objects"], prepend_bos=True, templates=IOI_TEMPLATES if templates is None else templates)
+    if t["kind"] == "induction":
+        if templates is not None:
+            raise ValueError(f"organism {name!r} has an induction task, which has no templates; leave templates out")
+        token_range = t.get("token_range")
+        task = induction_task(tok, n_prompts, t["half_length"], prompt_seed=prompt_seed,
+                              token_range=None if token_range is None else tuple(token_range),
+                              prepend_bos=t.get("prepend_bos", True))
+    else:
+        task = ioi_task(tok, n_prompts, prompt_seed=prompt_seed, names=t["names"], places=t["places"],
+                        objects=t["objects"], prepend_bos=True,
+                        templates=IOI_TEMPLATES if templates is None else templates)
     task.info["organism"] = name
     task.info["primaries"] = [tuple(x) for x in c["primaries"]]
     task.info["backups"] = [tuple(x) for x in c["backups"]]
