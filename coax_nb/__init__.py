@@ -1,6 +1,6 @@
 """coax-nb: Conditional Co-Ablation (CoAx) for transformer attention heads, in Jupyter."""
-from .applications import (attribution_repair, circuit_completion, induction_transfer, knockout, prune,
-                           task_loss)
+from .applications import (attribution_repair, circuit_completion, estimate_induction_transfer, induction_transfer,
+                           knockout, prune, task_loss)
 from .baselines import attribution_scores
 from .discover import discover_primaries
 from .dla import dla_ground_truth, head_dla
@@ -9,7 +9,7 @@ from .evaluate import average_precision, evaluate, precision_at_k, roc_auc
 from .inputs import Run, resolve
 from .models import ModelLoadError, load_model
 from .recover import recovery
-from .results import (Completion, Curves, Discovery, PairScores, RecoveryResult, Robustness, Sensitivity, UnitScores,
+from .results import (Completion, Curves, Discovery, InductionTransfer, PairScores, RecoveryResult, Robustness, Sensitivity, UnitScores,
                       load)
 from .robustness import robustness
 from .scores import ablation_energy, co_activation, coax_scan, greedy_completion, single_scan, synergy
@@ -28,5 +28,6 @@ __all__ = [
     "parse_units", "attribution_scores", "dla_ground_truth", "head_dla", "recovery",
     "counterfactual_patching", "dla_handoff", "freezing", "wakeup",
     "discover_primaries", "Discovery", "p_sensitivity", "Sensitivity", "robustness", "Robustness", "ioi_rewordings",
-    "attribution_repair", "circuit_completion", "induction_transfer", "knockout", "prune", "task_loss",
+    "InductionTransfer",
+    "attribution_repair", "circuit_completion", "estimate_induction_transfer", "induction_transfer", "knockout", "prune", "task_loss",
 ]

@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 import time
+from pathlib import Path
 
 DEFAULT_MODEL = "organism:ioi_dormant"
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
@@ -122,6 +123,41 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_induction(args) -> int:
+    from . import organisms
+    from .applications.induction import estimate_induction_transfer, induction_transfer
+    from .io import atomic_write_text
+
+    models = args.models or [organisms.PREFIX + n for n in organisms.names()
+                             if organisms.card(n)["task"]["kind"] == "induction"]
+    options = dict(ks=args.ks, selectors=args.selectors, n_prompts=args.prompts, n_random=args.random)
+    if args.estimate:
+        estimate_induction_transfer(models, device=args.device, dtype=args.dtype,
+                                    half_length=args.half_length, **options)
+        return 0
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder for induction.json, induction.png and induction.txt")
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    result = induction_transfer(models, half_length=args.half_length, device=args.device, dtype=args.dtype,
+                                checkpoint=out / "checkpoint.json", progress=not args.quiet, **options)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    text = result.table()
+    print(text)
+    result.to_json(out / "induction.json")
+    atomic_write_text(out / "induction.txt", text + "\n")
+    fig = result.plot()
+    tmp = out / "induction.png.part"
+    fig.savefig(tmp, dpi=120, format="png")
+    tmp.replace(out / "induction.png")
+    (out / "checkpoint.json").unlink(missing_ok=True)  # the result file holds everything now
+    print(f"\nwrote {out}/induction.json, induction.txt and induction.png ({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
 def cmd_organisms(args) -> int:
     from . import organisms
 
@@ -178,6 +214,27 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--lock-timeout", type=float, default=3600.0, metavar="SECONDS",
                    help="how long to wait for another report run into the same --out (default 3600)")
     r.set_defaults(func=cmd_report)
+    from .applications.induction import DEFAULT_KS, DEFAULT_SELECTORS, SELECTORS
+
+    n = sub.add_parser("induction", help="the induction completion panel over several models (selectors against "
+                       "size-matched random and role-matched +own heads; table, figure, family macro)")
+    n.add_argument("models", nargs="*", metavar="MODEL", help="organism:NAME, local HF folders or hub names "
+                   "(default: every bundled induction organism)")
+    n.add_argument("--ks", nargs="+", type=_integer(1), default=list(DEFAULT_KS), metavar="K",
+                   help=f"heads added to the primaries (default {' '.join(map(str, DEFAULT_KS))}; clipped to half "
+                   "the heads outside them)")
+    n.add_argument("--selectors", nargs="+", choices=SELECTORS, default=list(DEFAULT_SELECTORS), metavar="NAME",
+                   help=f"from {', '.join(SELECTORS)} (default all but eap_ig)")
+    n.add_argument("--prompts", type=_integer(1), default=32, help="prompts per split (default 32)")
+    n.add_argument("--half-length", type=_integer(2), default=10, help="tokens repeated (default 10)")
+    n.add_argument("--random", type=_integer(1), default=8, help="random head sets per k (default 8)")
+    n.add_argument("--device", type=_device, default=None, help="cpu, cuda or cuda:N (default: cuda when present)")
+    n.add_argument("--dtype", default=None, help="fp32 (default), fp64; bf16/fp16 on a GPU")
+    n.add_argument("--out", default="coax-induction", help="output folder (default ./coax-induction); a rerun "
+                   "after an interruption resumes from its checkpoint.json")
+    n.add_argument("--estimate", action="store_true", help="print each model's memory and time estimate and stop")
+    n.add_argument("--quiet", action="store_true", help="no progress bar")
+    n.set_defaults(func=cmd_induction)
     o = sub.add_parser("organisms", help="list the bundled model organisms")
     o.set_defaults(func=cmd_organisms)
     return p

@@ -86,6 +86,9 @@ class BaseRun:
     mlp: list[list[torch.Tensor]] = field(default_factory=list)  # [bucket][layer] -> [n, T, d]; sources only
 
 
+_FALLBACKS_SAID: set = set()  # (architecture, paths) whose fallback was already announced
+
+
 @dataclass
 class EngineStats:
     forward_rows: int = 0  # prompt-rows pushed through (part of) the model
@@ -337,7 +340,8 @@ class Engine:
                                f"disagrees with the bridge's own hooked forward ({errors}); this architecture "
                                "cannot be scored reliably")
         self._path = path
-        if failed:
+        if failed and (self.arch.name, tuple(failed)) not in _FALLBACKS_SAID:
+            _FALLBACKS_SAID.add((self.arch.name, tuple(failed)))  # once per architecture: engine.self_check keeps it
             warnings.warn(
                 f"{self.arch.name}: the engine's {' and '.join(failed)} path disagreed with the bridge's hooked "
                 f"forward on ablated probes ({', '.join(f'{p}: {errors[p]}' for p in failed)}); using the "

@@ -104,7 +104,7 @@ def resolve_task(model, spec, task="default", n_prompts: int = 32, prompt_seed: 
     n_prompts = _count(n_prompts, "n_prompts", 1)
     prompt_seed = _count(prompt_seed, "prompt_seed", 0)
     name = organism_name(spec)
-    if task == "default" and name is not None:
+    if name is not None and task in ("default", organisms.card(name)["task"]["kind"]):  # the card's own settings
         return organisms.task_for(name, n_prompts, prompt_seed=prompt_seed)
     if task in ("ioi", "default"):
         return ioi_task(model, n_prompts, prompt_seed=prompt_seed)

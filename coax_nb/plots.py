@@ -434,3 +434,93 @@ def robustness_panel(result, ax=None):
         d.text(0.5, 0.5, "no held-out prompt sets given", ha="center", va="center", transform=d.transAxes)
         d.set_axis_off()
     return fig
+
+
+# the CoAx family of selectors in blues, the others in warm colours and greys
+_PANEL_COLORS = {"comp": "#0072B2", "conditional": "#56B4E9", "ratio": "#009E73", "coupling": "#4B6FA5",
+                 "single": "#E69F00", "coact": "#CC79A7", "atp": "#D55E00", "atp_gd": "#8C510A", "eap_ig": "#B07AA1",
+                 "+own": "#000000", "random": "#7F7F7F"}
+
+
+def induction_panel(result, ax=None):
+    """The figure of an :class:`~coax_nb.results.InductionTransfer`: one panel per model
+    (metric drop against k for every selector, "+own" dashed, random mean with its
+    min..max band, primaries alone dotted), then the family macro of ``over_random`` and
+    ``over_own`` (bars: families averaged after their members, averaged over k; dots: each
+    family). ``ax``: the macro panel alone."""
+    import matplotlib.pyplot as plt
+
+    f = result.to_frame()
+    selectors = [s for s in result.meta.get("selectors", []) if s in set(f["selector"])]
+    if ax is not None:
+        _panel_macro(result, selectors, ax)
+        return ax.figure
+    n = len(result.models)
+    cols = min(4, n + 2)
+    rows = -(-(n + 2) // cols)
+    fig, grid = plt.subplots(rows, cols, figsize=(3.7 * cols, 3.3 * rows), constrained_layout=True, squeeze=False)
+    axes = list(grid.flat)
+    for a, m in zip(axes, result.models):
+        sub = f[f["model"] == m["label"]]
+        ks = list(m["ks"])
+        x = np.arange(len(ks))
+        for s in selectors:
+            y = [sub[(sub["selector"] == s) & (sub["k"] == k)]["drop"].iloc[0] for k in ks]
+            a.plot(x, y, "o-", color=_PANEL_COLORS.get(s, "0.3"), lw=2.2 if s == "comp" else 1.2, ms=4, label=s,
+                   zorder=3 if s == "comp" else 2)
+        own = [sub[(sub["selector"] == "+own") & (sub["k"] == k)]["drop"].iloc[0] for k in ks]
+        a.plot(x, own, "s--", color="k", lw=1.2, ms=4, label="+own (next by induction score)")
+        rnd = sub[sub["selector"] == "random"]
+        mean = [rnd[rnd["k"] == k]["drop"].iloc[0] for k in ks]
+        draws = _random_draw_drops(result, m, ks)
+        if draws is not None:
+            a.fill_between(x, draws.min(1), draws.max(1), color="0.85", zorder=0, label="random (min..max)")
+        a.plot(x, mean, "-", color="0.45", lw=1.2, label="random (mean)")
+        a.axhline(m["primary_drop"], color="0.3", ls=":", lw=1, label="primaries alone")
+        a.set_xticks(x, [str(k) for k in ks])
+        a.set_xlabel("k heads added to the primaries", fontsize=8)
+        a.set_ylabel("drop of induction log-prob (nats)", fontsize=8)
+        a.set_title(f"{m['label']} ({m['family']})\nP = {_short_heads(m['primaries'])}", fontsize=9)
+        a.tick_params(labelsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    macro_axes = axes[n:n + 2]
+    _panel_macro(result, selectors, macro_axes[0], "over_random")
+    _panel_macro(result, selectors, macro_axes[1], "over_own")
+    for a in axes[n + 2:]:
+        a.set_axis_off()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(7, len(labels)), fontsize=8, frameon=False)
+    return fig
+
+
+def _short_heads(names, at_most: int = 6) -> str:
+    names = list(names)
+    return " ".join(names[:at_most]) + (f" +{len(names) - at_most}" if len(names) > at_most else "")
+
+
+def _random_draw_drops(result, record, ks):
+    """Each random draw's drop (``[k, draws]``) when the rows keep them, else None."""
+    d = record.get("random_drops")
+    if not d:
+        return None
+    return np.array([d[str(k)] for k in ks], float)
+
+
+def _panel_macro(result, selectors, ax, measure: str = "over_random"):
+    by_family = result.by_family(measure)
+    macro = result.macro(measure)["mean"]
+    names = [s for s in selectors + ["+own"] if s in macro.index and not (measure == "over_own" and s == "+own")]
+    y = np.arange(len(names))
+    ax.barh(y, [macro[s] for s in names], color=[_PANEL_COLORS.get(s, "0.3") for s in names], alpha=0.85)
+    marks = "osD^vP*X"
+    for j, fam in enumerate(by_family.columns):
+        vals = [by_family.loc[s, fam] if s in by_family.index else np.nan for s in names]
+        ax.scatter(vals, y + 0.18 * (j - (len(by_family.columns) - 1) / 2), marker=marks[j % len(marks)],
+                   color="k", s=14, zorder=3, label=fam)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(y, names, fontsize=8)
+    ax.invert_yaxis()
+    what = {"over_random": "over size-matched random", "over_own": 'over "+own" (role-matched)'}[measure]
+    ax.set_xlabel(f"drop {what} (nats)", fontsize=8)
+    ax.set_title(f"family macro: {what}\n(bars: families averaged; marks: each family)", fontsize=9)
+    ax.legend(fontsize=7, frameon=False, loc="best")
+    ax.tick_params(labelsize=8)

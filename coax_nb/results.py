@@ -853,33 +853,118 @@ class Pruning(_Fields):
 
 @dataclass
 class InductionTransfer(_Fields):
-    """Label-free induction pipeline: metric drop on the evaluation split when the
-    primaries + the CoAx completion are ablated (``effect``), the primaries alone, and
-    primaries + matched random heads."""
+    """The induction completion panel (:func:`coax_nb.induction_transfer`): one record
+    per model (``models``: primaries by induction score, each selector's ranking, the
+    controls' head sets, costs) and one row per model, k and selector or control
+    (``rows``: ``drop`` of the induction metric on the evaluation split with primaries +
+    those k heads ablated, and ``over_random`` / ``over_own`` / ``over_primary_only``,
+    in nats of log-prob). :meth:`macro` averages the members of a family first, then
+    the families."""
 
-    primaries: list
-    completion: list
-    effect: float
-    primaries_effect: float
-    random_effects: list
+    models: list
+    rows: list
     meta: dict = field(default_factory=dict)
-    _head_fields = ("primaries", "completion")
+
+    MEASURES: ClassVar[tuple] = ("drop", "over_random", "over_own", "over_primary_only")
+
+    @classmethod
+    def _from_payload(cls, d: dict):
+        if "rows" not in d:  # written before the panel: one model, one k, CoAx against random
+            return cls._from_single(d)
+        return cls(**cls._kwargs(d))
+
+    @classmethod
+    def _from_single(cls, d: dict) -> "InductionTransfer":
+        prim, comp, rand = list(d["primaries"]), list(d["completion"]), list(d["random_effects"])
+        p, e, r = float(d["primaries_effect"]), float(d["effect"]), float(np.mean(rand))
+        base = {"model": "model", "family": "?", "k": len(comp), "random_drop": r,
+                "random_sd": float(np.std(rand)), "own_drop": float("nan"), "primary_drop": p}
+        rows = [dict(base, selector="comp", heads=" ".join(comp), drop=e, over_random=e - r,
+                     over_own=float("nan"), over_primary_only=e - p),
+                dict(base, selector="random", heads="", drop=r, over_random=0.0, over_own=float("nan"),
+                     over_primary_only=r - p)]
+        meta = dict(d.get("meta", {}))
+        record = {"label": "model", "family": "?", "primaries": prim, "ks": [len(comp)],
+                  "rankings": {"comp": comp}, "primary_drop": p,
+                  "random_sets": {str(len(comp)): meta.get("random_sets", [])}}
+        meta.setdefault("selectors", ["comp"])
+        return cls([record], rows, meta)
+
+    @property
+    def labels(self) -> list:
+        return [m["label"] for m in self.models]
+
+    def model(self, label: str) -> dict:
+        """The record of one model (primaries, induction scores, rankings, costs)."""
+        for m in self.models:
+            if m["label"] == label:
+                return m
+        raise KeyError(f"no model {label!r} in this panel; models: {', '.join(self.labels)}")
+
+    def primaries(self, label: str) -> list:
+        return _heads(self.model(label)["primaries"])
 
     def to_frame(self):
         import pandas as pd
 
-        sets = self.meta.get("random_sets", [[]] * len(self.random_effects))
-        return pd.DataFrame({"ablated": ["primaries", "primaries + CoAx completion"]
-                             + [f"primaries + random #{i}" for i in range(len(self.random_effects))],
-                             "added": ["", " ".join(map(str, self.completion))] + [" ".join(s) for s in sets],
-                             "effect": [self.primaries_effect, self.effect] + list(self.random_effects)}
-                            ).set_index("ablated")
+        return pd.DataFrame(self.rows, columns=["model", "family", "k", "selector", "heads", "drop", "random_drop",
+                                                "random_sd", "own_drop", "primary_drop", "over_random", "over_own",
+                                                "over_primary_only"])
+
+    def _check_measure(self, measure: str) -> str:
+        if measure not in self.MEASURES:
+            raise ValueError(f"unknown measure {measure!r}; choose one of {', '.join(self.MEASURES)}")
+        return measure
+
+    def macro(self, measure: str = "over_random"):
+        """Selector x k table of ``measure``: each family's members averaged first, then
+        the families; the column ``mean`` averages over k (each model's own ks)."""
+        measure = self._check_measure(measure)
+        f = self.to_frame()
+        fam = f.groupby(["family", "selector", "k"], sort=False)[measure].mean()
+        table = fam.groupby(["selector", "k"], sort=False).mean().unstack("k")
+        table["mean"] = f.groupby(["family", "selector"], sort=False)[measure].mean().groupby(
+            "selector", sort=False).mean()
+        order = [s for s in self.meta.get("selectors", []) if s in table.index]
+        return table.loc[order + [s for s in table.index if s not in order]]
+
+    def by_family(self, measure: str = "over_random"):
+        """Selector x family table of ``measure`` (members and k averaged)."""
+        measure = self._check_measure(measure)
+        f = self.to_frame()
+        t = f.groupby(["selector", "family"], sort=False)[measure].mean().unstack("family")
+        order = [s for s in self.meta.get("selectors", []) if s in t.index]
+        return t.loc[order + [s for s in t.index if s not in order]]
+
+    def table(self) -> str:
+        """Per model: P, then drop / over random / over +own per selector and k; then the
+        family macro."""
+        f = self.to_frame()
+        lines = [f"Induction completion panel: {len(self.models)} models, {f['family'].nunique()} families; drop of "
+                 "the induction log-prob (nats) on the evaluation split with primaries + k heads ablated"]
+        for m in self.models:
+            lines.append(f"\n{m['label']} ({m['family']}): P = {' '.join(m['primaries'])} "
+                         f"(drop {m['primary_drop']:.3f})")
+            sub = f[f["model"] == m["label"]]
+            lines.append(f"  {'selector':<10}" + "".join(f"{'k=' + str(k):>22}" for k in m["ks"]))
+            for s in sub["selector"].unique():
+                cells = []
+                for k in m["ks"]:
+                    r = sub[(sub["selector"] == s) & (sub["k"] == k)].iloc[0]
+                    cells.append(f"{r['drop']:7.3f} ({r['over_random']:+.2f}/{r['over_own']:+.2f})")
+                lines.append(f"  {s:<10}" + "".join(f"{c:>22}" for c in cells))
+        lines.append("  cells: drop (over random / over +own)")
+        mac = self.macro("over_random")
+        lines.append("\nfamily macro of over_random (families averaged after their members):")
+        lines.append(f"  {'selector':<10}" + "".join(f"{str(c):>9}" for c in mac.columns))
+        for s, row in mac.iterrows():
+            lines.append(f"  {s:<10}" + "".join("      nan" if np.isnan(v) else f"{v:9.3f}" for v in row.values))
+        return "\n".join(lines)
 
     def plot(self, ax=None):
-        return _bars_with_draws(["primaries", "+ CoAx completion", "+ matched random"],
-                                [self.primaries_effect, self.effect, np.mean(self.random_effects)],
-                                self.random_effects, "drop of answer log-prob", "Induction transfer (evaluation split)",
-                                ["#999999", "#0072B2", "#DDDDDD"], ax)
+        from .plots import induction_panel
+
+        return induction_panel(self, ax=ax)
 
 
 # ---------------------------------------------------------------------------- discovery

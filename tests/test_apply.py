@@ -117,17 +117,26 @@ def test_pruning_bad_input(pruned):
 
 
 def test_induction_transfer_splits_and_numbers(toy, quiet):
-    r = induction_transfer(toy, n_primaries=2, k=2, n_prompts=8, half_length=6, n_random=3)
-    assert len(r.primaries) == 2 and len(r.completion) == 2
-    assert not set(r.primaries) & set(r.completion)
-    assert len(r.random_effects) == 3
+    r = induction_transfer(toy, n_primaries=2, ks=[2], selectors=["comp", "single"], n_prompts=8, half_length=6,
+                           n_random=3, estimate=False, progress=False)
+    rec = r.models[0]
+    P = r.primaries(rec["label"])
+    assert len(P) == 2 and rec["ks"] == [2] and len(rec["random_drops"]["2"]) == 3
+    comp = r.to_frame().set_index("selector").loc["comp"]
+    added = comp["heads"].split()
+    assert len(added) == 2 and not {str(u) for u in P} & set(added)
     # the evaluation split's numbers, recomputed by hand
     from coax_nb import Variant
 
     ev = Engine(toy, induction_task(toy, 8, 6, prompt_seed=2), progress=False)
     clean, both = [ev.task.metric(lg).mean().item()
-                   for lg in ev.logits([Variant(), Variant.zero(r.primaries + r.completion)])]
-    assert r.effect == pytest.approx(clean - both, abs=1e-9)
+                   for lg in ev.logits([Variant(), Variant.zero(P + ev.units(added))])]
+    assert comp["drop"] == pytest.approx(clean - both, abs=1e-9)
+    # the old single-k form still works, with a warning
+    with pytest.warns(DeprecationWarning, match="now ks="):
+        old = induction_transfer(toy, n_primaries=2, k=2, selectors=["comp", "single"], n_prompts=8, half_length=6,
+                                 n_random=3, estimate=False, progress=False)
+    assert old.rows == r.rows
 
 
 def test_task_loss_is_the_cross_entropy_of_the_targets(hw):

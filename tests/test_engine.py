@@ -181,6 +181,9 @@ def test_self_check_catches_a_broken_fast_path_and_falls_back(toy, monkeypatch):
     from coax_nb import coax_scan
     from coax_nb.adapter import ModelAdapter
 
+    import coax_nb.engine
+
+    monkeypatch.setattr(coax_nb.engine, "_FALLBACKS_SAID", set())  # a fallback is announced once per process
     real = ModelAdapter.blocks_from
     monkeypatch.setattr(ModelAdapter, "blocks_from", lambda self, resid, layer: real(self, resid, layer + 1))
     prompts = mixed_length_prompts(toy, 6, seed=3)

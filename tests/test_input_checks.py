@@ -14,11 +14,11 @@ import torch
 import traitlets
 
 import coax_nb
-from coax_nb import (Completion, Curves, Discovery, Engine, ModelLoadError, PairScores, RecoveryResult, Sensitivity,
-                     Task, Term, UnitScores,
+from coax_nb import (Completion, Curves, Discovery, Engine, InductionTransfer, ModelLoadError, PairScores, RecoveryResult,
+                     Sensitivity, Task, Term, UnitScores,
                      Variant, ablation_energy, as_engine, attribution_repair, attribution_scores, average_precision,
                      circuit_completion, co_activation, coax_scan, counterfactual_patching, custom_task, discover_primaries,
-                     dla_ground_truth, dla_handoff, evaluate, freezing, greedy_completion, head_dla, induction_task,
+                     dla_ground_truth, dla_handoff, estimate_induction_transfer, evaluate, freezing, greedy_completion, head_dla, induction_task,
                      induction_transfer, ioi_counterfactual, ioi_rewordings, ioi_task, knockout, load, load_model, parse_units,
                      precision_at_k, p_sensitivity, prune, recovery, resolve, robustness, roc_auc, single_scan, synergy,
                      task_loss, wakeup)
@@ -55,7 +55,10 @@ def c(toy, toy_dir, tmp_path_factory):
     with torch.no_grad():
         next(p for n, p in inf_late.named_parameters() if "wpe" in n)[12] = float("inf")
     hw_task = task_for("organism:handwired", 4)  # another tokenizer than the toy's
-    return SimpleNamespace(model=toy, task=task, engine=engine, scores=scores, pairs=pairs,
+    panel = InductionTransfer([{"label": "toy", "family": "GPT-2", "ks": [1], "primaries": ["L1H0"]}],
+                              [{"model": "toy", "family": "GPT-2", "k": 1, "selector": "comp", "drop": 1.0,
+                                "over_random": 0.5, "over_own": 0.2, "over_primary_only": 0.7}], {"selectors": ["comp"]})
+    return SimpleNamespace(model=toy, task=task, engine=engine, scores=scores, pairs=pairs, panel=panel,
                            cf=ioi_counterfactual(toy, task), V=engine.d_vocab, curves=curves, json=text,
                            d=json.loads(text), tmp=tmp, cut=cut, nan_model=nan_model, inf_late=inf_late,
                            hw_task=hw_task, toy_dir=toy_dir,
@@ -669,13 +672,31 @@ CASES = [
      ValueError, EMPTY_PRIMARIES),
     ("induction_transfer: n_primaries=0", lambda c: induction_transfer(c.model, n_primaries=0),
      ValueError, r"n_primaries must be at least 1, got 0"),
-    ("induction_transfer: k=0 (was an empty completion)", lambda c: induction_transfer(c.model, k=0),
-     ValueError, r"k must be at least 1, got 0 \(heads of the CoAx completion\)"),
-    ("induction_transfer: more heads than the model has",
-     lambda c: induction_transfer(c.model, n_primaries=6, k=6, n_prompts=4, n_random=1),
-     ValueError, r"n_primaries \+ k must be below the 12 heads of the model"),
+    ("induction_transfer: ks=[0] (was an empty completion)", lambda c: induction_transfer(c.model, ks=[2, 0]),
+     ValueError, r"each of ks must be at least 1, got 0 \(heads added to the primaries\)"),
+    ("induction_transfer: ks=[]", lambda c: induction_transfer(c.model, ks=[]), ValueError, r"ks is empty"),
+    ("induction_transfer: primaries leave too few heads",
+     lambda c: induction_transfer(c.model, n_primaries=11, n_prompts=4, n_random=1, estimate=False, progress=False),
+     ValueError, r"primaries take 11 of the 12 heads, leaving fewer than two"),
     ("induction_transfer: an Engine as the model", lambda c: induction_transfer(c.engine),
-     TypeError, r"induction_transfer takes the model .*got Engine; pass engine\.model"),
+     TypeError, r"takes models, not an Engine; pass engine\.model"),
+    ("induction_transfer: no models", lambda c: induction_transfer([]), ValueError, r"models is empty"),
+    ("induction_transfer: a model twice", lambda c: induction_transfer([c.model, c.model]), ValueError,
+     r"appear twice"),
+    ("induction_transfer: an unknown selector", lambda c: induction_transfer(c.model, selectors=["comp", "magic"]),
+     ValueError, r"unknown selector\(s\) \['magic'\]"),
+    ("induction_transfer: families for a model not given",
+     lambda c: induction_transfer({"a": c.model}, families={"b": "GPT-2"}), ValueError,
+     r"families names \['b'\], which are not among the models' labels \(a\)"),
+    ("induction_transfer: share above 1", lambda c: induction_transfer(c.model, share=1.5), ValueError, "share"),
+    ("induction_transfer: a checkpoint that is a folder",
+     lambda c: induction_transfer(c.model, checkpoint=c.tmp), ValueError, "is a folder; pass a file path"),
+    ("estimate_induction_transfer: a string as selectors",
+     lambda c: estimate_induction_transfer(c.model, selectors="comp", say=None), TypeError,
+     r"selectors must be a list of names"),
+    ("InductionTransfer.macro: an unknown measure", lambda c: c.panel.macro("auc"), ValueError,
+     r"unknown measure 'auc'; choose one of drop, over_random"),
+    ("InductionTransfer.model: an unknown label", lambda c: c.panel.model("gpt9"), KeyError, r"no model 'gpt9'"),
     ("prune: an Engine as the model", lambda c: prune(c.engine, c.task, c.task, progress=False),
      TypeError, r"prune takes the model, not an Engine.*pass engine\.model"),
     ("prune: token lists as calibration", lambda c: prune(c.model, [[0, 5, 6]], c.task, progress=False),
@@ -943,7 +964,8 @@ PUBLIC = sorted(set(coax_nb.__all__) - {"CLEAN", "ModelLoadError", "Run", "Unit"
     "plots.ranking_table", "plots.bars", "plots.percentiles", "HeadMap", "BlindSpot", "SynergyGrid",
     "Curves widget", "RankingTable", "SensitivityExplorer", "link", "Task.metric", "Task.subset", "UnitScores.top", "UnitScores.merged",
     "PairScores.top_pairs", "Knockout.row", "Pruning.fractions", "RecoveryResult.row", "Engine.add_source",
-    "Engine.energies", "Robustness.interval", "Robustness.auc_row", "Sensitivity.choice"]
+    "Engine.energies", "Robustness.interval", "Robustness.auc_row", "Sensitivity.choice", "InductionTransfer.macro",
+    "InductionTransfer.model"]
 
 
 def test_every_public_function_has_a_bad_input_row():
