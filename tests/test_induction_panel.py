@@ -251,3 +251,34 @@ def test_one_model_loaded_or_by_name_gives_the_same_panel(panel):
     mine = [x["drop"] for x in r.rows]
     theirs = [x["drop"] for x in panel.rows if x["model"] == INDUCTION[0]]
     assert mine == pytest.approx(theirs, abs=1e-6)
+
+
+def test_a_local_folder_runs_like_a_hub_model(toy_dir, capsys):
+    """A model given by path (as a hub name would be): its config gives the estimate
+    printed before anything loads, and its family is read off the architecture class."""
+    r = induction_transfer([str(toy_dir)], n_primaries=2, ks=[1], selectors=["comp"], n_prompts=6, n_random=2,
+                           half_length=6, progress=False)
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"{str(toy_dir).rstrip('/')}: ") and "parameters, 12 heads" in printed
+    assert r.models[0]["family"] == "GPT-2" and r.models[0]["label"] == str(toy_dir)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", INDUCTION)
+def test_report_runs_on_the_induction_organisms(name, tmp_path):
+    """`coax-nb report --model organism:NAME --task induction`: the card's primaries and
+    backups, the induction task's prompts, every section present."""
+    import logging
+
+    from coax_nb.report import execute_report
+
+    logging.getLogger("papermill").setLevel(logging.CRITICAL)
+    art = execute_report(f"organism:{name}", "induction", tmp_path / "r", n_prompts=16, robustness=False)
+    card = organisms.card(name)
+    assert art["meta"]["task"] == "induction" and art["meta"]["primaries_source"] == "organism card"
+    assert sorted(heads(" ".join(art["meta"]["primaries"]))) == sorted(map(tuple, card["primaries"]))
+    assert sorted(heads(" ".join(art["meta"]["truth"]))) == sorted(map(tuple, card["backups"]))
+    ratio = next(r for r in art["recovery"]["rows"] if r["selector"] == "ratio")
+    assert ratio["roc_auc"] >= 0.9  # the amplification ratio finds every family's backups (docs/organisms.md)
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert "organism:" + name in html and "<img" in html
