@@ -5,6 +5,9 @@
 thread in a few minutes, measures it and writes a HF-format model directory with a
 ``card.json``. ``--all`` trains every family into ``OUT_DIR/FAMILY``; ``--ship DIR``
 copies the trained ``DIR/FAMILY`` folders into the package as ``induction_FAMILY``.
+``--check FAMILY`` retrains the shipped ``induction_FAMILY`` from its card's seed into a
+temporary directory and compares the behaviour with the card (accuracy, primaries,
+backups, log-probs within tolerances); it exits 1 and names what differed on a mismatch.
 A recipe, not part of the package: nothing in ``coax_nb`` imports it.
 
 Data: ``[BOS] + filler + r + r`` over a 96-token numeric vocabulary, ``r`` of a random
@@ -19,7 +22,8 @@ sequence distinct; the loss is read on the second copy only. Pressures:
 - ``label_smoothing`` and weight decay: an overshooting answer logit costs loss.
 
 Dropout and deep supervision start at step ``pressure_from``: with them from the start
-the induction heads did not form within the budget.
+the induction heads did not form within the budget. ``schedule`` is ``onecycle`` (one-cycle
+LR, the default) or ``warmup`` (linear warm-up over ``warmup_steps``, then constant).
 
 Ground truth (never CoAx): primaries = heads whose induction attention score (read from
 the HF model's own attention weights) is at least ``PRIMARY_SHARE`` of the largest;
@@ -48,9 +52,11 @@ BASE = dict(n_layers=3, n_heads=4, d_model=64, d_mlp=128, n_ctx=64, seq_len=33, 
             language_share=0.25, steps=3000, batch=32, pressure_from=1200, lr=3e-3, weight_decay=0.01, label_smoothing=0.1, head_dropout=0.5, dropout_layers=[1],
             aux_layer=1, aux_weight=1.0, seed=0)
 FAMILIES = {
-    # GPT-2: learned positions, LayerNorm, sequential attention then MLP. Fails within
-    # the budget: no induction head forms (docs/organisms.md), so it is not shipped.
-    "gpt2": dict(lr=1e-3),
+    # GPT-2: learned positions, LayerNorm, sequential attention then MLP, tied embeddings.
+    # One-cycle LR (3e-3 or 1e-3) gave no induction head (docs/organisms.md); a lower LR
+    # after a plain warm-up forms them by step ~750. The layer-2 backups form more slowly
+    # than with rotary, so more steps and a higher head dropout.
+    "gpt2": dict(lr=1e-3, schedule="warmup", warmup_steps=300, steps=4500, pressure_from=1500, head_dropout=0.75),
     # GPT-NeoX / Pythia: rotary on a quarter of each head, parallel attention and MLP.
     "neox": dict(rotary_pct=0.25),
     # Llama: RMSNorm, rotary, SwiGLU MLP, grouped-query attention (2 key/value heads).
@@ -61,6 +67,9 @@ HELD_OUT_SEED = 12345  # prompts every selector is scored on
 N_PROMPTS = 64
 PRIMARY_SHARE = 0.5
 RISE_SHARE = 0.1
+# --check: how far a retrained organism may be from its card and still count as the same
+CHECK_ACC_TOL = 0.02
+CHECK_LOGP_TOL = 0.1  # nats, each of the three log-probs
 
 
 def recipe(family: str, rng_seed: Optional[int] = None) -> dict:
@@ -170,7 +179,10 @@ def _train(r: dict, out: Path, verbose: bool) -> dict:
 
     hooks = [p.register_forward_pre_hook(pre_hook(i)) for i, p in enumerate(projs)]
     opt = torch.optim.AdamW(model.parameters(), lr=r["lr"], weight_decay=r["weight_decay"])
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=r["lr"], total_steps=r["steps"], pct_start=0.1)
+    if r.get("schedule", "onecycle") == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=r["lr"], total_steps=r["steps"], pct_start=0.1)
+    else:  # "warmup": linear warm-up, then constant
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / r["warmup_steps"]))
     gen = torch.Generator().manual_seed(r["seed"])
     ce_fn = torch.nn.CrossEntropyLoss(label_smoothing=r["label_smoothing"], ignore_index=-100)
     t0 = time.time()
@@ -299,7 +311,9 @@ def write_card(out: Path, log: dict, m: dict, organism: Optional[str] = None) ->
         "architecture": {"family": names[fam], "n_layers": L, "n_heads": H, "d_model": r["d_model"],
                          "d_mlp": r["d_mlp"], "n_ctx": r["n_ctx"], "vocab": len(VOCAB_WORDS) + 2,
                          **({"rotary_pct": r["rotary_pct"], "parallel_attention": True} if fam == "neox" else {}),
-                         **({"n_kv_heads": r["n_kv_heads"], "norm": "RMSNorm"} if fam == "llama" else {})},
+                         **({"n_kv_heads": r["n_kv_heads"], "norm": "RMSNorm"} if fam == "llama" else {}),
+                         **({"positions": "learned", "norm": "LayerNorm", "tied_embeddings": True}
+                            if fam == "gpt2" else {})},
         "how_built": (f"trained by `python recipes/train_induction.py {fam} OUT_DIR --seed {r['seed']}` "
                       f"({log['train_seconds']} s on one CPU thread, torch {torch.__version__})"),
         "training": {k: log[k] for k in ("family", "settings", "train_seconds", "log")},
@@ -348,6 +362,51 @@ def ship(trained: Path, families=tuple(FAMILIES)) -> None:
         print(pretty(dest.name, m), flush=True)
 
 
+def compare(card: dict, m: dict) -> list[str]:
+    """What differs between a card and a fresh ``measure`` of a retrained model (empty:
+    the same behaviour). Primaries and backups compare as sets: near-equal scores may
+    swap order."""
+    diffs = []
+    if abs(m["accuracy"] - card["accuracy"]) > CHECK_ACC_TOL:
+        diffs.append(f"accuracy {m['accuracy']:.4f} vs card {card['accuracy']:.4f} (tolerance {CHECK_ACC_TOL})")
+    for key in ("primaries", "backups"):
+        now, was = sorted(map(tuple, m[key])), sorted(map(tuple, card[key]))
+        if now != was:
+            diffs.append(f"{key} {now} vs card {was}")
+    for k, was in card["measured"]["log_prob"].items():
+        now = m["log_prob"][k]
+        if abs(now - was) > CHECK_LOGP_TOL:
+            diffs.append(f"log_prob[{k}] {now:.4f} vs card {was:.4f} (tolerance {CHECK_LOGP_TOL})")
+    return diffs
+
+
+def check(family: str) -> int:
+    """Retrain the shipped ``induction_FAMILY`` from its card's seed and compare; 0 when
+    the behaviour matches the card, 1 (and what differed, printed) otherwise."""
+    import tempfile
+
+    from coax_nb import organisms
+
+    name = f"induction_{family}"
+    card = organisms.card(name)
+    settings = card["training"]["settings"]
+    diffs = []
+    now = recipe(family, settings["seed"])
+    if now != settings:  # the recipe changed since the card was written: say what
+        diffs += [f"setting {k}: recipe {now.get(k)!r} vs card {settings.get(k)!r}"
+                  for k in sorted(set(now) | set(settings)) if now.get(k) != settings.get(k)]
+    with tempfile.TemporaryDirectory() as tmp:
+        log = train(family, Path(tmp), verbose=False, rng_seed=settings["seed"])
+        m = measure(Path(tmp))
+    print(pretty("card", card["measured"]), f"train {card['training']['train_seconds']} s")
+    print(pretty("retrain", m), f"train {log['train_seconds']} s")
+    diffs += compare(card, m)
+    for d in diffs:
+        print("MISMATCH", d)
+    print(f"{name}: {'behaviour differs from the card' if diffs else 'retrained behaviour matches the card'}")
+    return 1 if diffs else 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("family", nargs="?", default="gpt2")
@@ -355,7 +414,11 @@ def main(argv=None):
     ap.add_argument("--all", action="store_true", help="train and measure every family into OUT/FAMILY")
     ap.add_argument("--seed", type=int, default=None, help="training seed (default: the recipe's)")
     ap.add_argument("--ship", metavar="DIR", help="copy each trained DIR/FAMILY into the package as induction_FAMILY")
+    ap.add_argument("--check", metavar="FAMILY", choices=list(FAMILIES),
+                    help="retrain the shipped induction_FAMILY from its card's seed and compare with the card")
     a = ap.parse_args(argv)
+    if a.check:
+        return check(a.check)
     if a.ship:
         ship(Path(a.ship), [f for f in FAMILIES if (Path(a.ship) / f / "card.json").is_file()])
         return
@@ -371,4 +434,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

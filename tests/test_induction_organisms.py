@@ -1,7 +1,9 @@
 """The induction organisms (one per model family): they load through the verified paths,
 their task builds from the card, and the card's ground truth -- induction attention
 score for the primaries, the rise of direct logit attribution for the backups -- holds
-when re-measured, on the card's prompts and on fresh ones."""
+when re-measured, on the card's prompts and on fresh ones. Retraining is not done here
+(the suite retrains one organism at most, in test_organisms.py):
+``python recipes/train_induction.py --check FAMILY`` does it outside the suite."""
 import importlib.util
 from pathlib import Path
 
@@ -29,10 +31,31 @@ def flat(units, H):
     return [a * H + b for a, b in units]
 
 
-def test_there_are_induction_organisms_of_several_families():
+def test_there_are_induction_organisms_of_three_families():
     families = {organisms.card(n)["architecture"]["family"] for n in INDUCTION}
-    assert len(families) >= 2, families
+    assert {"GPT-2", "GPT-NeoX", "Llama"} <= families, families
     assert any(organisms.card(n)["backups"] for n in INDUCTION)  # at least one self-repairs
+
+
+@pytest.mark.parametrize("name", INDUCTION)
+def test_card_settings_are_the_recipes(name):
+    """``--check`` retrains from the recipe: it must be the recipe that made the card."""
+    c = organisms.card(name)
+    settings = c["training"]["settings"]
+    assert train_induction.recipe(c["recipe"], settings["seed"]) == settings
+    assert name == f"induction_{c['recipe']}"
+
+
+def test_check_mode_names_what_differs():
+    c = organisms.card("induction_gpt2")
+    same = {**c["measured"], "primaries": c["primaries"][::-1]}  # order does not matter
+    assert train_induction.compare(c, same) == []
+    lp = dict(c["measured"]["log_prob"], primaries_ablated=c["measured"]["log_prob"]["primaries_ablated"] - 0.5)
+    off = {**c["measured"], "accuracy": c["accuracy"] - 0.1, "backups": c["backups"][1:], "log_prob": lp}
+    diffs = train_induction.compare(c, off)
+    assert len(diffs) == 3, diffs
+    assert diffs[0].startswith("accuracy") and diffs[1].startswith("backups")
+    assert diffs[2].startswith("log_prob[primaries_ablated]")
 
 
 @pytest.fixture(scope="module", params=INDUCTION)
@@ -96,19 +119,3 @@ def test_ground_truth_holds_on_fresh_prompts(measured):
     lp = fresh["metric"]
     if c["backups"]:  # the backups carry what is left of the behaviour once the primaries go
         assert lp["primaries_and_backups_ablated"][0] < lp["primaries_ablated"][0] - 0.2
-
-
-@pytest.mark.slow
-def test_retraining_reproduces_the_behaviour(tmp_path):
-    """Retrain the Llama organism (about 2 minutes on one thread) and compare behaviour,
-    not bits: accuracy, the same primaries, every card backup above 90% of the threshold."""
-    name = "induction_llama"
-    c = organisms.card(name)
-    train_induction.train(c["recipe"], tmp_path, verbose=False, rng_seed=c["training"]["settings"]["seed"])
-    m = train_induction.measure(tmp_path)
-    assert m["accuracy"] >= c["accuracy"] - 0.05
-    assert sorted(map(tuple, m["primaries"])) == sorted(map(tuple, c["primaries"]))
-    H = c["architecture"]["n_heads"]
-    rise = np.array(m["ablated_dla"]) - np.array(m["clean_dla"])
-    for i in flat(c["backups"], H):
-        assert rise[i] > 0.9 * m["criterion"]["threshold_logits"]
