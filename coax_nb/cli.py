@@ -128,8 +128,7 @@ def cmd_induction(args) -> int:
     from .applications.induction import estimate_induction_transfer, induction_transfer
     from .io import atomic_write_text
 
-    models = args.models or [organisms.PREFIX + n for n in organisms.names()
-                             if organisms.card(n)["task"]["kind"] == "induction"]
+    models = args.models or [organisms.PREFIX + n for n in organisms.names(kind="induction")]
     options = dict(ks=args.ks, selectors=args.selectors, n_prompts=args.prompts, n_random=args.random)
     if args.estimate:
         estimate_induction_transfer(models, device=args.device, dtype=args.dtype,

@@ -83,7 +83,7 @@ def _check_k(k, n_units: int) -> Optional[int]:
     return int(k)
 
 
-def _check_share(share) -> float:
+def check_share(share) -> float:
     if isinstance(share, bool) or not isinstance(share, numbers.Real) or not 0 < share <= 1:
         raise ValueError(f"share must be a number in (0, 1] (a share of the largest head's evidence), got {share!r}")
     return float(share)
@@ -262,7 +262,7 @@ def discover_primaries(
     """
     if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"unknown discovery method {method!r}; choose one of {', '.join(METHODS)}")
-    share = _check_share(share)
+    share = check_share(share)
     tau = _check_tau(tau)
     if role is not None and (method != "role" or role not in ROLES):
         raise ValueError(f"role={role!r} needs method='role' and one of {', '.join(ROLES)}")

@@ -445,9 +445,11 @@ _PANEL_COLORS = {"comp": "#0072B2", "conditional": "#56B4E9", "ratio": "#009E73"
 def induction_panel(result, ax=None):
     """The figure of an :class:`~coax_nb.results.InductionTransfer`: one panel per model
     (metric drop against k for every selector, "+own" dashed, random mean with its
-    min..max band, primaries alone dotted), then the family macro of ``over_random`` and
-    ``over_own`` (bars: families averaged after their members, averaged over k; dots: each
-    family). ``ax``: the macro panel alone."""
+    min..max band, primaries alone dotted), then a row with the family macro of
+    ``over_random`` and ``over_own`` (bars: families averaged after their members and over
+    k; marks: each family) and, where models have documented backups (organisms), the
+    share of the heads each selector added that are backups. ``ax``: the macro panel of
+    ``over_random`` alone."""
     import matplotlib.pyplot as plt
 
     f = result.to_frame()
@@ -456,11 +458,14 @@ def induction_panel(result, ax=None):
         _panel_macro(result, selectors, ax)
         return ax.figure
     n = len(result.models)
-    cols = min(4, n + 2)
-    rows = -(-(n + 2) // cols)
-    fig, grid = plt.subplots(rows, cols, figsize=(3.7 * cols, 3.3 * rows), constrained_layout=True, squeeze=False)
-    axes = list(grid.flat)
-    for a, m in zip(axes, result.models):
+    truth = f["truth_hits"].notna().any()
+    n_macro = 3 if truth else 2
+    cols = max(n_macro, min(4, n))
+    rows = -(-n // cols)
+    fig = plt.figure(figsize=(3.9 * cols, 3.4 * (rows + 1) + 0.6), constrained_layout=True)
+    grid = fig.add_gridspec(rows + 1, cols * n_macro)
+    model_axes = [fig.add_subplot(grid[i // cols, (i % cols) * n_macro:(i % cols + 1) * n_macro]) for i in range(n)]
+    for a, m in zip(model_axes, result.models):
         sub = f[f["model"] == m["label"]]
         ks = list(m["ks"])
         x = np.arange(len(ks))
@@ -474,7 +479,7 @@ def induction_panel(result, ax=None):
         mean = [rnd[rnd["k"] == k]["drop"].iloc[0] for k in ks]
         draws = _random_draw_drops(result, m, ks)
         if draws is not None:
-            a.fill_between(x, draws.min(1), draws.max(1), color="0.85", zorder=0, label="random (min..max)")
+            a.fill_between(x, draws.min(1), draws.max(1), color="0.87", zorder=0, label="random (min..max)")
         a.plot(x, mean, "-", color="0.45", lw=1.2, label="random (mean)")
         a.axhline(m["primary_drop"], color="0.3", ls=":", lw=1, label="primaries alone")
         a.set_xticks(x, [str(k) for k in ks])
@@ -482,14 +487,41 @@ def induction_panel(result, ax=None):
         a.set_ylabel("drop of induction log-prob (nats)", fontsize=8)
         a.set_title(f"{m['label']} ({m['family']})\nP = {_short_heads(m['primaries'])}", fontsize=9)
         a.tick_params(labelsize=8)
-    handles, labels = axes[0].get_legend_handles_labels()
-    macro_axes = axes[n:n + 2]
-    _panel_macro(result, selectors, macro_axes[0], "over_random")
-    _panel_macro(result, selectors, macro_axes[1], "over_own")
-    for a in axes[n + 2:]:
-        a.set_axis_off()
-    fig.legend(handles, labels, loc="outside lower center", ncol=min(7, len(labels)), fontsize=8, frameon=False)
+    handles, labels = model_axes[0].get_legend_handles_labels()
+    width = cols * n_macro // n_macro
+    macro_axes = [fig.add_subplot(grid[rows, j * width:(j + 1) * width]) for j in range(n_macro)]
+    _panel_macro(result, selectors, macro_axes[0], "over_random", legend=False)
+    _panel_macro(result, selectors, macro_axes[1], "over_own", legend=not truth)
+    if truth:
+        _panel_backups(result, selectors, macro_axes[2])
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(8, len(labels)), fontsize=8, frameon=False)
     return fig
+
+
+def _panel_backups(result, selectors, ax):
+    """Share of the heads each selector added that are documented backups (all k, all
+    models with backups), with each family's share as a mark."""
+    f = result.to_frame()
+    f = f[f["truth_hits"].notna()]
+    names = [s for s in selectors + ["+own"] if s in set(f["selector"])]
+    share = {s: f[f["selector"] == s]["truth_hits"].sum() / f[f["selector"] == s]["k"].sum() for s in names}
+    y = np.arange(len(names))
+    ax.barh(y, [share[s] for s in names], color=[_PANEL_COLORS.get(s, "0.3") for s in names], alpha=0.85)
+    marks = "osD^vP*X"
+    fams = list(dict.fromkeys(f["family"]))
+    for j, fam in enumerate(fams):
+        g = f[f["family"] == fam]
+        vals = [g[g["selector"] == s]["truth_hits"].sum() / g[g["selector"] == s]["k"].sum() for s in names]
+        ax.scatter(vals, y + 0.18 * (j - (len(fams) - 1) / 2), marker=marks[j % len(marks)], color="k", s=14,
+                   zorder=3, label=fam)
+    ax.set_xlim(0, 1.02)
+    ax.set_yticks(y, names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("share of the added heads that are documented backups", fontsize=8)
+    ax.set_title("which heads were added: documented backups\n(organisms' cards; not used by any selector)",
+                 fontsize=9)
+    ax.legend(fontsize=7, frameon=False, loc="lower right")
+    ax.tick_params(labelsize=8)
 
 
 def _short_heads(names, at_most: int = 6) -> str:
@@ -505,7 +537,7 @@ def _random_draw_drops(result, record, ks):
     return np.array([d[str(k)] for k in ks], float)
 
 
-def _panel_macro(result, selectors, ax, measure: str = "over_random"):
+def _panel_macro(result, selectors, ax, measure: str = "over_random", legend: bool = True):
     by_family = result.by_family(measure)
     macro = result.macro(measure)["mean"]
     names = [s for s in selectors + ["+own"] if s in macro.index and not (measure == "over_own" and s == "+own")]
@@ -522,5 +554,6 @@ def _panel_macro(result, selectors, ax, measure: str = "over_random"):
     what = {"over_random": "over size-matched random", "over_own": 'over "+own" (role-matched)'}[measure]
     ax.set_xlabel(f"drop {what} (nats)", fontsize=8)
     ax.set_title(f"family macro: {what}\n(bars: families averaged; marks: each family)", fontsize=9)
-    ax.legend(fontsize=7, frameon=False, loc="best")
+    if legend:  # the families' marks, named once per figure
+        ax.legend(fontsize=7, frameon=False, loc="lower left" if measure == "over_own" else "lower right")
     ax.tick_params(labelsize=8)

@@ -858,8 +858,9 @@ class InductionTransfer(_Fields):
     controls' head sets, costs) and one row per model, k and selector or control
     (``rows``: ``drop`` of the induction metric on the evaluation split with primaries +
     those k heads ablated, and ``over_random`` / ``over_own`` / ``over_primary_only``,
-    in nats of log-prob). :meth:`macro` averages the members of a family first, then
-    the families."""
+    in nats of log-prob; ``truth_hits``: how many of the added heads are documented
+    backups, for organisms, never used to select). :meth:`macro` averages the members of a
+    family first, then the families."""
 
     models: list
     rows: list
@@ -909,7 +910,7 @@ class InductionTransfer(_Fields):
 
         return pd.DataFrame(self.rows, columns=["model", "family", "k", "selector", "heads", "drop", "random_drop",
                                                 "random_sd", "own_drop", "primary_drop", "over_random", "over_own",
-                                                "over_primary_only"])
+                                                "over_primary_only", "truth_hits"])
 
     def _check_measure(self, measure: str) -> str:
         if measure not in self.MEASURES:
@@ -944,16 +945,19 @@ class InductionTransfer(_Fields):
                  "the induction log-prob (nats) on the evaluation split with primaries + k heads ablated"]
         for m in self.models:
             lines.append(f"\n{m['label']} ({m['family']}): P = {' '.join(m['primaries'])} "
-                         f"(drop {m['primary_drop']:.3f})")
+                         f"(drop {m['primary_drop']:.3f})"
+                         + (f"; documented backups {' '.join(m['truth'])}" if m.get("truth") else ""))
             sub = f[f["model"] == m["label"]]
-            lines.append(f"  {'selector':<10}" + "".join(f"{'k=' + str(k):>22}" for k in m["ks"]))
+            lines.append(f"  {'selector':<10}" + "".join(f"{'k=' + str(k):>25}" for k in m["ks"]))
             for s in sub["selector"].unique():
                 cells = []
                 for k in m["ks"]:
                     r = sub[(sub["selector"] == s) & (sub["k"] == k)].iloc[0]
-                    cells.append(f"{r['drop']:7.3f} ({r['over_random']:+.2f}/{r['over_own']:+.2f})")
-                lines.append(f"  {s:<10}" + "".join(f"{c:>22}" for c in cells))
-        lines.append("  cells: drop (over random / over +own)")
+                    hits = r["truth_hits"]
+                    cells.append(f"{r['drop']:7.3f} ({r['over_random']:+.2f}/{r['over_own']:+.2f})"
+                                 + ("" if hits is None or hits != hits else f" {int(hits)}b"))
+                lines.append(f"  {s:<10}" + "".join(f"{c:>25}" for c in cells))
+        lines.append("  cells: drop (over random / over +own); Nb: N documented backups among the heads added")
         mac = self.macro("over_random")
         lines.append("\nfamily macro of over_random (families averaged after their members):")
         lines.append(f"  {'selector':<10}" + "".join(f"{str(c):>9}" for c in mac.columns))

@@ -261,7 +261,8 @@ def _tokenizer_of(model_or_tokenizer):
     return tok
 
 
-def _prepend_bos(model_or_tokenizer, prepend_bos: Optional[bool]) -> bool:
+def uses_bos(model_or_tokenizer, prepend_bos: Optional[bool]) -> bool:
+    """Whether prompts start with BOS: ``prepend_bos`` when given, else the model's default."""
     if prepend_bos is not None:
         if not isinstance(prepend_bos, bool):
             raise TypeError(f"prepend_bos must be True, False or None (the model's default), got {prepend_bos!r}")
@@ -317,7 +318,7 @@ def ioi_task(
     names, places, objects = _strings(names, "names"), _strings(places, "places"), _strings(objects, "objects")
     templates = _ioi_templates(templates)
     tok = _tokenizer_of(model_or_tokenizer)
-    bos = _prepend_bos(model_or_tokenizer, prepend_bos)
+    bos = uses_bos(model_or_tokenizer, prepend_bos)
     name_ids = {}
     dropped = []
     for n in names:
@@ -430,7 +431,7 @@ def induction_task(
     half_length = check_count(half_length, "half_length", 2)
     prompt_seed = check_count(prompt_seed, "prompt_seed", 0)
     tok = _tokenizer_of(model_or_tokenizer)
-    bos = _prepend_bos(model_or_tokenizer, prepend_bos)
+    bos = uses_bos(model_or_tokenizer, prepend_bos)
     if bos and tok.bos_token_id is None:
         raise ValueError("prepend_bos=True but the tokenizer has no BOS token; pass prepend_bos=False")
     special = set(getattr(tok, "all_special_ids", []) or [])
@@ -500,7 +501,7 @@ def custom_task(
         raise TypeError(f"metric_fn must be a function (logits, task) -> one number per prompt, got "
                         f"{type(metric_fn).__name__} {metric_fn!r}")
     tok = _tokenizer_of(model_or_tokenizer)
-    bos = _prepend_bos(model_or_tokenizer, prepend_bos)
+    bos = uses_bos(model_or_tokenizer, prepend_bos)
     prompts = []
     for i, t in enumerate(texts):
         if not t.strip():

@@ -24,7 +24,7 @@ def _recipe():
 
 
 train_induction = _recipe()
-INDUCTION = [n for n in organisms.names() if organisms.card(n)["task"]["kind"] == "induction"]
+INDUCTION = organisms.names(kind="induction")
 
 
 def flat(units, H):

@@ -13,7 +13,7 @@ from coax_nb import InductionTransfer, estimate_induction_transfer, induction_ta
 from coax_nb.applications import induction as panel_module
 from coax_nb.cli import main
 
-INDUCTION = [n for n in organisms.names() if organisms.card(n)["task"]["kind"] == "induction"]
+INDUCTION = organisms.names(kind="induction")
 SETTINGS = dict(ks=[1, 2, 4], n_prompts=12, n_random=3, estimate=False, progress=False)
 
 
@@ -139,6 +139,8 @@ def test_controls_are_what_they_claim(panel):
                     assert added == own[:r["k"]]
                 else:
                     assert added == rec["rankings"][r["selector"]][:r["k"]]
+            backups = {f"L{a}H{b}" for a, b in organisms.card(name)["backups"]}
+            assert r["truth_hits"] == (None if r["selector"] == "random" else len(backups & set(added)))
             assert r["over_random"] == pytest.approx(r["drop"] - r["random_drop"])
             assert r["over_own"] == pytest.approx(r["drop"] - r["own_drop"])
             assert r["over_primary_only"] == pytest.approx(r["drop"] - rec["primary_drop"])
@@ -179,7 +181,7 @@ def test_json_round_trip_table_and_figure(panel, tmp_path):
     text = panel.table()
     assert all(name in text for name in INDUCTION) and "family macro" in text
     fig = panel.plot()
-    assert len([a for a in fig.axes if a.has_data()]) == len(INDUCTION) + 2
+    assert len([a for a in fig.axes if a.has_data()]) == len(INDUCTION) + 3  # + macro over random, over +own, backups
     # a file written before the panel (one model, one k) still loads
     old = {"type": "InductionTransfer", "schema_version": 1, "primaries": ["L1H0", "L1H1"], "completion": ["L2H0"],
            "effect": 2.0, "primaries_effect": 0.5, "random_effects": [1.0, 1.5], "meta": {"ablation": "zero"}}

@@ -23,6 +23,7 @@ from coax_nb import (Completion, Curves, Discovery, Engine, InductionTransfer, M
                      precision_at_k, p_sensitivity, prune, recovery, resolve, robustness, roc_auc, single_scan, synergy,
                      task_loss, wakeup)
 from coax_nb import plots
+from coax_nb import organisms
 from coax_nb.organisms import task_for
 from coax_nb.resources import estimate_scan
 from coax_nb.results import Knockout, Pruning
@@ -681,6 +682,8 @@ CASES = [
     ("induction_transfer: an Engine as the model", lambda c: induction_transfer(c.engine),
      TypeError, r"takes models, not an Engine; pass engine\.model"),
     ("induction_transfer: no models", lambda c: induction_transfer([]), ValueError, r"models is empty"),
+    ("organisms.names: an unknown task kind", lambda c: organisms.names(kind="translation"), ValueError,
+     r"no bundled organism has task kind 'translation'; kinds: induction, ioi"),
     ("induction_transfer: a model twice", lambda c: induction_transfer([c.model, c.model]), ValueError,
      r"appear twice"),
     ("induction_transfer: an unknown selector", lambda c: induction_transfer(c.model, selectors=["comp", "magic"]),

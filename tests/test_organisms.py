@@ -100,8 +100,7 @@ def test_cli_main_job_prints_top_heads():
 
 
 # ---------------------------------------------------------------- trained organisms
-TRAINED = [n for n in organisms.names()
-           if "training" in organisms.card(n) and organisms.card(n)["task"]["kind"] == "ioi"]
+TRAINED = [n for n in organisms.names(kind="ioi") if "training" in organisms.card(n)]
 
 
 def test_there_are_trained_organisms_with_both_kinds_of_backup():

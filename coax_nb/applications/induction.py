@@ -33,11 +33,11 @@ import numpy as np
 import torch
 
 from ..baselines import attribution_scores
-from ..discover import discover_primaries
+from ..discover import check_share, discover_primaries
 from ..engine import CLEAN, Engine, EngineStats, Variant, seconds_and_passes, snapshot
 from ..results import InductionTransfer
 from ..scores import coax_scan
-from ..tasks import _prepend_bos as _bos_default, check_choices, check_count, induction_task
+from ..tasks import check_choices, check_count, induction_task, uses_bos
 from ..units import all_units
 from ..validate import RANDOM_SETS
 from ..variant import ablation_action
@@ -180,9 +180,7 @@ def induction_transfer(
     selectors = check_choices(selectors, "selectors", SELECTORS, "selector")
     if n_primaries is not None:
         n_primaries = check_count(n_primaries, "n_primaries", why="top heads by induction score taken as primaries")
-    from ..discover import _check_share
-
-    share = _check_share(share)
+    share = check_share(share)
     n_prompts = check_count(n_prompts, "n_prompts")
     half_length = check_count(half_length, "half_length", 2)
     n_random = check_count(n_random, "n_random", why=RANDOM_SETS)
@@ -214,7 +212,8 @@ def induction_transfer(
         model, spec = _load(m, device, dtype)
         try:
             fam = families.get(label) or family_of(model, spec)
-            done[label] = _one_model(model, label, fam, settings, token_range, _prepend_bos(spec), progress)
+            done[label] = _one_model(model, label, fam, settings, token_range, _prepend_bos(spec), _truth(spec),
+                                     progress)
         finally:
             if model is not m:  # loaded here: free it before the next one
                 del model
@@ -247,7 +246,17 @@ def _prepend_bos(spec) -> Optional[bool]:
     return organisms.card(name)["task"].get("prepend_bos") if name is not None else None
 
 
-def _one_model(model, label: str, family: str, st: dict, token_range, prepend_bos, progress: bool) -> dict:
+def _truth(spec) -> Optional[list]:
+    """An induction organism's documented backups (its card); None for any other model."""
+    from .. import organisms
+
+    name = organisms.organism_name(spec) if isinstance(spec, str) else None
+    if name is None or organisms.card(name)["task"]["kind"] != "induction":
+        return None
+    return [f"L{a}H{b}" for a, b in organisms.card(name)["backups"]]
+
+
+def _one_model(model, label: str, family: str, st: dict, token_range, prepend_bos, truth, progress: bool) -> dict:
     t0 = time.perf_counter()
     seeds = [st["rng_seed"], st["rng_seed"] + 1, st["rng_seed"] + 2]
     splits = [induction_task(model, st["n_prompts"], st["half_length"], prompt_seed=s, token_range=token_range,
@@ -305,11 +314,13 @@ def _one_model(model, label: str, family: str, st: dict, token_range, prepend_bo
             rows.append({"model": label, "family": family, "k": k, "selector": s, "heads": heads, "drop": d,
                          "random_drop": float(rand.mean()), "random_sd": float(rand.std()), "own_drop": own_drop,
                          "primary_drop": p_drop, "over_random": d - float(rand.mean()), "over_own": d - own_drop,
-                         "over_primary_only": d - p_drop})
+                         "over_primary_only": d - p_drop,
+                         # documented backups among the heads added (organisms only; not used by any selector)
+                         "truth_hits": None if truth is None or s == "random" else len(set(heads.split()) & set(truth))})
     record = {"label": label, "family": family, "source": getattr(model, "coax_source", None),
-              "n_layers": L, "n_heads": H, "prepend_bos": _bos_default(model, prepend_bos), "primaries": [str(u) for u in P],
+              "n_layers": L, "n_heads": H, "prepend_bos": uses_bos(model, prepend_bos), "primaries": [str(u) for u in P],
               "induction_score": [None if not np.isfinite(x) else float(x) for x in score],
-              "own_order": [str(u) for u in own], "ks": ks,
+              "own_order": [str(u) for u in own], "ks": ks, "truth": truth,
               "rankings": {s: [str(u) for u in r[:max(ks)]] for s, r in rankings.items()},
               "random_sets": {str(k): [[str(u) for u in d] for d in draws[k]] for k in ks},
               "random_drops": {str(k): [drops[(f"random #{i}", k)] for i in range(st["n_random"])] for k in ks},

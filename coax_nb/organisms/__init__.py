@@ -34,8 +34,15 @@ def organism_name(spec) -> Optional[str]:
     return name
 
 
-def names() -> builtins.list[str]:
-    return sorted(p.name for p in HERE.iterdir() if (p / "card.json").is_file())
+def names(kind: Optional[str] = None) -> builtins.list[str]:
+    """The bundled organisms, or those whose task is ``kind`` (``"ioi"``, ``"induction"``)."""
+    every = sorted(p.name for p in HERE.iterdir() if (p / "card.json").is_file())
+    if kind is None:
+        return every
+    kinds = {n: card(n)["task"]["kind"] for n in every}
+    if kind not in set(kinds.values()):
+        raise ValueError(f"no bundled organism has task kind {kind!r}; kinds: {', '.join(sorted(set(kinds.values())))}")
+    return [n for n in every if kinds[n] == kind]
 
 
 def path(name: str) -> Path:
