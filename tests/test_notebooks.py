@@ -32,7 +32,7 @@ def cells(nb) -> list:
 
 
 def test_committed_notebooks_are_in_sync_with_their_text_sources():
-    assert len(NOTEBOOKS) == 10
+    assert len(NOTEBOOKS) == 11
     assert sorted(map(paired, SOURCES)) == sorted(NOTEBOOKS + [REPORT_NOTEBOOK])
     for src in SOURCES:
         text = jupytext.read(src)
