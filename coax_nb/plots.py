@@ -95,10 +95,11 @@ def _units(names) -> list[Unit]:
     return [u if isinstance(u, Unit) else parse_name(u) for u in names]
 
 
-def head_map(grid, score_name: str, primaries: Sequence = (), truth: Sequence = (), ax=None):
+def head_map(grid, score_name: str, primaries: Sequence = (), truth: Sequence = (), ax=None, units: str = ""):
     """Layer x head map of one score. Primaries are black cells marked S (their value,
     NaN for CoAx, does not set the scale); other NaN heads are grey; ground truth has a
-    white dot."""
+    white dot. Rows are layers L0, L1, ..., columns heads 0..H-1; the colour bar is
+    labelled with the score and its ``units`` (e.g. "Fisher energy")."""
     from matplotlib.patches import Rectangle
 
     grid = _array(grid, 2, "grid", "a [n_layers, n_heads] array, e.g. scores.grid('comp')")
@@ -115,15 +116,21 @@ def head_map(grid, score_name: str, primaries: Sequence = (), truth: Sequence = 
         ax.text(u.head, u.layer, "S", ha="center", va="center", color="white", fontweight="bold")
     for u in _units(truth):
         ax.plot(u.head, u.layer, "o", mfc="white", mec="black", ms=5)
-    ax.set_xticks(range(n_heads))
+    # one fixed, named tick per cell (never a locator's -0.5, 0.0, 0.5): layers L0, L1, ..., heads 0..H-1
+    ax.set_xticks(range(n_heads), [str(h) for h in range(n_heads)])
     ax.set_yticks(range(n_layers), [f"L{layer}" for layer in range(n_layers)])
     ax.set_xlabel("head")
     ax.set_ylabel("layer")
     ax.set_title(f"{score_name}{' (diverging around 0)' if diverging else ''}\nS = primary, ○ = ground truth",
                  fontsize=9)
-    ax.figure.colorbar(im, ax=ax, shrink=0.8)
+    ax.figure.colorbar(im, ax=ax, shrink=0.8, label=colorbar_label(score_name, units))
     ax.figure.tight_layout()
     return ax.figure
+
+
+def colorbar_label(score_name: str, units: str = "") -> str:
+    """What a colour bar shows: the score's name and, when known, its units."""
+    return f"{score_name} ({units})" if units else str(score_name)
 
 
 def percentiles(values) -> np.ndarray:
@@ -193,7 +200,7 @@ def synergy_grid(matrix, labels: Sequence[str], name: str, groups=None, ax=None)
     ax.set_xticks(range(n), labels, rotation=60, fontsize=7)
     ax.set_yticks(range(n), [x + (f" {g}" if groups else "") for x, g in zip(labels, groups or labels)], fontsize=7)
     ax.set_title(name, fontsize=9)
-    ax.figure.colorbar(im, ax=ax, shrink=0.8)
+    ax.figure.colorbar(im, ax=ax, shrink=0.8, label=colorbar_label(name))
     ax.figure.tight_layout()
     return ax.figure
 
@@ -214,6 +221,11 @@ def curves(curves_result, ax=None, hidden: Sequence[str] = ()):
             ax.fill_between(s["x"], s["lo"], s["hi"], color=c, alpha=0.18, lw=0)
     if curves_result.log_y:
         ax.set_yscale("log")
+    xs = [v for s in curves_result.series if s["name"] not in hidden for v in s["x"]]
+    if xs and all(float(v).is_integer() for v in xs):  # counts (primaries ablated, k): whole-number ticks
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(curves_result.title, fontsize=10)
     ax.set_xlabel(curves_result.xlabel)
     ax.set_ylabel(curves_result.ylabel)

@@ -13,10 +13,13 @@
 #     name: python3
 # ---
 
-# %% [markdown]
+# %% [markdown] tags=["report-hidden"]
 # # CoAx report
 #
-# Executed by `coax-nb report`; every figure is a static image so the HTML reads offline.
+# The notebook `coax-nb report` runs (papermill). `report.html` shows its outputs only, as a
+# document: the title block and finding, the ranking, then each figure once with its caption;
+# this code, the parameters and papermill's injected cell stay here. Figures are inline PNG,
+# so the HTML reads offline.
 
 # %% tags=["parameters"]
 # Parameters
@@ -36,18 +39,18 @@ robustness_panel = True  # bootstrap intervals, data efficiency, feature modes, 
 import os, warnings
 warnings.filterwarnings("ignore")
 from IPython.display import display, Markdown
-from coax_nb.report import run_report
+from coax_nb.report import TITLE_KEY, run_report
 report = run_report(model, task, primaries, n_prompts, prompt_seed, device, out_dir, top, ablation=ablation,
                     effect=effect, robustness_panel=robustness_panel)
-display(Markdown(report.summary_markdown()))
+# the title in the output's metadata becomes the HTML page's <title>
+display(Markdown(report.summary_markdown()), metadata={TITLE_KEY: report.title()})
 
 # %%
-print(report.scores.table(top))
+display(Markdown(report.ranking_markdown()))
 
 # %%
-for fig in report.figures():
-    display(fig)
+for number, section in enumerate(report.sections(), 1):
+    display(section.bundle(number), raw=True)
 
 # %%
 report.write_json(os.path.join(out_dir, "report.json"))
-print("artifact written:", os.path.join(out_dir, "report.json"))

@@ -17,6 +17,9 @@ refused; report files that are links are replaced by the new files, never writte
 """
 from __future__ import annotations
 
+import base64
+import html
+import io
 import json
 import logging
 import numbers
@@ -45,6 +48,66 @@ LOCK_FILE = ".coax-report.lock"
 JOURNAL_FILE = ".coax-report.publishing"  # names the staging folder while its files are moved in
 STAGING_PREFIX = ".coax-report-staging-"
 FAILED_DIR = ".failed"  # the last failed run's notebook, kept for debugging
+TITLE_KEY = "coax_report_title"  # output metadata naming the report; export_html makes it the page title
+HIDDEN_TAGS = {"parameters", "injected-parameters", "report-hidden"}  # cells left out of report.html
+
+ABLATION_TEXT = {
+    "zero": "zero ablation: a removed head's output is set to 0 at every position",
+    "mean": "mean ablation: a removed head's output is replaced by its mean over the clean prompts and positions",
+    "resample": "resample ablation: a removed head's output is replaced by its output on a paired corrupted prompt",
+}
+EFFECT_TEXT = {
+    "fisher": "Fisher energy, the mean squared centred Fisher feature of the logit change (about 2 × KL, in nats)",
+    "kl": "KL divergence from the reference distribution, in nats",
+    "task": "drop of the task metric",
+}
+POSITION_TEXT = {"last": "at the last position (the answer slot)", "all": "at every next-token prediction",
+                 "full": "at every position"}
+
+
+@dataclass
+class Section:
+    """One figure of the report with its heading and caption."""
+
+    title: str
+    figure: object
+    caption: str
+
+    def html(self, number: int, dpi: int = 110) -> str:
+        """The figure as an inline PNG in a ``<figure>`` with its caption (no file, no CDN)."""
+        buf = io.BytesIO()
+        self.figure.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
+        data = base64.b64encode(buf.getvalue()).decode("ascii")
+        title = html.escape(self.title)
+        return (f'<h2 id="figure-{number}">{title}</h2>\n'
+                f'<figure class="coax-figure" style="margin: 0 0 2em 0">'
+                f'<img src="data:image/png;base64,{data}" alt="Figure {number}: {title}" style="max-width: 100%">'
+                f'<figcaption style="max-width: 60em; margin-top: 0.5em"><strong>Figure {number}.</strong> '
+                f'{html.escape(self.caption)}</figcaption></figure>')
+
+    def bundle(self, number: int) -> dict:
+        """A display bundle for the notebook (``display(bundle, raw=True)``); the figure is
+        closed, so the inline backend does not show it a second time at the cell's end."""
+        import matplotlib.pyplot as plt
+
+        try:
+            return {"text/html": self.html(number), "text/plain": f"Figure {number}. {self.title}: {self.caption}"}
+        finally:
+            plt.close(self.figure)
+
+
+def _and(names) -> str:
+    names = [str(n) for n in names]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _md(text) -> str:
+    """Free text (a prompt, a card's rule) escaped for Markdown, so it shows as written."""
+    return "".join("\\" + ch if ch in "\\`*_[]<>|#" else ch for ch in str(text))
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 @dataclass
@@ -76,23 +139,132 @@ class Report:
                          f"(random sets: {sum(self.freezing.random_removed) / len(self.freezing.random_removed):.0%})")
         return "\n".join(lines)
 
+    def title(self) -> str:
+        """The report's title (the HTML page's too)."""
+        return f"CoAx report: {self.meta['model']} on {self.meta['task']}"
+
+    def effect_units(self) -> str:
+        """What the scan's single / conditional / comp values are measured in."""
+        effect = self.meta.get("effect", "fisher")
+        if effect == "task":
+            units = self.meta.get("metric_units")
+            return f"drop of {self.meta.get('metric', 'the task metric')}" + (f", {units}" if units else "")
+        return {"fisher": "Fisher energy", "kl": "KL, nats"}.get(effect, effect)
+
+    def finding(self) -> str:
+        """The headline finding in one sentence, computed from the results."""
+        sel = self.meta["selected"]
+        k = len(sel)
+        parts = [f"CoAx ranks {_and(sel)} first among the heads outside S"]
+        if self.recovery is not None:
+            n = len(self.meta["truth"])
+            comp, single = self.recovery.auc("comp"), self.recovery.auc("single")
+            clause = (f"its ranking recovers the {_plural(n, 'known backup')} with ROC-AUC {comp:.2f}, against "
+                      f"{single:.2f} for single ablation")
+            best = max(self.recovery.rows, key=lambda r: r["roc_auc"])
+            if best["selector"] != "comp" and best["roc_auc"] > comp + 0.005:
+                from .results import SELECTOR_LABELS
+
+                clause += f" (best here: {SELECTOR_LABELS.get(best['selector'], best['selector'])}, {best['roc_auc']:.2f})"
+            parts.append(clause)
+        them = "it" if k == 1 else "them"
+        if self.freezing is not None:
+            fr, rnd = self.freezing, self.freezing.random_removed
+            sets = f"{_plural(len(rnd), 'random set')} of {_plural(k, 'head')}"
+            if rnd and fr.removed > max(rnd):
+                parts.append(f"freezing {them} removes {fr.removed:.0%} of the self-repair, more than any of "
+                             f"{sets} (at most {max(rnd):.0%})")
+            elif rnd:
+                parts.append(f"freezing {them} removes {fr.removed:.0%} of the self-repair, no more than {sets} "
+                             f"do (mean {sum(rnd) / len(rnd):.0%}, up to {max(rnd):.0%})")
+        else:
+            parts.append(f"the model shows no self-repair of S for freezing {them} to remove")
+        return (parts[0] if len(parts) == 1 else "; ".join(parts[:-1]) + ", and " + parts[-1]) + "."
+
+    def title_block_markdown(self) -> str:
+        """Title, what was run (model, task, prompts, S and how it was chosen, ablation,
+        effect, versions) and the finding."""
+        m = self.meta
+        prov = m.get("provenance") or {}
+        model = f"`{m['model']}`: {self.scores.n_layers} layers × {self.scores.n_heads} heads"
+        if prov.get("weights_sha256"):
+            model += f", weights sha256 {prov['weights_sha256'][:12]}…"
+        if prov.get("commit"):
+            model += f", commit {prov['commit'][:12]}"
+        if prov.get("device"):
+            model += f", run on {prov['device']}"
+        task = m["task"]
+        if m.get("metric"):
+            task += f": behaviour metric {m['metric']}" + (f", in {m['metric_units']}" if m.get("metric_units") else "")
+        if m.get("position_mode") in POSITION_TEXT:
+            task += f"; effects read {POSITION_TEXT[m['position_mode']]}"
+        prompts = f"{m['n_prompts']} (prompt seed {m['prompt_seed']})"
+        if m.get("prompt_kind"):
+            prompts += f", {m['prompt_kind']}"
+        if m.get("example_prompt"):
+            prompts += f", e.g. “{_md(m['example_prompt'])}”"
+        source = m["primaries_source"]
+        how = {"organism card": "from the organism's card, fixed when the organism was built (not by CoAx)",
+               "given": "given by the user (--primaries)"}.get(source, f"discovered: {source}")
+        if m.get("primaries_rule"):
+            how += f": {_md(m['primaries_rule'])}"
+        truth = (f"{', '.join(m['truth'])}, the backups known independently of CoAx" if m["truth"] else
+                 "none given: the report cannot say whether the ranking finds real backups")
+        ablation = m.get("ablation", "zero")
+        effect = m.get("effect", "fisher")
+        versions = " · ".join(f"{p} {v}" for p, v in (prov.get("packages") or {}).items() if v)
+        if prov.get("python"):
+            versions += f" · python {prov['python']}"
+        if prov.get("created"):
+            versions += f"; run {prov['created']}"
+        lines = [f"# {self.title()}", "",
+                 f"- **Model** {model}",
+                 f"- **Task** {task}",
+                 f"- **Calibration prompts** {prompts}",
+                 f"- **Primaries S** {', '.join(m['primaries'])}, {how}",
+                 f"- **Ground truth** {truth}",
+                 f"- **Ablation** {ABLATION_TEXT.get(ablation, ablation)}",
+                 f"- **Effect** {effect}: {EFFECT_TEXT.get(effect, effect)}"
+                 + (f" ({m['metric']})" if effect == "task" and m.get("metric") else ""),
+                 f"- **Versions** {versions}",
+                 "", f"**Finding.** {self.finding()}", "",
+                 "**What S is.** S, the primaries, are the heads that carry the behaviour in the intact model. "
+                 "CoAx ablates S and asks which other heads take over: for every head u outside S, "
+                 "comp(u | S) = conditional(u | S) − single(u), the effect of ablating u once S is gone minus its "
+                 "effect in the intact model (both in " + self.effect_units() + "). A head with a large positive "
+                 "score matters more once S is removed: a candidate backup (self-repair). Single ablation alone "
+                 "misses such heads, since they do little while S works."]
+        return "\n".join(lines)
+
     def summary_markdown(self) -> str:
-        top = ", ".join(f"{u} ({v:.3g})" for u, v in self.scores.top(5))
-        text = (f"**Model** `{self.meta['model']}` · **task** {self.meta['task']} · **prompts** "
-                f"{self.meta['n_prompts']} (prompt seed {self.meta['prompt_seed']}) · **primaries S** "
-                f"{', '.join(self.meta['primaries'])} ({self.meta['primaries_source']}) · **ablation** "
-                f"{self.meta.get('ablation', 'zero')} · **effect** {self.meta.get('effect', 'fisher')}"
-                f"\n\n**Top heads by CoAx:** {top}")
+        """The opening of the report: the title block and finding, then any warning and
+        the stability paragraph."""
+        text = self.title_block_markdown()
         share = self.scores.meta.get("mlp_share")
         if share is not None and share > 0.5:
             text += (f"\n\n**Warning:** MLP layers carry {share:.0%} of the first-order ablation effect on this task; "
                      "CoAx ranks heads, and says little about a behaviour that feed-forward layers dominate.")
-        if self.recovery is not None:
-            text += (f"\n\n**Recovery of the known backups** ({', '.join(self.meta['truth'])}): CoAx ROC-AUC "
-                     f"{self.recovery.auc('comp'):.3f}, single ablation {self.recovery.auc('single'):.3f}")
         if self.robustness is not None:
             text += "\n\n" + self.stability_markdown()
         return text
+
+    def ranking_markdown(self) -> str:
+        """Table 1: the top heads by CoAx with every score, ground truth marked."""
+        sc = self.scores
+        cols = [c for c in ("comp", "ratio", "single", "conditional", "wakeup") if c in sc.scores]
+        truth = set(self.meta["truth"])
+        rows = ["| rank | head | " + " | ".join(cols) + " |", "|---:|:---|" + "---:|" * len(cols)]
+        for r, (u, _) in enumerate(sc.top(self.meta["top"]), 1):
+            i = u.flat(sc.n_heads)
+            name = f"{u} ○" if str(u) in truth else str(u)
+            rows.append(f"| {r} | {name} | " + " | ".join(f"{sc.scores[c][i]:.4g}" for c in cols) + " |")
+        units = self.effect_units()
+        return ("## Ranking\n\n" + "\n".join(rows) + "\n\n**Table 1.** The heads outside S ranked by CoAx "
+                f"(comp), {_plural(self.meta['n_prompts'], 'prompt')}, {self.meta.get('ablation', 'zero')} ablation"
+                + ("; ○ marks ground truth" if truth else "") + ". single: the head's ablation effect in the intact model; conditional: its "
+                "effect once S is ablated; comp = conditional − single (these three in " + units + "); ratio = "
+                "conditional / single (no units); wakeup = the head's output norm with S ablated over its clean "
+                "output norm.")
 
     def stability_markdown(self) -> str:
         """One paragraph on how far the ranking can be trusted (the robustness panel)."""
@@ -117,23 +289,89 @@ class Report:
                      + ", ".join(f"{x['set']} {x['rho_to_calibration']:.2f}" for x in held) + ")")
         return text + "."
 
-    def figures(self) -> list:
-        from .widgets import BlindSpot, HeadMap
+    def sections(self) -> list:
+        """The report's figures, each once, with a heading and a caption (:class:`Section`)."""
+        from .plots import head_map
+        from .widgets import BlindSpot
 
-        truth = self.meta["truth"]
-        figs = [HeadMap(self.scores, truth=truth).figure(), BlindSpot(self.scores, truth=truth).figure()]
+        m, sc = self.meta, self.scores
+        truth, n, ablation = m["truth"], m["n_prompts"], m.get("ablation", "zero")
+        units = self.effect_units()
+        run = f"{ablation} ablation, {_plural(n, 'prompt')}"
+        known = " White dots mark the ground-truth backups." if truth else ""
+        out = [Section(
+            "CoAx score of every head",
+            head_map(sc.grid("comp"), "comp", primaries=sc.primaries, truth=truth, units=units),
+            f"CoAx score comp(u | S) = conditional − single of every head, in {units} ({run}); rows are layers "
+            f"L0–L{sc.n_layers - 1}, columns heads 0–{sc.n_heads - 1}. Black cells marked S are the primaries "
+            "(not scored). The colour bar is diverging around 0 when scores have both signs: vermillion, the head "
+            "matters more once S is gone (a backup candidate); blue, less." + known)]
+        out.append(Section(
+            "What single ablation misses", BlindSpot(sc, truth=truth).figure(),
+            "Each head outside S placed by its percentile rank (0–100, among the heads outside S) under single ablation (x, the first-order "
+            f"effect a one-at-a-time ablation study sees) and under CoAx (y), {run}. Heads in the shaded upper-left "
+            "quadrant do little alone but much once S is gone: backups that single ablation misses."
+            + (" Ground-truth backups in vermillion." if truth else "")))
         if self.recovery is not None:
-            figs.append(self.recovery.plot())
+            out.append(Section(
+                "Recovery of the known backups", self.recovery.plot(),
+                f"How well each selector's ranking separates the {_plural(len(truth), 'known backup')} "
+                f"({', '.join(truth)}) from the other heads outside S: ROC-AUC, 1 when every backup is ranked above "
+                f"every other head, 0.5 (dashed) chance; {run}. CoAx scores in blue, the other selectors in grey; "
+                "error bars are the spread over repeats where there are several."))
         if self.wakeup is not None:
-            figs.append(self.wakeup.plot())
+            w = self.wakeup
+            order = (w.meta.get("orders") or [[str(u) for u in w.primaries]])[0]
+            metric = m.get("metric") or "the task metric"
+            out.append(Section(
+                "Wake-up of CoAx's top heads", w.plot(),
+                f"The primaries are removed one at a time ({ablation} ablation; x = how many, in the order "
+                f"{', '.join(order)}); the lines follow CoAx's top {_plural(len(w.selected), 'head')} "
+                f"({', '.join(map(str, w.selected))}) and {w.meta.get('n_random', 8)} random sets of as many other "
+                "heads (mean ± sd band). Left: their summed output norm |z W_O| at the output positions (residual "
+                f"stream units). Middle: how much {metric} drops when the set is ablated too. Right: their summed "
+                "direct logit attribution to the answer (logits). A backup set rises as the primaries go, above the "
+                f"random band; {_plural(n, 'prompt')}."))
         if self.freezing is not None:
-            figs.append(self.freezing.plot())
+            fr = self.freezing
+            out.append(Section(
+                "Causal freezing", fr.plot(),
+                f"With S removed ({ablation} ablation), the fraction of the self-repair that goes away when CoAx's "
+                f"top {_plural(len(fr.selected), 'head')} ({', '.join(map(str, fr.selected))}) are frozen at their "
+                "clean outputs: 1 = all of it, 0 = none. Self-repair = the metric with S ablated minus the metric "
+                "with every other head frozen too. The grey bar is the mean of "
+                f"{_plural(len(fr.random_removed), 'random set')} of as many heads (grey dots: each set); "
+                f"{_plural(n, 'prompt')}."))
         if self.robustness is not None:
-            figs.append(self.robustness.plot())
-        return figs
+            r = self.robustness
+            level = f"{r.meta.get('level', 0.95):.0%}"
+            if r.truth:
+                a = (f"(top left) recovery ROC-AUC per selector with its {level} bootstrap interval over "
+                     f"{r.meta.get('n_boot')} resamples of the {r.meta.get('n_prompts')} prompts; (top right) mean ± sd "
+                     f"ROC-AUC from {r.meta.get('draws')} random subsets of each size")
+                c = "(bottom left) ROC-AUC under each feature mode of the Fisher geometry"
+                d = ("(bottom right) ROC-AUC on held-out rewordings of the prompts, the grey band the calibration "
+                     "interval" if r.held_out else "(bottom right) no held-out prompt sets for this task")
+            else:
+                a = (f"(top left) empty: without ground truth there is no recovery AUC; (top right) Spearman rho of "
+                     f"the ranking from {r.meta.get('draws')} random subsets of each size to the full ranking")
+                c = "(bottom left) rank agreement of each feature mode with the default (fisher_centered)"
+                d = ("(bottom right) rank agreement on held-out rewordings of the prompts" if r.held_out else
+                     "(bottom right) no held-out prompt sets for this task")
+            out.append(Section(
+                "How far the ranking can be trusted", r.plot(),
+                "Whether the ranking survives resampling, fewer prompts, another feature geometry"
+                + (" and reworded prompts" if r.held_out else "")
+                + f": {a}; {c}; {d}. {ablation.capitalize()} ablation throughout."))
+        return out
+
+    def figures(self) -> list:
+        """The report's figures in order (those of :meth:`sections`)."""
+        return [s.figure for s in self.sections()]
 
     def to_dict(self) -> dict:
-        return {"type": "CoAxReport", "meta": self.meta, "headline": self.headline(), "scores": self.scores.to_dict(),
+        return {"type": "CoAxReport", "meta": self.meta, "headline": self.headline(), "finding": self.finding(),
+                "scores": self.scores.to_dict(),
                 "recovery": None if self.recovery is None else
                 {"rows": self.recovery.rows, "truth": self.meta["truth"]},
                 "freezing": None if self.freezing is None else self.freezing.to_dict(),
@@ -196,7 +434,34 @@ def run_report(model: str = "organism:ioi_dormant", task: str = "default", prima
             "top": int(top), "ablation": ablation, "effect": effect,
             "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
             "provenance": provenance(model, run.model), "out_dir": str(out_dir)}
+    meta.update(_task_meta(run))
     return Report(scores, rec, fr, wu, rob, meta)
+
+
+def _task_meta(run) -> dict:
+    """What the title block says about the task and S beyond the parameters: the metric,
+    where effects are read, one prompt, and the rule an organism's card chose S by."""
+    from . import organisms
+
+    t = run.task
+    if t.metric_fn is not None:
+        metric, units = "the task's own metric", None
+    elif t.distractors is not None:
+        metric, units = "logit difference (correct − distractor)", "logits"
+    elif t.targets is not None:
+        metric, units = "log-probability of the correct token", "nats"
+    else:
+        metric, units = None, None
+    rule = None
+    name = organisms.organism_name(run.model_spec) if run.primaries_source == "organism card" else None
+    if name is not None:
+        rule = organisms.card(name).get("backup_criterion") or None
+    example = t.texts[0] if t.texts and t.texts[0] else None
+    kind = None
+    if "half_length" in t.info:  # induction: no text to quote
+        kind = f"random token sequences of {t.info['half_length']} tokens, each repeated once"
+    return {"metric": metric, "metric_units": units, "position_mode": t.position_mode, "example_prompt": example,
+            "prompt_kind": kind, "primaries_rule": rule}
 
 
 def _robustness_panel(run, primaries, truth, ablation: str):
@@ -307,11 +572,19 @@ def execute_notebook(src: Path, dest: Path, parameters: dict, cwd: Optional[Path
 
 
 def export_html(notebook: Path, dest: Path) -> None:
-    """Standalone HTML: images are inline data URIs; no script or font is fetched."""
+    """Standalone HTML: images are inline data URIs; no script or font is fetched. A
+    document, not a notebook: code is hidden (the .ipynb keeps it), cells tagged
+    ``parameters``, ``injected-parameters`` (papermill's, with the run's paths) or
+    ``report-hidden`` are left out, and the page is titled by the output that carries
+    ``TITLE_KEY`` in its metadata (the report's title)."""
     import nbformat
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(str(notebook), as_version=4)
+    titles = [out.get("metadata", {}).get(TITLE_KEY) for cell in nb.cells for out in cell.get("outputs", [])]
+    nb.metadata["title"] = next((t for t in titles if t), "CoAx report")
+    nb.cells = [c for c in nb.cells if not HIDDEN_TAGS & set(c.metadata.get("tags", []))
+                and not (c.cell_type == "code" and not c.get("outputs"))]  # no input shown: nothing left
     # no widget manager runs in a static page: keep the picture / text fallbacks only
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
@@ -322,7 +595,9 @@ def export_html(notebook: Path, dest: Path) -> None:
     exporter = HTMLExporter(template_name="lab")
     exporter.mathjax_url = ""
     exporter.require_js_url = ""
+    exporter.exclude_input = True
     exporter.exclude_input_prompt = True
+    exporter.exclude_output_prompt = True
     html, _ = exporter.from_notebook_node(nb)
     atomic_write_text(dest, html)
 
