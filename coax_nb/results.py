@@ -579,6 +579,32 @@ class RecoveryResult(_Fields):
     def __repr__(self) -> str:
         return self.table()
 
+    def roc(self, selector: str, repeat: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(false-positive rate, true-positive rate) of ``selector``'s ranking of the heads
+        outside the primaries against the truth, on one repeat's prompts."""
+        from .evaluate import roc_curve
+
+        self.row(selector)  # a clear error for a selector this result does not have
+        if not 0 <= repeat < len(self.scores):
+            raise ValueError(f"repeat {repeat} is outside this result's {len(self.scores)} prompt set(s)")
+        sc = self.scores[repeat]
+        keep = ~sc.is_primary()
+        labels = np.zeros(len(sc.units), bool)
+        for u in self.truth:
+            labels[u.flat(sc.n_heads)] = True
+        return roc_curve(sc[selector][keep], labels[keep])
+
+    def plot_roc(self, ax=None):
+        """ROC curve of every selector (every repeat; the legend gives the mean AUC)."""
+        from .plots import roc_curves
+
+        curves = {SELECTOR_LABELS.get(r["selector"], r["selector"]):
+                  [self.roc(r["selector"], i) for i in range(len(self.scores))] for r in self.rows}
+        conditional = {SELECTOR_LABELS.get(s, s) for s in _CONDITIONAL_SELECTORS}
+        return roc_curves(curves, {SELECTOR_LABELS.get(r["selector"], r["selector"]): r["roc_auc"] for r in self.rows},
+                          f"{self.meta.get('title', 'Backup recovery')}: ROC per selector\n"
+                          f"({len(self.truth)} backups among the heads outside S)", highlight=conditional, ax=ax)
+
     def plot(self, ax=None):
         """Horizontal bars of ROC-AUC (± std over repeats), chance at 0.5."""
         from .plots import bars

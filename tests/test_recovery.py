@@ -55,6 +55,33 @@ def test_recovery_json_and_plot(result, tmp_path):
     assert result.to_frame().shape[0] == len(result.rows)
 
 
+def test_roc_curves_per_selector(result):
+    """Each selector's ROC curve runs (0,0) -> (1,1), is monotone, and its area is the
+    row's ROC-AUC (mean over repeats); ties move diagonally, so the area still matches."""
+    from coax_nb.evaluate import roc_auc, roc_curve
+
+    for r in result.rows:
+        areas = []
+        for i in range(len(result.scores)):
+            fpr, tpr = result.roc(r["selector"], i)
+            assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0, 0, 1, 1)
+            assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
+            areas.append(np.trapezoid(tpr, fpr))
+        assert np.mean(areas) == pytest.approx(r["roc_auc"], abs=1e-12), r["selector"]
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # ties included: scores drawn from a handful of values
+        s, lab = rng.integers(0, 4, 15).astype(float), rng.random(15) < 0.3
+        lab[:2] = [True, False]
+        assert np.trapezoid(*roc_curve(s, lab)[::-1]) == pytest.approx(roc_auc(s, lab))
+    fig = result.plot_roc()
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert f"CoAx (conditional - single) (AUC {result.auc('comp'):.2f})" in labels and "chance" in labels
+    with pytest.raises(KeyError, match="no selector 'magic'"):
+        result.roc("magic")
+    with pytest.raises(ValueError, match="repeat 5 is outside this result's 2 prompt set"):
+        result.roc("comp", 5)
+
+
 def test_recovery_bad_input(handwired):
     task = task_for("organism:handwired", 8)
     with pytest.raises(ValueError, match="primary set is empty"):
