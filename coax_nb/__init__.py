@@ -7,9 +7,10 @@ from .dla import dla_ground_truth, head_dla
 from .engine import CLEAN, Engine, Term, Variant, as_engine
 from .evaluate import average_precision, evaluate, precision_at_k, roc_auc
 from .inputs import Run, resolve
+from .inspect_head import inspect_head
 from .models import ModelLoadError, load_model
 from .recover import recovery
-from .results import (Completion, Curves, Discovery, InductionTransfer, PairScores, RecoveryResult, Robustness, Sensitivity, UnitScores,
+from .results import (Completion, Curves, Discovery, HeadInspection, InductionTransfer, PairScores, RecoveryResult, Robustness, Sensitivity, UnitScores,
                       load)
 from .robustness import robustness
 from .scores import ablation_energy, co_activation, coax_scan, greedy_completion, single_scan, synergy
@@ -28,6 +29,6 @@ __all__ = [
     "parse_units", "attribution_scores", "dla_ground_truth", "head_dla", "recovery",
     "counterfactual_patching", "dla_handoff", "freezing", "wakeup",
     "discover_primaries", "Discovery", "p_sensitivity", "Sensitivity", "robustness", "Robustness", "ioi_rewordings",
-    "InductionTransfer",
+    "InductionTransfer", "inspect_head", "HeadInspection",
     "attribution_repair", "circuit_completion", "estimate_induction_transfer", "induction_transfer", "knockout", "prune", "task_loss",
 ]

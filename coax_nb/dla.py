@@ -74,6 +74,36 @@ def head_dla(engine: Engine, variant: Variant = CLEAN) -> np.ndarray:
     return (total[:-1] / max(total[-1].item(), 1.0)).cpu().numpy()
 
 
+def head_dla_at(engine: Engine, prompt: int, variant: Variant = CLEAN) -> tuple[np.ndarray, np.ndarray]:
+    """DLA of every head at each output position of one prompt: ``([P, L*H] values,
+    [P] weights)``, the weight 1 where the position is counted by the task's metric (the
+    same terms :func:`head_dla` averages)."""
+    _check_engine(engine, "head_dla_at")
+    if engine.task is None or engine.task.targets is None:
+        raise ValueError("direct logit attribution needs a task with targets (e.g. ioi_task or an organism's task)")
+    if isinstance(prompt, bool) or not isinstance(prompt, (int, np.integer)) or not 0 <= prompt < engine.n_prompts:
+        raise ValueError(f"prompt must be an index 0..{engine.n_prompts - 1} of the engine's prompts, got {prompt!r}")
+    run = engine.base(engine.check_variant(variant))
+    W_O = engine.arch.W_O.detach().to(engine.dtype)
+    gain = engine.arch.final_norm_gain().to(engine.device, engine.dtype) * engine.arch.logit_multiplier()
+    bi, b = next((i, b) for i, b in enumerate(engine.buckets) if prompt in b.index)
+    batch = BatchView(bi, len(b.index), b.positions, engine.task.subset(b.index))
+    row = b.index.index(prompt)
+    scale = engine.final_scale_at(run, batch)
+    if scale is None:
+        raise ValueError("direct logit attribution needs the final norm's scale, and this model's bridge does not "
+                         "expose it")
+    direction, keep = _answer_directions(engine, batch)
+    out = []
+    for layer in range(engine.n_layers):
+        w = torch.einsum("phe,hed->phd", engine.outputs_at(run, batch, layer)[row], W_O[layer])
+        if engine.arch.final_norm_centers:
+            w = w - w.mean(-1, keepdim=True)
+        w = w / scale[row][:, None] * gain
+        out.append(torch.einsum("phd,pd->ph", w, direction[row]))
+    return torch.cat(out, 1).double().cpu().numpy(), keep[row].double().cpu().numpy()
+
+
 def dla_ground_truth(engine: Engine, n_primaries: Optional[int] = None, primary_share: float = 0.25,
                      rise_threshold: float = 0.1) -> dict:
     """The labelled causal criterion for primaries and backups (independent of CoAx).

@@ -594,3 +594,76 @@ def roc_curves(curves: dict, aucs: dict, title: str, highlight=(), ax=None):
     ax.legend(fontsize=7, frameon=False, loc="lower right")
     ax.figure.tight_layout()
     return ax.figure
+
+
+def head_inspector(insp, ax=None):
+    """Three panels for a :class:`~coax_nb.results.HeadInspection`: the attention pattern
+    on its prompt (query rows, key columns, token labels), the DLA to the answer at each
+    output position (intact vs primaries ablated; grey where the metric does not count),
+    and the wake-up trace (output norm and DLA as the primaries go one by one); the head's
+    scores in the title. ``ax``: the attention pattern alone."""
+    import matplotlib.pyplot as plt
+
+    att = np.asarray(insp.attention, float)
+    labels = [t.replace("Ġ", " ").replace("▁", " ") for t in insp.tokens]
+    if ax is None:
+        fig, axes = plt.subplots(1, 3, figsize=(14, 4.4), constrained_layout=True,
+                                 gridspec_kw={"width_ratios": [1.15, 1.2, 1]})
+    else:
+        axes = [ax]
+    a = axes[0]
+    im = a.imshow(att, cmap=colormap(False), vmin=0, vmax=max(1e-9, att.max()))
+    T = att.shape[0]
+    step = max(1, T // 24)
+    a.set_xticks(range(0, T, step), labels[::step], rotation=90, fontsize=7)
+    a.set_yticks(range(0, T, step), labels[::step], fontsize=7)
+    a.set_xlabel("key (attended to)", fontsize=8)
+    a.set_ylabel("query", fontsize=8)
+    a.set_title(f"{insp.head}: attention on prompt {insp.prompt} (intact model)", fontsize=9)
+    a.figure.colorbar(im, ax=a, fraction=0.046, pad=0.02).set_label("attention weight", fontsize=8)
+    if ax is not None:
+        return a.figure
+    b = axes[1]
+    if insp.dla:
+        pos = np.asarray(insp.positions)
+        x = np.arange(len(pos))
+        counted = np.asarray(insp.dla["counted"], float) > 0
+        w = 0.4 if "primaries ablated" in insp.dla else 0.8
+        b.bar(x - (w / 2 if w < 0.8 else 0), insp.dla["clean"], w,
+              color=[line_color(0) if c else palette()["nan"] for c in counted], label="intact")
+        if "primaries ablated" in insp.dla:
+            b.bar(x + w / 2, insp.dla["primaries ablated"], w,
+                  color=[palette()["truth"] if c else palette()["nan"] for c in counted],
+                  label=f"S ablated ({insp.meta.get('ablation', 'zero')})")
+        step = max(1, len(pos) // 24)
+        b.set_xticks(x[::step], [f"{labels[p]}" for p in pos[::step]], rotation=90, fontsize=7)
+        b.axhline(0, color="k", lw=0.6)
+        b.set_xlabel("output position (the token it reads; grey: not counted by the metric)", fontsize=8)
+        b.set_ylabel("direct logit attribution to the answer (logits)", fontsize=8)
+        from matplotlib.patches import Patch
+
+        keys = [Patch(color=line_color(0), label="intact")]  # the first bars may be grey (uncounted)
+        if "primaries ablated" in insp.dla:
+            keys.append(Patch(color=palette()["truth"], label=f"S ablated ({insp.meta.get('ablation', 'zero')})"))
+        b.legend(handles=keys, fontsize=7, frameon=False)
+    else:
+        b.text(0.5, 0.5, "no answers in this task:\nno direct logit attribution", ha="center", va="center",
+               transform=b.transAxes)
+        b.set_axis_off()
+    b.set_title(f"{insp.head}: DLA per position, prompt {insp.prompt}", fontsize=9)
+    c = axes[2]
+    n = insp.trace["n_ablated"]
+    c.plot(n, insp.trace["norm"], "o-", color=line_color(0), label="output norm |z W_O|")
+    c.set_xlabel("primaries ablated (in the order given)", fontsize=8)
+    c.set_ylabel("mean output norm (residual units)", fontsize=8, color=line_color(0))
+    c.set_xticks(n)
+    d = c.twinx()
+    d.plot(n, insp.trace["dla"], "s--", color=palette()["truth"], label="DLA")
+    d.set_ylabel("mean DLA to the answer (logits)", fontsize=8, color=palette()["truth"])
+    c.set_title(f"{insp.head}: wake-up as S = {' '.join(insp.primaries) or '(none given)'} goes, "
+                f"{insp.meta.get('n_prompts')} prompts", fontsize=9)
+    if insp.scores:
+        shown = [k for k in ("single", "conditional", "comp", "ratio", "wakeup", "coact", "atp") if k in insp.scores]
+        shown += [k for k in insp.scores if k not in shown][:8 - len(shown)]
+        c.figure.suptitle(f"{insp.head}: " + ",  ".join(f"{k} {_fmt(insp.scores[k])}" for k in shown), fontsize=9)
+    return c.figure

@@ -997,6 +997,43 @@ class InductionTransfer(_Fields):
         return induction_panel(self, ax=ax)
 
 
+@dataclass
+class HeadInspection(_Fields):
+    """One head seen from every side (:func:`coax_nb.inspect_head`): its attention pattern
+    on one prompt (``attention[query][key]``, clean run), its direct logit attribution
+    to the answer at each output position (``dla["clean"]``, ``dla["primaries ablated"]``,
+    ``dla["counted"]`` = 1 where the metric counts the position), its wake-up trace (mean
+    output norm and DLA with the first n primaries ablated) and its scores."""
+
+    head: Unit
+    primaries: list
+    prompt: int
+    tokens: list
+    positions: list
+    attention: list
+    dla: dict
+    trace: dict
+    scores: dict
+    meta: dict = field(default_factory=dict)
+
+    @classmethod
+    def _from_payload(cls, d: dict) -> "HeadInspection":
+        kw = cls._kwargs(d)
+        kw["head"] = parse_name(kw["head"])
+        return cls(**kw)
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame({"primaries ablated": self.trace["n_ablated"], "output norm": self.trace["norm"],
+                             "DLA": self.trace["dla"]}).set_index("primaries ablated")
+
+    def plot(self, ax=None):
+        from .plots import head_inspector
+
+        return head_inspector(self, ax=ax)
+
+
 # ---------------------------------------------------------------------------- discovery
 @dataclass
 class Discovery(Result):

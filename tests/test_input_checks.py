@@ -14,12 +14,12 @@ import torch
 import traitlets
 
 import coax_nb
-from coax_nb import (Completion, Curves, Discovery, Engine, InductionTransfer, ModelLoadError, PairScores, RecoveryResult,
+from coax_nb import (Completion, Curves, Discovery, Engine, HeadInspection, InductionTransfer, ModelLoadError, PairScores, RecoveryResult,
                      Sensitivity, Task, Term, UnitScores,
                      Variant, ablation_energy, as_engine, attribution_repair, attribution_scores, average_precision,
                      circuit_completion, co_activation, coax_scan, counterfactual_patching, custom_task, discover_primaries,
                      dla_ground_truth, dla_handoff, estimate_induction_transfer, evaluate, freezing, greedy_completion, head_dla, induction_task,
-                     induction_transfer, ioi_counterfactual, ioi_rewordings, ioi_task, knockout, load, load_model, parse_units,
+                     induction_transfer, inspect_head, ioi_counterfactual, ioi_rewordings, ioi_task, knockout, load, load_model, parse_units,
                      precision_at_k, p_sensitivity, prune, recovery, resolve, robustness, roc_auc, single_scan, synergy,
                      task_loss, wakeup)
 from coax_nb import plots
@@ -682,6 +682,11 @@ CASES = [
     ("induction_transfer: an Engine as the model", lambda c: induction_transfer(c.engine),
      TypeError, r"takes models, not an Engine; pass engine\.model"),
     ("induction_transfer: no models", lambda c: induction_transfer([]), ValueError, r"models is empty"),
+    ("inspect_head: a head outside the model", lambda c: inspect_head(c.engine, "L9H9", P), ValueError, "L9H9"),
+    ("inspect_head: a primary", lambda c: inspect_head(c.engine, P[0], P), ValueError, "is one of the primaries"),
+    ("HeadInspection: JSON without its fields",
+     lambda c: HeadInspection.from_dict({"type": "HeadInspection", "schema_version": 1}), ValueError,
+     "missing the field"),
     ("organisms.names: an unknown task kind", lambda c: organisms.names(kind="translation"), ValueError,
      r"no bundled organism has task kind 'translation'; kinds: induction, ioi"),
     ("induction_transfer: a model twice", lambda c: induction_transfer([c.model, c.model]), ValueError,

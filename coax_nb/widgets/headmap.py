@@ -61,8 +61,50 @@ class HeadMap(HasPrimaries, Component):
         from ..scores import coax_scan
 
         scan_kwargs.setdefault("progress", False)
-        return cls(coax_scan(engine, primaries=primaries, **scan_kwargs), score, truth).bind(
+        view = cls(coax_scan(engine, primaries=primaries, **scan_kwargs), score, truth).bind(
             lambda p: coax_scan(engine, primaries=p, **scan_kwargs))
+        view.engine = engine  # for inspect()
+        view._ablation = scan_kwargs.get("ablation", "zero")
+        return view
+
+    def inspect(self, head: Optional[str] = None, prompt: int = 0, engine=None):
+        """The head inspector (:func:`coax_nb.inspect_head`) for ``head`` (default: the
+        last selected one) under this map's primaries and scores; ``engine`` defaults to
+        the one :meth:`live` scans."""
+        from ..inspect_head import inspect_head
+
+        engine = engine or getattr(self, "engine", None)
+        if engine is None:
+            raise ValueError("this HeadMap has no engine to inspect heads with: build it with HeadMap.live(engine, "
+                             "...) or pass engine=")
+        head = head or (self.selected[-1] if self.selected else None)
+        if head is None:
+            raise ValueError("no head given and none selected: shift-click a head in the map, or pass head='L9H9'")
+        return inspect_head(engine, head, [p for p in self.primaries if p != head], prompt=prompt,
+                            scores=self.result, ablation=getattr(self, "_ablation", "zero"))
+
+    def inspector(self, prompt: int = 0):
+        """An output area that shows the inspector of each head shift-clicked (selected) in
+        this map: display it under the map."""
+        import ipywidgets
+        import matplotlib.pyplot as plt
+        from IPython.display import display
+
+        out = ipywidgets.Output()
+
+        def show(change):
+            if not change["new"]:
+                return
+            with out:
+                out.clear_output(wait=True)
+                try:
+                    fig = self.inspect(change["new"][-1], prompt)
+                    display(fig.plot())
+                    plt.close("all")
+                except ValueError as exc:  # e.g. a primary was selected
+                    print(exc)
+        self.observe(show, names="selected")
+        return out
 
     def _recompute(self, change):
         if self._scorer is None or not change["new"]:
