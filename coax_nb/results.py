@@ -302,6 +302,44 @@ class PairScores(Result):
                  if not np.isnan(m[i, j])]
         return sorted(pairs, key=lambda t: -t[2])[:k]
 
+    def modules(self, name: Optional[str] = None, n: Optional[int] = None) -> dict:
+        """The matrix's modules: heads that interact strongly with each other, as groups
+        ``{"M1": [heads], ...}`` (largest first; a head that belongs nowhere is a module of
+        its own). Average-linkage merging on |values|; ``n`` modules, or (default) the
+        merge step with the highest weighted modularity. The dict is what
+        ``synergy(engine, units=...)`` takes to ablate each module as one unit (the grid
+        collapsed to modules) and what ``SynergyGrid(..., groups="modules")`` draws."""
+        by = name or next(iter(self.values))
+        w = np.abs(np.nan_to_num(np.asarray(self[by], float)))
+        w = (w + w.T) / 2
+        np.fill_diagonal(w, 0)
+        count = len(self.units)
+        if n is not None:
+            if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 1 <= n <= count:
+                raise ValueError(f"n must be a whole number of modules from 1 to {count} (the heads in this "
+                                 f"matrix), got {n!r}")
+        total = w.sum()
+
+        def modularity(parts):
+            if total == 0:
+                return 0.0
+            deg = w.sum(1)
+            return sum(w[np.ix_(p, p)].sum() / total - (deg[p].sum() / total) ** 2 for p in parts)
+
+        parts = [[i] for i in range(count)]
+        best = (modularity(parts), [list(p) for p in parts])
+        while len(parts) > (n or 1):
+            a, b = max(combinations(range(len(parts)), 2),
+                       key=lambda ij: w[np.ix_(parts[ij[0]], parts[ij[1]])].mean())
+            parts[a] = parts[a] + parts[b]
+            del parts[b]
+            q = modularity(parts)
+            if n is None and q > best[0] + 1e-12:
+                best = (q, [list(p) for p in parts])
+        chosen = parts if n is not None else best[1]
+        chosen = sorted((sorted(p) for p in chosen), key=lambda p: (-len(p), p[0]))
+        return {f"M{k + 1}": [self.units[i] for i in p] for k, p in enumerate(chosen)}
+
     def _payload(self) -> dict:
         groups = [u.to_dict() for u in self.units if isinstance(u, UnitGroup)]
         return {"units": [str(u) for u in self.units], **({"groups": groups} if groups else {}),

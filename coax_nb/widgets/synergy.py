@@ -24,7 +24,8 @@ def _cluster_order(m: np.ndarray) -> list[int]:
 
 class SynergyGrid(Component):
     """Pairwise matrix of a ``PairScores`` (default its first matrix); ``groups`` maps
-    heads to labels (e.g. ``{"L2H0": "backup"}``) for blocks and the group order."""
+    heads to labels (e.g. ``{"L2H0": "backup"}``) for blocks and the group order, or is
+    ``"modules"`` for the matrix's own modules (:meth:`PairScores.modules`)."""
 
     _esm = STATIC / "synergy.js"
     _css = STATIC / "synergy.css"
@@ -43,6 +44,9 @@ class SynergyGrid(Component):
         name = name or next(iter(pairs.values))
         if name not in pairs.values:
             raise ValueError(f"no matrix {name!r}; available: {', '.join(pairs.values)}")
+        if groups == "modules":  # the matrix's own modules (PairScores.modules); lone heads stay "other"
+            groups = {str(u): label for label, members in pairs.modules(name).items() if len(members) > 1
+                      for u in members}
         if groups is not None and not isinstance(groups, dict):
             raise TypeError(f"groups must be a dict of head -> group label, e.g. {{'L2H0': 'backup'}}, got "
                             f"{type(groups).__name__}")
