@@ -48,6 +48,12 @@ def test_headmap_recomputes_when_the_page_changes_the_primaries(engine, hm):
     assert "outside the model" in hm.error and [str(u) for u in hm.result.primaries] == ["L1H0"]
     hm.primaries = ["1.0", "1.1"]  # any head spelling; the trait keeps the page's labels
     assert hm.primaries == ["L1H0", "L1H1"] and hm.error == "" and hm.version == 3
+    single = list(hm.scores["single"])
+    hm.primaries = []  # the last primary removed: no stale CoAx scores of the old S
+    assert all(v is None for v in hm.scores["comp"]) and hm.scores["single"] == single
+    assert "S is empty" in hm.error and hm.version == 4
+    hm.primaries = ["L1H0", "L1H1"]
+    assert hm.error == "" and hm.grid()[2, 0] > 0
 
 
 def test_old_seed_names_still_work_with_a_warning(engine):

@@ -107,7 +107,12 @@ class HeadMap(HasPrimaries, Component):
         return out
 
     def _recompute(self, change):
-        if self._scorer is None or not change["new"]:
+        if self._scorer is None:
+            return
+        if not change["new"]:  # no S: scores that depend on it are undefined, not the last S's
+            self.scores = {k: (v if k == "single" else [None] * len(v)) for k, v in self.scores.items()}
+            self.error = "S is empty: CoAx scores need at least one primary head; click a head to add one"
+            self.version += 1
             return
         self.busy = True
         try:
