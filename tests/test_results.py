@@ -11,7 +11,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from coax_nb import Engine, load_model, results  # noqa: E402
+from coax_nb import Engine, inspect_head, load_model, results  # noqa: E402
 from coax_nb.applications import (attribution_repair, circuit_completion, induction_transfer,  # noqa: E402
                                   knockout, prune)
 from coax_nb.discover import discover_primaries  # noqa: E402
@@ -65,6 +65,7 @@ def built(hw, toy):
         "Robustness": robustness(e, None, P, B, selectors=["comp", "single"], n_boot=10, sizes=[4, 8], draws=2,
                                  feature_modes=["l2_centered"], held_out={"seed 3": task_for("handwired", 8, 3)},
                                  progress=False),
+        "HeadInspection": inspect_head(e, B[0], P, prompt=1, scores=scan),
     }
     assert set(out) == {n for n in results._TYPES}, "a result type is missing from this test"
     return out
@@ -72,7 +73,7 @@ def built(hw, toy):
 
 TYPES = ["UnitScores", "PairScores", "Completion", "Curves", "RecoveryResult", "WakeUp", "HandOff", "Freezing",
          "Patching", "AttributionRepair", "Knockout", "CircuitCompletion", "Pruning", "InductionTransfer", "Discovery",
-         "Sensitivity", "Robustness"]
+         "Sensitivity", "Robustness", "HeadInspection"]
 
 
 @pytest.mark.parametrize("kind", TYPES)
