@@ -157,6 +157,20 @@ def cmd_induction(args) -> int:
     return 0
 
 
+def cmd_page(args) -> int:
+    from .results import load
+    from .widgets.export import result_page
+
+    source = Path(args.results)
+    if not source.is_file():
+        raise ValueError(f"no results file {source}; give a JSON written by coax-nb (e.g. coax-nb scan --json)")
+    result = load(source)
+    out = result_page(result, args.out, title=args.title, truth=args.truth, repeat=args.repeat - 1)
+    print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB): a {type(result).__name__} page that opens offline, "
+          "no kernel needed")
+    return 0
+
+
 def cmd_organisms(args) -> int:
     from . import organisms
 
@@ -234,6 +248,16 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--estimate", action="store_true", help="print each model's memory and time estimate and stop")
     n.add_argument("--quiet", action="store_true", help="no progress bar")
     n.set_defaults(func=cmd_induction)
+    g = sub.add_parser("page", help="an interactive, offline HTML page of saved results (no kernel needed)")
+    g.add_argument("results", metavar="RESULTS.json", help="a result saved by coax-nb: a scan (UnitScores), "
+                   "RecoveryResult, PairScores, Sensitivity, Curves, WakeUp, Knockout or Pruning")
+    g.add_argument("-o", "--out", default="coax-page.html", help="the HTML file to write (default ./coax-page.html)")
+    g.add_argument("--title", default=None, help="the page title (default: the result's kind and model)")
+    g.add_argument("--truth", nargs="+", default=None, metavar="HEAD", help="ground-truth heads to mark (default: "
+                   "the result's own, or the organism card's backups when the scan names an organism)")
+    g.add_argument("--repeat", type=_integer(1), default=1, help="RecoveryResult: whose repeat's scores to draw "
+                   "(default 1)")
+    g.set_defaults(func=cmd_page)
     o = sub.add_parser("organisms", help="list the bundled model organisms")
     o.set_defaults(func=cmd_organisms)
     return p

@@ -17,10 +17,14 @@ from the top-level ``widgets/`` sources by ``widgets/build.py``; nothing is fetc
 CDN). Every component has ``selected`` (head names) as a synced traitlet, shared by
 :func:`link`, and ``figure()`` (drawn by :mod:`coax_nb.plots`, the same picture as the
 page), whose PNG is in its mime bundle for nbconvert, GitHub and papermill reports.
+
+:func:`to_html` (or ``component.to_html(path)``) writes one or several components to a
+self-contained offline HTML page that runs without a kernel, their selection shared.
 """
 from .base import STATIC, Component, link
 from .blindspot import BlindSpot
 from .curves import Curves
+from .export import page_html, result_page, to_html
 from .headmap import HeadMap
 from .ranking import RankingTable
 from .sensitivity import SensitivityExplorer
@@ -29,4 +33,4 @@ from .synergy import SynergyGrid
 COMPONENTS = (HeadMap, BlindSpot, SynergyGrid, Curves, RankingTable, SensitivityExplorer)
 
 __all__ = ["BlindSpot", "COMPONENTS", "Component", "Curves", "HeadMap", "RankingTable", "STATIC",
-           "SensitivityExplorer", "SynergyGrid", "link"]
+           "SensitivityExplorer", "SynergyGrid", "link", "page_html", "result_page", "to_html"]

@@ -62,6 +62,13 @@ class Component(anywidget.AnyWidget):
     def figure(self):  # pragma: no cover - every component overrides it
         raise NotImplementedError
 
+    def to_html(self, path, title: str = "coax-nb", **kwargs):
+        """Write this component to ``path`` as one offline HTML page that runs without a
+        kernel (see :func:`coax_nb.widgets.to_html`, which also takes several)."""
+        from .export import to_html
+
+        return to_html([self], path, title, **kwargs)
+
     def _repr_mimebundle_(self, **kwargs):
         bundle = super()._repr_mimebundle_(**kwargs)
         data, meta = bundle if isinstance(bundle, tuple) else (bundle, {})
