@@ -53,4 +53,7 @@ for number, section in enumerate(report.sections(), 1):
     display(section.bundle(number), raw=True)
 
 # %%
+display(report.interactive_bundle(), raw=True)
+
+# %%
 report.write_json(os.path.join(out_dir, "report.json"))

@@ -289,6 +289,26 @@ class Report:
                      + ", ".join(f"{x['set']} {x['rho_to_calibration']:.2f}" for x in held) + ")")
         return text + "."
 
+    def interactive_bundle(self) -> dict:
+        """The scan as an interactive view inside the report: the head map, blind spot and
+        ranking, linked (:func:`coax_nb.widgets.page_html`, the same offline page as
+        ``coax-nb page``) in an ``<iframe srcdoc>``; the figures above remain the static
+        fallback (PDF, text-only viewers: they get the plain-text line)."""
+        import html
+
+        from .widgets.export import page_html, result_components
+
+        comps, captions, about = result_components(self.scores, truth=list(self.meta["truth"]))
+        page = page_html(comps, title=self.title(), captions=captions,
+                         about=about + " Hover a head for every score; click to select it in all three views.")
+        frame = (f'<iframe title="interactive view" srcdoc="{html.escape(page, quote=True)}" '
+                 'style="width:100%;height:1150px;border:1px solid #ddd" loading="lazy"></iframe>')
+        text = ("<h2>Interactive view</h2><p>The same scan, live in this page without a kernel: hover a head for "
+                "all its scores, sort the table, select heads across the three views. Rescanning with another S "
+                "needs a notebook (<code>HeadMap.live</code>).</p>")
+        return {"text/html": text + frame,
+                "text/plain": "Interactive view: open report.html in a browser (the figures above show the same scan)."}
+
     def sections(self) -> list:
         """The report's figures, each once, with a heading and a caption (:class:`Section`)."""
         from .plots import head_map

@@ -252,8 +252,13 @@ def test_report_html_is_a_document(small_report):
     assert "fraction of the self-repair" in captions[4]
     assert page.blocks["h2"] == [
         "Ranking", "CoAx score of every head", "What single ablation misses", "Recovery of the known backups",
-        "Wake-up of CoAx's top heads", "Causal freezing"]
+        "Wake-up of CoAx's top heads", "Causal freezing", "Interactive view"]
     assert "Table 1." in text and len(page.blocks["td"]) > 0
+    # the interactive view: the offline page of the scan (coax-nb page) in an iframe, after the figures
+    frame = re.search(r'<iframe[^>]*srcdoc="([^"]*)"', html)
+    inner = __import__("html").unescape(frame[1])
+    assert "default-src 'none'" in inner and all(f'data-kind="{k}"' in inner for k in ("headmap", "ranking"))
+    assert not re.search(r"<script[^>]+src=|<link[^>]+href=|https?://(?!www\.w3\.org/2000/svg)", inner)
 
 
 @pytest.mark.slow
