@@ -19,6 +19,7 @@ from coax_nb.sensitivity import p_sensitivity
 from coax_nb.units import Unit
 from coax_nb.widgets import (COMPONENTS, STATIC, BlindSpot, Curves, HeadMap, RankingTable, SensitivityExplorer,
                              SynergyGrid, link)
+from coax_nb.widgets.base import float_values, json_values
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -299,3 +300,24 @@ def test_no_module_imports_anything_from_the_network():
                 assert re.fullmatch(r"\./[\w-]+\.(js|json)", target), (path.name, target)
         assert "https://" not in text and "http://" not in text.replace("http://www.w3.org/2000/svg", "")
         assert "@import" not in text and "url(" not in text, path.name
+
+
+def test_linked_views_follow_a_headmap_rescan(engine):
+    """A click that changes S rescans in the kernel; the linked BlindSpot and RankingTable
+    then draw the new scores (not the old S's), and clear with S."""
+    from coax_nb import coax_scan
+
+    hm = HeadMap.live(engine, primaries=["L1H0", "L1H1"], truth=["L2H0", "L2H1"])
+    bs, rt = BlindSpot(hm.result), RankingTable(hm.result)
+    link(hm, bs, rt)
+    hm.primaries = ["L1H0"]  # the page's click on L1H1
+    fresh = coax_scan(engine, primaries=["L1H0"], progress=False)
+    assert bs.primaries == rt.primaries == ["L1H0"]
+    assert np.allclose(float_values(bs.y), fresh["comp"], equal_nan=True)
+    assert np.allclose(float_values(rt.scores["comp"]), fresh["comp"], equal_nan=True)
+    assert rt.result is hm.result
+    hm.primaries = ["L1H0", "L9H9"]  # a failed rescan: the views keep the last good scores
+    assert bs.primaries == ["L1H0"]
+    hm.primaries = []  # no S: nothing that depends on S is left
+    assert bs.primaries == [] and all(v is None for v in bs.y) and all(v is None for v in rt.scores["comp"])
+    assert rt.scores["single"] == json_values(fresh["single"])

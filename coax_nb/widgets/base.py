@@ -92,7 +92,9 @@ class HasPrimaries:
 
 
 def link(*components: Component) -> list:
-    """Share the head selection between components (in the browser, via ``jslink``)."""
+    """Share the head selection between components (in the browser, via ``jslink``), and
+    the scores: when a linked HeadMap rescans (a click changed S), every linked view with
+    ``show(scores)`` (BlindSpot, RankingTable) draws the new scores."""
     import ipywidgets
 
     if len(components) < 2:
@@ -100,4 +102,23 @@ def link(*components: Component) -> list:
     odd = [type(c).__name__ for c in components if not isinstance(c, Component)]
     if odd:
         raise TypeError(f"link takes coax-nb components (HeadMap, BlindSpot, ...), got {odd[0]}")
+    for source in components:
+        if source.has_trait("version") and hasattr(source, "result"):  # a view that rescans in the kernel
+            views = [c for c in components if c is not source and callable(getattr(c, "show", None))]
+
+            def forward(change, source=source, views=views):
+                if source.busy:
+                    return
+                scores = source.result
+                if not source.primaries:  # no S: only the scores that do not depend on it remain
+                    from ..results import UnitScores
+
+                    scores = UnitScores(scores.n_layers, scores.n_heads, [],
+                                        {k: v if k == "single" else np.full(len(v), np.nan)
+                                         for k, v in scores.scores.items()}, scores.meta)
+                elif source.error:  # a failed rescan keeps its last good scores, and so do the views
+                    return
+                for view in views:
+                    view.show(scores)
+            source.observe(forward, names="version")
     return [ipywidgets.jslink((a, "selected"), (b, "selected")) for a, b in zip(components, components[1:])]

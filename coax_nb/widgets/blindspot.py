@@ -39,6 +39,13 @@ class BlindSpot(HasPrimaries, Component):
     def _normalize_names(self, proposal):
         return head_names(proposal["value"])
 
+    def show(self, scores) -> None:
+        """Draw new scores (e.g. a linked HeadMap's rescan): the same x and y scores, the new S."""
+        check_result(scores, UnitScores, "BlindSpot", "per-head scores, e.g. coax_scan(...)")
+        with self.hold_sync():
+            self.x, self.y = json_values(scores[self.x_label]), json_values(scores[self.y_label])
+            self.primaries = head_names(scores.primaries)
+
     def percentiles(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """Rank percentiles of x and y over the heads outside the primaries, as the page
         computes them (NaN where a score is NaN), and those heads' names."""

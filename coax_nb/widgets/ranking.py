@@ -42,6 +42,14 @@ class RankingTable(HasPrimaries, Component):
     def _normalize_names(self, proposal):
         return head_names(proposal["value"])
 
+    def show(self, scores) -> None:
+        """Draw new scores (e.g. a linked HeadMap's rescan), keeping the sort."""
+        check_result(scores, UnitScores, "RankingTable", "per-head scores, e.g. coax_scan(...)")
+        with self.hold_sync():
+            self.scores = {k: json_values(v) for k, v in scores.scores.items()}
+            self.primaries = head_names(scores.primaries)
+        self.result = scores
+
     def frame(self):
         """The table's scores, one row per head, indexed by head name."""
         import pandas as pd
