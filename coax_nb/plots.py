@@ -157,9 +157,10 @@ def blind_spot(x_pct, y_pct, labels, x_name: str, y_name: str, truth: Sequence =
     names = [str(parse_name(n)) for n in labels]
     keep = np.array([n not in prim for n in names], bool) & np.isfinite(x) & np.isfinite(y)
     is_true = np.array([n in true for n in names], bool)
-    ax = _new_ax(ax, (4.2, 3.8))
-    ax.axvspan(0, 50, ymin=0.5, ymax=1, color=pal["truth"], alpha=0.08)
-    ax.text(2, 96, "blind spot: low first-order, high CoAx", fontsize=7, color="0.4")
+    ax = _new_ax(ax, (4.2, 4.2))
+    # the shaded quadrant is named in the legend, which sits below the axes: nothing is
+    # written inside the plot, where it would cover points
+    ax.axvspan(0, 50, ymin=0.5, ymax=1, color=pal["truth"], alpha=0.08, label="blind spot: low first-order, high CoAx")
     ax.scatter(x[keep & ~is_true], y[keep & ~is_true], c=pal["point"], s=25, label="heads")
     ax.scatter(x[keep & is_true], y[keep & is_true], c=pal["truth"], s=45, label="ground truth")
     ax.set_xlim(-3, 103)
@@ -167,7 +168,7 @@ def blind_spot(x_pct, y_pct, labels, x_name: str, y_name: str, truth: Sequence =
     ax.set_xlabel(f"{x_name} percentile")
     ax.set_ylabel(f"{y_name} percentile")
     ax.set_title(f"{y_name} vs {x_name} (percentiles; primaries left out)", fontsize=9)
-    ax.legend(fontsize=8, frameon=False, loc="lower right")
+    ax.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     ax.figure.tight_layout()
     return ax.figure
 

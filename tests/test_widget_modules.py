@@ -254,15 +254,18 @@ def test_blindspot_page_and_png_draw_the_same_points(page):
         assert (cx - 52) / 316 * 100 == pytest.approx(px[k]) and (296 - cy) / 286 * 100 == pytest.approx(py[k])
 
 
+DARK_THEME = """() => {
+  const s = document.body.style;
+  s.setProperty('--jp-ui-font-color1', 'rgb(230, 230, 230)');
+  s.setProperty('--jp-ui-font-color2', 'rgb(190, 190, 190)');
+  s.setProperty('--jp-layout-color1', 'rgb(17, 17, 17)');
+  s.background = 'rgb(17, 17, 17)';
+}"""
+
+
 def test_dark_theme_uses_jupyterlab_colours(page, scores):
     """Under JupyterLab's dark theme variables, text and tooltips follow the theme."""
-    page.evaluate("""() => {
-      const s = document.body.style;
-      s.setProperty('--jp-ui-font-color1', 'rgb(230, 230, 230)');
-      s.setProperty('--jp-ui-font-color2', 'rgb(190, 190, 190)');
-      s.setProperty('--jp-layout-color1', 'rgb(17, 17, 17)');
-      s.background = 'rgb(17, 17, 17)';
-    }""")
+    page.evaluate(DARK_THEME)
     mount(page, "ranking", state_of(widgets.RankingTable(scores)))
     color = page.evaluate("getComputedStyle(document.querySelector('.coax-root')).color")
     assert color == "rgb(230, 230, 230)"
@@ -367,3 +370,218 @@ def test_sensitivity_module_shows_a_choice_without_heads(page, sens):
     assert page.locator(".coax-sensitivity input[type=range]").is_disabled()  # one choice: nothing to slide
     assert page.locator(".coax-sens-agreement").inner_text() == w.agreement() == (
         "this is the reference choice (card) · no ROC-AUC for this choice")
+
+
+# --- issue 19 item 5: tooltips, table width, long group names, the blind-spot key, CSS scope
+
+def rect(page, selector: str) -> dict:
+    return page.evaluate("(s) => { const r = document.querySelector(s).getBoundingClientRect();"
+                         " return {l: r.left, t: r.top, r: r.right, b: r.bottom}; }", selector)
+
+
+def inside(inner: dict, outer: dict) -> bool:
+    return (inner["l"] >= outer["l"] - 0.5 and inner["t"] >= outer["t"] - 0.5
+            and inner["r"] <= outer["r"] + 0.5 and inner["b"] <= outer["b"] + 0.5)
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_tooltip_stays_inside_the_component_and_the_viewport(page, scores, theme):
+    """A 3x4 map in a narrow output area (overflow hidden, as tall as the map): the
+    tooltip of a top-row head and of a right-column head lies wholly inside the component
+    and the viewport, beside the pointer, not over it."""
+    if theme == "dark":
+        page.evaluate(DARK_THEME)
+    page.evaluate("() => { const r = document.getElementById('root');"
+                  " r.style.cssText = 'width: 260px; overflow: hidden; margin: 0'; document.body.style.margin = '0'; }")
+    w = widgets.HeadMap(scores, truth=["L0H3", "L2H3"])
+    mount(page, "headmap", state_of(w))
+    viewport = {"l": 0, "t": 0, "r": 900, "b": 700}
+    for unit in ["L0H0", "L0H3", "L2H3", "L1H3"]:
+        cell = rect(page, f".cell[data-unit='{unit}'] .cell-rect")
+        x, y = cell["r"] - 3, cell["t"] + 3  # the corner nearest the component's right / top edge
+        page.mouse.move(x, y)
+        tip = rect(page, ".coax-tooltip")
+        box = rect(page, ".coax-root")
+        assert tip["r"] - tip["l"] > 60 and tip["b"] - tip["t"] > 30, (unit, tip)
+        assert inside(tip, box) and inside(tip, viewport), (unit, tip, box)
+        assert not (tip["l"] <= x <= tip["r"] and tip["t"] <= y <= tip["b"]), (unit, tip, (x, y))
+        assert f"head {unit}" in page.locator(".coax-tooltip").inner_text()
+    # the right column flipped to the left of the pointer: 12 px right of it would overflow
+    assert tip["r"] <= x
+    screenshot(page, f"module-tooltip-{theme}")
+    # at the viewport's bottom-right corner the tip flips up and left, still whole
+    page.set_viewport_size({"width": 600, "height": 200})
+    page.evaluate("() => { document.getElementById('root').style.cssText = 'width: 260px; margin: 30px 0 0 340px'; }")
+    page.mouse.move(0, 0)
+    cell = rect(page, ".cell[data-unit='L2H3'] .cell-rect")
+    page.mouse.move(cell["l"] + 3, cell["t"] + 3)
+    tip = rect(page, ".coax-tooltip")
+    assert inside(tip, {"l": 0, "t": 0, "r": 600, "b": 200}), tip
+
+
+ONE_LINE_PER_CELL = """() => [...document.querySelectorAll('.coax-ranking th, .coax-ranking td')].map((c) => {
+  const r = document.createRange(); r.selectNodeContents(c);
+  return new Set([...r.getClientRects()].map((q) => Math.round(q.top))).size; })"""
+ROW_HEIGHTS = "[...document.querySelectorAll('.coax-ranking tr')].map((r) => r.getBoundingClientRect().height)"
+SCROLL = ("(() => { const b = document.querySelector('.coax-table-box'), r = document.querySelector('.coax-root');"
+          " return [b.scrollWidth, b.clientWidth, r.getBoundingClientRect().width]; })()")
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_ranking_cells_never_wrap_at_700px(page, theme):
+    """A full scan's seven columns with awkward numbers in a 700 px output area: every
+    cell is one line, numbers are compact (full value in the title) and the table needs no
+    sideways scroll. Four more columns: still one line per cell; only the table box scrolls."""
+    if theme == "dark":
+        page.evaluate(DARK_THEME)
+    page.evaluate("() => { document.getElementById('root').style.width = '700px'; }")
+    rng = np.random.default_rng(5)
+    names = ["single", "conditional", "comp", "coupling", "ratio", "wakeup", "coact"]  # coax_nb.scores
+    vals = {n: rng.normal(size=12) * 10.0 ** rng.integers(-6, 5, size=12) for n in names}
+    vals["comp"][3] = -1.234567e-5
+    vals["coupling"][3] = 123456.789
+    vals["ratio"][3] = 0.123456
+    w = widgets.RankingTable(UnitScores(3, 4, [Unit(1, 0), Unit(1, 1)], vals), truth=["L2H0"], sort_by="comp")
+    mount(page, "ranking", state_of(w))
+    lines = page.evaluate(ONE_LINE_PER_CELL)
+    assert len(lines) == 13 * 9 and set(lines) == {1}, lines
+    heights = page.evaluate(ROW_HEIGHTS)
+    assert max(heights) - min(heights) < 1.0 and max(heights) < 24, heights
+    scroll_w, client_w, root_w = page.evaluate(SCROLL)
+    assert scroll_w <= client_w and root_w <= 700, (scroll_w, client_w, root_w)
+    row = page.locator("tbody tr[data-unit='L0H3'] td.num")
+    assert row.all_inner_texts()[2:5] == ["-1.2e-5", "1.2e5", "0.123"]
+    assert row.nth(2).get_attribute("title") == js_fmt(-1.234567e-5)
+    screenshot(page, f"module-ranking-700px-{theme}")
+    more = {**vals, **{n: rng.normal(size=12) for n in ["atp", "cond_atp", "eap_ig", "cond_eap_ig"]}}
+    page.evaluate("(s) => window.model.set('scores', s)", json.loads(json.dumps(
+        {k: [None if np.isnan(x) else float(x) for x in v] for k, v in more.items()})))
+    lines = page.evaluate(ONE_LINE_PER_CELL)
+    assert len(lines) == 13 * 13 and set(lines) == {1}
+    scroll_w, client_w, root_w = page.evaluate(SCROLL)
+    assert scroll_w > client_w and root_w <= 700, (scroll_w, client_w, root_w)
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_synergy_shows_long_group_names_whole(page, theme):
+    if theme == "dark":
+        page.evaluate(DARK_THEME)
+    units = [Unit(1, 0), Unit(1, 1), Unit(2, 0), Unit(2, 1)]
+    m = np.array([[np.nan, 0.1, 0.9, 0.0], [0.1, np.nan, 0.0, 0.8], [0.9, 0.0, np.nan, 0.05],
+                  [0.0, 0.8, 0.05, np.nan]])
+    long30 = "backup name movers (late path)"
+    huge = "a group name far too long to show: " + "x" * 80
+    assert len(long30) == 30
+    w = widgets.SynergyGrid(PairScores(units, {"normalized": m}),
+                            groups={"L1H0": "mover", "L1H1": "mover", "L2H0": long30, "L2H1": huge})
+    mount(page, "synergy", state_of(w))
+    labels = page.evaluate("""() => [...document.querySelectorAll('.coax-synergy .coax-row-label')].map((g) => {
+        const t = g.querySelector('text').getBoundingClientRect();
+        const s = g.ownerSVGElement.getBoundingClientRect();
+        return [g.querySelector('text').textContent, g.querySelector('title').textContent, t.left - s.left, t.right]; })""")
+    first_cell = page.evaluate("Math.min(...[...document.querySelectorAll('.pair-cell')].map((c) => c.getBoundingClientRect().left))")
+    by_unit = {text.split()[0]: (text, title, left, right) for text, title, left, right in labels}
+    assert by_unit["L2H0"][0] == f"L2H0 {long30}"  # whole, not cut
+    assert by_unit["L2H0"][1] == f"L2H0 — group {long30}"
+    assert by_unit["L2H1"][0].endswith("…") and by_unit["L2H1"][1] == f"L2H1 — group {huge}"
+    for text, _, left, right in labels:
+        assert left >= 0 and right <= first_cell, (text, left, right, first_cell)
+    screenshot(page, f"module-synergy-long-groups-{theme}")
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_blindspot_key_covers_no_point(page, theme):
+    """Points along the anti-diagonal fill the blind-spot corner; the key is drawn where
+    no point is, in the page and in the PNG (legend outside the axes, no text inside)."""
+    if theme == "dark":
+        page.evaluate(DARK_THEME)
+    single = np.linspace(0.1, 2.0, 24)
+    comp = single[::-1].copy()
+    comp[[4, 5]] = np.nan
+    w = widgets.BlindSpot(UnitScores(4, 6, [Unit(0, 4), Unit(0, 5)], {"comp": comp, "single": single}),
+                          truth=["L0H0", "L0H1"])
+    mount(page, "blindspot", state_of(w))
+    key = rect(page, ".coax-blind-key")
+    assert "blind spot" in page.locator(".coax-blind-key").inner_text()
+    points = page.evaluate("[...document.querySelectorAll('.point')].map((c) => { const r = c.getBoundingClientRect();"
+                           " return {l: r.left, t: r.top, r: r.right, b: r.bottom}; })")
+    assert len(points) == 22
+    text = page.evaluate("[...document.querySelectorAll('.coax-blindspot svg text')].map((t) => t.textContent)")
+    assert not any("blind spot" in t for t in text)
+    for p in points:
+        assert p["r"] < key["l"] or p["l"] > key["r"] or p["b"] < key["t"] or p["t"] > key["b"], (p, key)
+    assert min(p["t"] for p in points) > key["b"]  # a point at the 100th percentile is still below it
+    screenshot(page, f"module-blindspot-key-{theme}")
+    fig = w.figure()
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legend, frame = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
+    assert not legend.overlaps(frame) and not ax.texts
+    assert "blind spot: low first-order, high CoAx" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def css_rules(text: str):
+    """(at-rule prelude or None, selector, declarations) for every rule of a stylesheet."""
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    out, i, stack = [], 0, []
+    while i < len(text):
+        j = text.find("{", i)
+        k = text.find("}", i)
+        if k != -1 and (j == -1 or k < j):
+            assert stack, "unbalanced }"
+            stack.pop()
+            i = k + 1
+            continue
+        if j == -1:
+            assert not text[i:].strip(), text[i:]
+            break
+        head = text[i:j].strip()
+        if head.startswith("@"):
+            stack.append(head)
+            i = j + 1
+            continue
+        end = text.index("}", j)
+        out.append((stack[-1] if stack else None, head, text[j + 1:end]))
+        i = end + 1
+    assert not stack
+    return out
+
+
+@pytest.mark.parametrize("bundle", sorted(n[:-4] for n in ("headmap.css", "blindspot.css", "synergy.css",
+                                                            "curves.css", "ranking.css", "sensitivity.css")))
+def test_every_css_rule_is_scoped_to_the_component(bundle):
+    """No rule of a built stylesheet reaches outside the component (JupyterLab's own
+    controls, fonts, ...): every selector starts with .coax-root or the component's root
+    class, which the module gives its root element; :root may only define --coax-* variables."""
+    assert f'class: "coax-root coax-{bundle}"' in (widgets.STATIC / f"{bundle}.js").read_text()
+    rules = css_rules((widgets.STATIC / f"{bundle}.css").read_text())
+    assert len(rules) > 8
+    for at, selector, body in rules:
+        assert at is None or at.startswith(("@media", "@supports")), at
+        for sel in (s.strip() for s in selector.split(",")):
+            if sel == ":root":
+                names = re.findall(r"([\w-]+)\s*:", body)
+                assert names and all(n.startswith("--coax-") for n in names), (bundle, body)
+                continue
+            assert re.match(rf"\.coax-(root|{bundle})(?![\w-])", sel), (bundle, sel)
+    assert css_rules("select, button { font: inherit; }")[0][1] == "select, button"  # the parser sees bare ones
+
+
+def test_styles_do_not_restyle_controls_outside_the_component(page, scores):
+    """A page's own select / button / input (JupyterLab's) keep their font when every
+    component's stylesheet is loaded."""
+    page.evaluate("""() => { document.body.style.font = '20px serif';
+      for (const tag of ['select', 'button', 'input']) {
+        const e = document.createElement(tag); e.className = 'outside'; document.body.prepend(e); } }""")
+    fonts = "[...document.querySelectorAll('.outside')].map((e) => getComputedStyle(e).font)"
+    before = page.evaluate(fonts)
+    assert all("20px" not in f for f in before)  # the browser's own control font, not the body's
+    for bundle in ["headmap", "blindspot", "synergy", "curves", "ranking", "sensitivity"]:
+        css = (widgets.STATIC / f"{bundle}.css").read_text()
+        page.evaluate("(css) => { const s = document.createElement('style'); s.textContent = css;"
+                      " document.head.append(s); }", css)
+    assert page.evaluate(fonts) == before
+    # the component's own controls still take its font
+    mount(page, "headmap", state_of(widgets.HeadMap(scores)))
+    assert page.evaluate("getComputedStyle(document.querySelector('.coax-score-select')).fontSize") == "12px"

@@ -1,6 +1,6 @@
 // BlindSpot: first-order percentile (x) vs CoAx percentile (y) per head outside the primaries.
 // traits: units [names], x [values], y [values], x_label, y_label, truth, primaries, selected
-import { fmt, htmlEl, localXY, svgEl, toggled, tooltip } from "./common.js";
+import { fmt, htmlEl, svgEl, toggled, tooltip } from "./common.js";
 
 function percentiles(vals) {
   const idx = vals.map((v, i) => i).filter((i) => vals[i] !== null && Number.isFinite(vals[i]));
@@ -13,6 +13,10 @@ function percentiles(vals) {
 function renderBlindSpot({ model, el }) {
   const root = htmlEl("div", { class: "coax-root coax-blindspot" }, el);
   const title = htmlEl("div", { class: "coax-title" }, root);
+  // the shaded quadrant's key sits above the plot, where it can never cover a point
+  const key = htmlEl("div", { class: "coax-blind-key" }, root);
+  htmlEl("span", { class: "coax-blind-swatch", "aria-hidden": "true" }, key);
+  htmlEl("span", { class: "coax-blind-label" }, key, "blind spot (shaded): low first-order, high CoAx");
   const svgBox = htmlEl("div", { class: "coax-plot" }, root);
   const tip = tooltip(root);
   const W = 380, Hh = 340, m = { l: 52, r: 12, t: 10, b: 44 };
@@ -27,8 +31,6 @@ function renderBlindSpot({ model, el }) {
     const sx = (p) => m.l + (p / 100) * (W - m.l - m.r), sy = (p) => Hh - m.b - (p / 100) * (Hh - m.t - m.b);
     svgEl("rect", { x: sx(50), y: sy(100), width: sx(100) - sx(50), height: sy(50) - sy(100), class: "coax-quadrant" }, svg);
     svgEl("rect", { x: sx(0), y: sy(100), width: sx(50) - sx(0), height: sy(50) - sy(100), class: "coax-blind" }, svg);
-    const bl = svgEl("text", { x: sx(2), y: sy(96), class: "coax-axis" }, svg);
-    bl.textContent = "blind spot: low first-order, high CoAx";
     svgEl("line", { x1: sx(0), y1: sy(0), x2: sx(100), y2: sy(0), class: "coax-axisline" }, svg);
     svgEl("line", { x1: sx(0), y1: sy(0), x2: sx(0), y2: sy(100), class: "coax-axisline" }, svg);
     for (const p of [0, 50, 100]) {
@@ -49,10 +51,9 @@ function renderBlindSpot({ model, el }) {
         "data-unit": u, role: "button", "aria-label": `head ${u}`,
         class: "point" + (truth.includes(u) ? " truth" : "") + (selected.includes(u) ? " selected" : "") }, svg);
       c.addEventListener("mousemove", (evt) => {
-        const [x, y] = localXY(root, evt);
         tip.show([`head ${u}${truth.includes(u) ? " — ground truth" : ""}`,
           `${model.get("x_label")}: ${fmt(xs[i])} (p${Math.round(px[k])})`,
-          `${model.get("y_label")}: ${fmt(ys[i])} (p${Math.round(py[k])})`], x, y);
+          `${model.get("y_label")}: ${fmt(ys[i])} (p${Math.round(py[k])})`], evt);
       });
       c.addEventListener("mouseleave", () => tip.hide());
       const act = (evt) => {

@@ -1,6 +1,6 @@
 // HeadMap: layer x head grid of any per-head score.
 // traits: n_layers, n_heads, scores {name: [flat values]}, score, primaries, truth, selected, busy, click_action
-import { fmt, htmlEl, legend, localXY, makeScale, svgEl, toggled, tooltip, unitName } from "./common.js";
+import { fmt, htmlEl, legend, makeScale, svgEl, toggled, tooltip, unitName } from "./common.js";
 
 function renderHeadMap({ model, el }) {
   const root = htmlEl("div", { class: "coax-root coax-headmap" }, el);
@@ -53,10 +53,9 @@ function renderHeadMap({ model, el }) {
           svgEl("circle", { cx: left + h * cell + cell - 6, cy: top + l * cell + 6, r: 3, class: "truth-mark" }, g);
         }
         g.addEventListener("mousemove", (evt) => {
-          const [x, y] = localXY(root, evt);
           const lines = [`head ${u}${isPrimary ? " (primary)" : ""}${truth.includes(u) ? " — ground truth" : ""}`];
           for (const n of names) lines.push(`${n}: ${fmt(scores[n][i])}`);
-          tip.show(lines, x, y);
+          tip.show(lines, evt);
         });
         g.addEventListener("mouseleave", () => tip.hide());
         const act = (evt) => {

@@ -2,6 +2,19 @@
 // traits: n_heads, scores {name: [flat]}, sort_by, descending, primaries, truth, selected, max_rows
 import { fmt, htmlEl, toggled, unitName } from "./common.js";
 
+// compact cell numbers (3 significant digits, short exponents) keep the table narrow;
+// the full value is the cell's title
+function compact(v) {
+  if (v === null || v === undefined || !Number.isFinite(v)) return "–";
+  const a = Math.abs(v);
+  if (Number.isInteger(v) && a < 1e4) return String(v);
+  if (a !== 0 && (a < 1e-3 || a >= 1e4)) return v.toExponential(1).replace("e+", "e");
+  if (a >= 100) return v.toFixed(0);
+  if (a >= 10) return v.toFixed(1);
+  if (a >= 1) return v.toFixed(2);
+  return v.toPrecision(3);
+}
+
 function renderRankingTable({ model, el }) {
   const root = htmlEl("div", { class: "coax-root coax-ranking" }, el);
   const tableBox = htmlEl("div", { class: "coax-table-box" }, root);
@@ -37,7 +50,7 @@ function renderRankingTable({ model, el }) {
         class: (selected.includes(u) ? "selected " : "") + (primaries.includes(u) ? "primary " : "") + (truth.includes(u) ? "truth" : "") }, body);
       htmlEl("td", {}, tr, String(r + 1));
       htmlEl("td", {}, tr, u + (primaries.includes(u) ? " (S)" : "") + (truth.includes(u) ? " ●" : ""));
-      for (const nm of names) htmlEl("td", { class: "num" }, tr, fmt(scores[nm][i]));
+      for (const nm of names) htmlEl("td", { class: "num", title: fmt(scores[nm][i]) }, tr, compact(scores[nm][i]));
       const act = (evt) => {
         model.set("selected", evt.shiftKey ? toggled(model.get("selected"), u) : [u]);
         model.save_changes();

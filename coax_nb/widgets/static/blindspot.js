@@ -71,17 +71,42 @@ function legend(parent, scale, label) {
   return box;
 }
 
+// The tooltip is position: fixed at the pointer, so the notebook's output area (overflow
+// hidden, often only as tall as a small model's map) cannot clip it. It stays inside the
+// component's box when it fits there, else inside the viewport, flipping to the left of /
+// above the pointer rather than running over an edge.
 function tooltip(root) {
   const tip = htmlEl("div", { class: "coax-tooltip", role: "tooltip" }, root);
   tip.style.display = "none";
+  const GAP = 12;
   return {
     el: tip,
-    show(lines, x, y) {
+    show(lines, evt) {
       tip.replaceChildren();
       for (const line of lines) htmlEl("div", {}, tip, line);
       tip.style.display = "block";
-      tip.style.left = `${x + 12}px`;
-      tip.style.top = `${y + 12}px`;
+      const w = tip.offsetWidth, h = tip.offsetHeight;
+      const vw = document.documentElement.clientWidth || window.innerWidth;
+      const vh = document.documentElement.clientHeight || window.innerHeight;
+      const r = root.getBoundingClientRect();
+      const place = (p, size, lo, hi) => {
+        let v = p + GAP;
+        if (v + size > hi) v = p - GAP - size;  // flip to the other side of the pointer
+        return Math.max(lo, Math.min(v, hi - size));
+      };
+      // bounds: the component's visible box when the tip fits in it, else the viewport
+      const bx = [Math.max(0, r.left), Math.min(vw, r.right)], by = [Math.max(0, r.top), Math.min(vh, r.bottom)];
+      const [x0, x1] = w <= bx[1] - bx[0] ? bx : [0, vw];
+      const [y0, y1] = h <= by[1] - by[0] ? by : [0, vh];
+      const left = place(evt.clientX, w, x0, x1), top = place(evt.clientY, h, y0, y1);
+      tip.style.left = `${left}px`;
+      tip.style.top = `${top}px`;
+      // a transformed / contained ancestor makes "fixed" relative to itself: correct for it
+      const got = tip.getBoundingClientRect();
+      if (Math.abs(got.left - left) > 0.5 || Math.abs(got.top - top) > 0.5) {
+        tip.style.left = `${2 * left - got.left}px`;
+        tip.style.top = `${2 * top - got.top}px`;
+      }
     },
     hide() { tip.style.display = "none"; },
   };
@@ -113,6 +138,10 @@ function percentiles(vals) {
 function renderBlindSpot({ model, el }) {
   const root = htmlEl("div", { class: "coax-root coax-blindspot" }, el);
   const title = htmlEl("div", { class: "coax-title" }, root);
+  // the shaded quadrant's key sits above the plot, where it can never cover a point
+  const key = htmlEl("div", { class: "coax-blind-key" }, root);
+  htmlEl("span", { class: "coax-blind-swatch", "aria-hidden": "true" }, key);
+  htmlEl("span", { class: "coax-blind-label" }, key, "blind spot (shaded): low first-order, high CoAx");
   const svgBox = htmlEl("div", { class: "coax-plot" }, root);
   const tip = tooltip(root);
   const W = 380, Hh = 340, m = { l: 52, r: 12, t: 10, b: 44 };
@@ -127,8 +156,6 @@ function renderBlindSpot({ model, el }) {
     const sx = (p) => m.l + (p / 100) * (W - m.l - m.r), sy = (p) => Hh - m.b - (p / 100) * (Hh - m.t - m.b);
     svgEl("rect", { x: sx(50), y: sy(100), width: sx(100) - sx(50), height: sy(50) - sy(100), class: "coax-quadrant" }, svg);
     svgEl("rect", { x: sx(0), y: sy(100), width: sx(50) - sx(0), height: sy(50) - sy(100), class: "coax-blind" }, svg);
-    const bl = svgEl("text", { x: sx(2), y: sy(96), class: "coax-axis" }, svg);
-    bl.textContent = "blind spot: low first-order, high CoAx";
     svgEl("line", { x1: sx(0), y1: sy(0), x2: sx(100), y2: sy(0), class: "coax-axisline" }, svg);
     svgEl("line", { x1: sx(0), y1: sy(0), x2: sx(0), y2: sy(100), class: "coax-axisline" }, svg);
     for (const p of [0, 50, 100]) {
@@ -149,10 +176,9 @@ function renderBlindSpot({ model, el }) {
         "data-unit": u, role: "button", "aria-label": `head ${u}`,
         class: "point" + (truth.includes(u) ? " truth" : "") + (selected.includes(u) ? " selected" : "") }, svg);
       c.addEventListener("mousemove", (evt) => {
-        const [x, y] = localXY(root, evt);
         tip.show([`head ${u}${truth.includes(u) ? " — ground truth" : ""}`,
           `${model.get("x_label")}: ${fmt(xs[i])} (p${Math.round(px[k])})`,
-          `${model.get("y_label")}: ${fmt(ys[i])} (p${Math.round(py[k])})`], x, y);
+          `${model.get("y_label")}: ${fmt(ys[i])} (p${Math.round(py[k])})`], evt);
       });
       c.addEventListener("mouseleave", () => tip.hide());
       const act = (evt) => {

@@ -71,17 +71,42 @@ function legend(parent, scale, label) {
   return box;
 }
 
+// The tooltip is position: fixed at the pointer, so the notebook's output area (overflow
+// hidden, often only as tall as a small model's map) cannot clip it. It stays inside the
+// component's box when it fits there, else inside the viewport, flipping to the left of /
+// above the pointer rather than running over an edge.
 function tooltip(root) {
   const tip = htmlEl("div", { class: "coax-tooltip", role: "tooltip" }, root);
   tip.style.display = "none";
+  const GAP = 12;
   return {
     el: tip,
-    show(lines, x, y) {
+    show(lines, evt) {
       tip.replaceChildren();
       for (const line of lines) htmlEl("div", {}, tip, line);
       tip.style.display = "block";
-      tip.style.left = `${x + 12}px`;
-      tip.style.top = `${y + 12}px`;
+      const w = tip.offsetWidth, h = tip.offsetHeight;
+      const vw = document.documentElement.clientWidth || window.innerWidth;
+      const vh = document.documentElement.clientHeight || window.innerHeight;
+      const r = root.getBoundingClientRect();
+      const place = (p, size, lo, hi) => {
+        let v = p + GAP;
+        if (v + size > hi) v = p - GAP - size;  // flip to the other side of the pointer
+        return Math.max(lo, Math.min(v, hi - size));
+      };
+      // bounds: the component's visible box when the tip fits in it, else the viewport
+      const bx = [Math.max(0, r.left), Math.min(vw, r.right)], by = [Math.max(0, r.top), Math.min(vh, r.bottom)];
+      const [x0, x1] = w <= bx[1] - bx[0] ? bx : [0, vw];
+      const [y0, y1] = h <= by[1] - by[0] ? by : [0, vh];
+      const left = place(evt.clientX, w, x0, x1), top = place(evt.clientY, h, y0, y1);
+      tip.style.left = `${left}px`;
+      tip.style.top = `${top}px`;
+      // a transformed / contained ancestor makes "fixed" relative to itself: correct for it
+      const got = tip.getBoundingClientRect();
+      if (Math.abs(got.left - left) > 0.5 || Math.abs(got.top - top) > 0.5) {
+        tip.style.left = `${2 * left - got.left}px`;
+        tip.style.top = `${2 * top - got.top}px`;
+      }
     },
     hide() { tip.style.display = "none"; },
   };
@@ -101,6 +126,19 @@ function unitName(layer, head) { return `L${layer}H${head}`; }
 
 // RankingTable: sortable per-head table of scores; click a row to select the head.
 // traits: n_heads, scores {name: [flat]}, sort_by, descending, primaries, truth, selected, max_rows
+
+// compact cell numbers (3 significant digits, short exponents) keep the table narrow;
+// the full value is the cell's title
+function compact(v) {
+  if (v === null || v === undefined || !Number.isFinite(v)) return "–";
+  const a = Math.abs(v);
+  if (Number.isInteger(v) && a < 1e4) return String(v);
+  if (a !== 0 && (a < 1e-3 || a >= 1e4)) return v.toExponential(1).replace("e+", "e");
+  if (a >= 100) return v.toFixed(0);
+  if (a >= 10) return v.toFixed(1);
+  if (a >= 1) return v.toFixed(2);
+  return v.toPrecision(3);
+}
 
 function renderRankingTable({ model, el }) {
   const root = htmlEl("div", { class: "coax-root coax-ranking" }, el);
@@ -137,7 +175,7 @@ function renderRankingTable({ model, el }) {
         class: (selected.includes(u) ? "selected " : "") + (primaries.includes(u) ? "primary " : "") + (truth.includes(u) ? "truth" : "") }, body);
       htmlEl("td", {}, tr, String(r + 1));
       htmlEl("td", {}, tr, u + (primaries.includes(u) ? " (S)" : "") + (truth.includes(u) ? " ●" : ""));
-      for (const nm of names) htmlEl("td", { class: "num" }, tr, fmt(scores[nm][i]));
+      for (const nm of names) htmlEl("td", { class: "num", title: fmt(scores[nm][i]) }, tr, compact(scores[nm][i]));
       const act = (evt) => {
         model.set("selected", evt.shiftKey ? toggled(model.get("selected"), u) : [u]);
         model.save_changes();

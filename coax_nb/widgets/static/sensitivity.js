@@ -71,17 +71,42 @@ function legend(parent, scale, label) {
   return box;
 }
 
+// The tooltip is position: fixed at the pointer, so the notebook's output area (overflow
+// hidden, often only as tall as a small model's map) cannot clip it. It stays inside the
+// component's box when it fits there, else inside the viewport, flipping to the left of /
+// above the pointer rather than running over an edge.
 function tooltip(root) {
   const tip = htmlEl("div", { class: "coax-tooltip", role: "tooltip" }, root);
   tip.style.display = "none";
+  const GAP = 12;
   return {
     el: tip,
-    show(lines, x, y) {
+    show(lines, evt) {
       tip.replaceChildren();
       for (const line of lines) htmlEl("div", {}, tip, line);
       tip.style.display = "block";
-      tip.style.left = `${x + 12}px`;
-      tip.style.top = `${y + 12}px`;
+      const w = tip.offsetWidth, h = tip.offsetHeight;
+      const vw = document.documentElement.clientWidth || window.innerWidth;
+      const vh = document.documentElement.clientHeight || window.innerHeight;
+      const r = root.getBoundingClientRect();
+      const place = (p, size, lo, hi) => {
+        let v = p + GAP;
+        if (v + size > hi) v = p - GAP - size;  // flip to the other side of the pointer
+        return Math.max(lo, Math.min(v, hi - size));
+      };
+      // bounds: the component's visible box when the tip fits in it, else the viewport
+      const bx = [Math.max(0, r.left), Math.min(vw, r.right)], by = [Math.max(0, r.top), Math.min(vh, r.bottom)];
+      const [x0, x1] = w <= bx[1] - bx[0] ? bx : [0, vw];
+      const [y0, y1] = h <= by[1] - by[0] ? by : [0, vh];
+      const left = place(evt.clientX, w, x0, x1), top = place(evt.clientY, h, y0, y1);
+      tip.style.left = `${left}px`;
+      tip.style.top = `${top}px`;
+      // a transformed / contained ancestor makes "fixed" relative to itself: correct for it
+      const got = tip.getBoundingClientRect();
+      if (Math.abs(got.left - left) > 0.5 || Math.abs(got.top - top) > 0.5) {
+        tip.style.left = `${2 * left - got.left}px`;
+        tip.style.top = `${2 * top - got.top}px`;
+      }
     },
     hide() { tip.style.display = "none"; },
   };

@@ -71,17 +71,42 @@ function legend(parent, scale, label) {
   return box;
 }
 
+// The tooltip is position: fixed at the pointer, so the notebook's output area (overflow
+// hidden, often only as tall as a small model's map) cannot clip it. It stays inside the
+// component's box when it fits there, else inside the viewport, flipping to the left of /
+// above the pointer rather than running over an edge.
 function tooltip(root) {
   const tip = htmlEl("div", { class: "coax-tooltip", role: "tooltip" }, root);
   tip.style.display = "none";
+  const GAP = 12;
   return {
     el: tip,
-    show(lines, x, y) {
+    show(lines, evt) {
       tip.replaceChildren();
       for (const line of lines) htmlEl("div", {}, tip, line);
       tip.style.display = "block";
-      tip.style.left = `${x + 12}px`;
-      tip.style.top = `${y + 12}px`;
+      const w = tip.offsetWidth, h = tip.offsetHeight;
+      const vw = document.documentElement.clientWidth || window.innerWidth;
+      const vh = document.documentElement.clientHeight || window.innerHeight;
+      const r = root.getBoundingClientRect();
+      const place = (p, size, lo, hi) => {
+        let v = p + GAP;
+        if (v + size > hi) v = p - GAP - size;  // flip to the other side of the pointer
+        return Math.max(lo, Math.min(v, hi - size));
+      };
+      // bounds: the component's visible box when the tip fits in it, else the viewport
+      const bx = [Math.max(0, r.left), Math.min(vw, r.right)], by = [Math.max(0, r.top), Math.min(vh, r.bottom)];
+      const [x0, x1] = w <= bx[1] - bx[0] ? bx : [0, vw];
+      const [y0, y1] = h <= by[1] - by[0] ? by : [0, vh];
+      const left = place(evt.clientX, w, x0, x1), top = place(evt.clientY, h, y0, y1);
+      tip.style.left = `${left}px`;
+      tip.style.top = `${top}px`;
+      // a transformed / contained ancestor makes "fixed" relative to itself: correct for it
+      const got = tip.getBoundingClientRect();
+      if (Math.abs(got.left - left) > 0.5 || Math.abs(got.top - top) > 0.5) {
+        tip.style.left = `${2 * left - got.left}px`;
+        tip.style.top = `${2 * top - got.top}px`;
+      }
     },
     hide() { tip.style.display = "none"; },
   };
@@ -102,6 +127,8 @@ function unitName(layer, head) { return `L${layer}H${head}`; }
 // SynergyGrid: pairwise matrix over a head set, group blocks, reorder, click a pair.
 // traits: units, values [[...]], groups [label per unit], orders {name: [indices]}, order, label, selected, selected_pair
 
+const MAX_LABEL = 260;
+
 function renderSynergyGrid({ model, el }) {
   const root = htmlEl("div", { class: "coax-root coax-synergy" }, el);
   const bar = htmlEl("div", { class: "coax-toolbar" }, root);
@@ -110,6 +137,24 @@ function renderSynergyGrid({ model, el }) {
   const svgBox = htmlEl("div", { class: "coax-plot" }, root);
   const legendBox = htmlEl("div", {}, root);
   const tip = tooltip(root);
+
+  // text widths in the page's own font: a scratch <svg> in the component, removed at once
+  // (an unrendered page, e.g. a hidden tab, measures 0: then 6.5 px a character)
+  function measure(texts) {
+    const probe = svgEl("svg", { class: "coax-svg", width: 0, height: 0 });
+    svgBox.appendChild(probe);
+    const widths = texts.map((t) => {
+      const e = svgEl("text", { class: "coax-axis" }, probe);
+      e.textContent = t;
+      return e.getComputedTextLength() || 6.5 * t.length;
+    });
+    probe.remove();
+    return widths;
+  }
+  function clip(text, maxPx, width) {
+    const keep = Math.max(4, Math.floor((text.length * maxPx) / width) - 1);
+    return text.slice(0, keep) + "…";
+  }
 
   function draw() {
     const units = model.get("units"), V = model.get("values"), groups = model.get("groups");
@@ -127,11 +172,18 @@ function renderSynergyGrid({ model, el }) {
     for (let a = 0; a < n; a++) for (let b = 0; b < n; b++) if (a !== b) flat.push(V[a][b]);
     const scale = makeScale(flat);
     const cell = Math.max(12, Math.min(34, Math.floor(480 / Math.max(n, 1))));
-    const left = 86, top = 70;
+    // row labels carry the group name: the left margin grows to the longest label, up to
+    // MAX_LABEL px; a longer one ends in "…" and shows the whole name as its title
+    const rowLabel = (a) => `${units[a]}${groups.length ? " " + groups[a] : ""}`;
+    const labelWidth = measure(ord.map(rowLabel));
+    const left = Math.max(86, Math.min(MAX_LABEL, Math.max(0, ...labelWidth)) + 10), top = 70;
     const svg = svgEl("svg", { width: left + n * cell + 6, height: top + n * cell + 6, class: "coax-svg" });
     ord.forEach((a, r) => {
-      const ty = svgEl("text", { x: left - 4, y: top + r * cell + cell / 2 + 4, class: "coax-axis", "text-anchor": "end" }, svg);
-      ty.textContent = `${units[a]}${groups.length ? " " + groups[a] : ""}`;
+      const lg = svgEl("g", { class: "coax-row-label" }, svg);
+      svgEl("title", {}, lg).textContent = groups.length ? `${units[a]} — group ${groups[a]}` : units[a];
+      const ty = svgEl("text", { x: left - 4, y: top + r * cell + cell / 2 + 4, class: "coax-axis", "text-anchor": "end" }, lg);
+      const full = rowLabel(a);
+      ty.textContent = labelWidth[r] > MAX_LABEL ? clip(full, MAX_LABEL, labelWidth[r]) : full;
       const tx = svgEl("text", { x: left + r * cell + cell / 2, y: top - 4, class: "coax-axis",
         transform: `rotate(-60 ${left + r * cell + cell / 2} ${top - 4})` }, svg);
       tx.textContent = units[a];
@@ -143,9 +195,8 @@ function renderSynergyGrid({ model, el }) {
           class: "pair-cell" + (selected.includes(units[a]) && selected.includes(units[b]) && a !== b ? " selected" : "") }, svg);
         if (a === b) return;
         rect.addEventListener("mousemove", (evt) => {
-          const [x, y] = localXY(root, evt);
           tip.show([`${units[a]} × ${units[b]}`, `${model.get("label")}: ${fmt(v)}`,
-            groups.length ? `groups: ${groups[a]} / ${groups[b]}` : ""].filter(Boolean), x, y);
+            groups.length ? `groups: ${groups[a]} / ${groups[b]}` : ""].filter(Boolean), evt);
         });
         rect.addEventListener("mouseleave", () => tip.hide());
         const act = () => {
