@@ -321,3 +321,16 @@ def test_linked_views_follow_a_headmap_rescan(engine):
     hm.primaries = []  # no S: nothing that depends on S is left
     assert bs.primaries == [] and all(v is None for v in bs.y) and all(v is None for v in rt.scores["comp"])
     assert rt.scores["single"] == json_values(fresh["single"])
+
+
+def test_views_say_what_their_numbers_are(engine):
+    """Each scan view carries a caption: the ablation, the units of the effect scores, the
+    prompts and S; it follows a rescan."""
+    hm = HeadMap.live(engine, primaries=["L1H0", "L1H1"], truth=["L2H0", "L2H1"])
+    bs, rt = BlindSpot(hm.result), RankingTable(hm.result)
+    link(hm, bs, rt)
+    want = ("zero ablation · single / conditional / comp in Fisher energy; ratio, wakeup, coact without units · "
+            "16 prompts · S = L1H0, L1H1")
+    assert hm.caption == bs.caption == rt.caption == want
+    hm.primaries = ["L1H0"]
+    assert hm.caption.endswith("S = L1H0") and bs.caption == rt.caption == hm.caption

@@ -1,6 +1,6 @@
 // BlindSpot: first-order percentile (x) vs CoAx percentile (y) per head outside the primaries.
 // traits: units [names], x [values], y [values], x_label, y_label, truth, primaries, selected
-import { fmt, htmlEl, svgEl, toggled, tooltip } from "./common.js";
+import { captionLine, fmt, htmlEl, svgEl, toggled, tooltip } from "./common.js";
 
 function percentiles(vals) {
   const idx = vals.map((v, i) => i).filter((i) => vals[i] !== null && Number.isFinite(vals[i]));
@@ -18,6 +18,7 @@ function renderBlindSpot({ model, el }) {
   htmlEl("span", { class: "coax-blind-swatch", "aria-hidden": "true" }, key);
   htmlEl("span", { class: "coax-blind-label" }, key, "blind spot (shaded): low first-order, high CoAx");
   const svgBox = htmlEl("div", { class: "coax-plot" }, root);
+  captionLine(root, model);
   const tip = tooltip(root);
   const W = 380, Hh = 340, m = { l: 52, r: 12, t: 10, b: 44 };
 

@@ -1,6 +1,6 @@
 // HeadMap: layer x head grid of any per-head score.
 // traits: n_layers, n_heads, scores {name: [flat values]}, score, primaries, truth, selected, busy, click_action
-import { fmt, htmlEl, legend, makeScale, svgEl, toggled, tooltip, unitName } from "./common.js";
+import { captionLine, fmt, htmlEl, legend, makeScale, svgEl, toggled, tooltip, unitName } from "./common.js";
 
 function renderHeadMap({ model, el }) {
   const root = htmlEl("div", { class: "coax-root coax-headmap" }, el);
@@ -11,6 +11,7 @@ function renderHeadMap({ model, el }) {
   const busy = htmlEl("span", { class: "coax-busy", "aria-live": "polite" }, bar, "recomputing…");
   const svgBox = htmlEl("div", { class: "coax-plot" }, root);
   const legendBox = htmlEl("div", {}, root);
+  captionLine(root, model);
   const tip = tooltip(root);
 
   function draw() {

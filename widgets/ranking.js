@@ -1,6 +1,6 @@
 // RankingTable: sortable per-head table of scores; click a row to select the head.
 // traits: n_heads, scores {name: [flat]}, sort_by, descending, primaries, truth, selected, max_rows
-import { fmt, htmlEl, toggled, unitName } from "./common.js";
+import { captionLine, fmt, htmlEl, toggled, unitName } from "./common.js";
 
 // compact cell numbers (3 significant digits, short exponents) keep the table narrow;
 // the full value is the cell's title
@@ -18,6 +18,7 @@ function compact(v) {
 function renderRankingTable({ model, el }) {
   const root = htmlEl("div", { class: "coax-root coax-ranking" }, el);
   const tableBox = htmlEl("div", { class: "coax-table-box" }, root);
+  captionLine(root, model);
 
   function draw() {
     const H = model.get("n_heads"), scores = model.get("scores"), names = Object.keys(scores);

@@ -45,6 +45,28 @@ def check_heads(names, n_layers: int, n_heads: int) -> list[str]:
     return [str(u) for u in parse_units(names, n_layers, n_heads)]
 
 
+EFFECT_UNITS = {"fisher": "Fisher energy", "kl": "KL, nats", "task": "task-metric units"}
+UNITLESS = {"ratio", "wakeup", "coact"}  # ratios and correlations
+
+
+def scores_caption(result) -> str:
+    """What a scan's numbers are, in one line for the page: the ablation, what the effect
+    scores are measured in, the prompts, S."""
+    meta = getattr(result, "meta", {}) or {}
+    parts = []
+    if meta.get("ablation"):
+        parts.append(f"{meta['ablation']} ablation")
+    effect = meta.get("effect")
+    if effect:
+        parts.append(f"single / conditional / comp in {EFFECT_UNITS.get(effect, effect)}; ratio, wakeup, coact "
+                     "without units")
+    if meta.get("n_prompts"):
+        parts.append(f"{meta['n_prompts']} prompts")
+    prim = [str(u) for u in getattr(result, "primaries", [])]
+    parts.append(f"S = {', '.join(prim)}" if prim else "no S")
+    return " · ".join(parts)
+
+
 def png_base64(fig) -> str:
     import matplotlib.pyplot as plt
 
@@ -58,6 +80,7 @@ class Component(anywidget.AnyWidget):
     """Base of every component: a shared head selection and a static picture."""
 
     selected = t.List(t.Unicode()).tag(sync=True)
+    caption = t.Unicode("").tag(sync=True)  # what the numbers are (ablation, units, prompts), shown under the view
 
     def figure(self):  # pragma: no cover - every component overrides it
         raise NotImplementedError

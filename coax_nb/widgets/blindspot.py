@@ -7,6 +7,7 @@ import numpy as np
 import traitlets as t
 
 from ..results import UnitScores
+from .base import scores_caption
 from .base import (STATIC, Component, HasPrimaries, check_heads, check_result, float_values, head_names,
                    json_values)
 
@@ -34,6 +35,7 @@ class BlindSpot(HasPrimaries, Component):
         super().__init__(units=[str(u) for u in scores.units], x=json_values(scores[x]), y=json_values(scores[y]),
                          x_label=x, y_label=y, primaries=head_names(scores.primaries),
                          truth=check_heads(truth, scores.n_layers, scores.n_heads), **kwargs)
+        self.caption = scores_caption(scores)
 
     @t.validate("primaries", "truth")
     def _normalize_names(self, proposal):
@@ -45,6 +47,7 @@ class BlindSpot(HasPrimaries, Component):
         with self.hold_sync():
             self.x, self.y = json_values(scores[self.x_label]), json_values(scores[self.y_label])
             self.primaries = head_names(scores.primaries)
+            self.caption = scores_caption(scores)
 
     def percentiles(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """Rank percentiles of x and y over the heads outside the primaries, as the page

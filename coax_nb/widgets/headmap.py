@@ -8,6 +8,7 @@ import traitlets as t
 
 from ..compat import renamed
 from ..results import UnitScores
+from .base import scores_caption
 from .base import (STATIC, Component, HasPrimaries, check_heads, check_result, float_values, head_names,
                    json_values)
 
@@ -41,6 +42,7 @@ class HeadMap(HasPrimaries, Component):
                          scores={k: json_values(v) for k, v in scores.scores.items()},
                          primaries=head_names(scores.primaries),
                          truth=check_heads(truth, scores.n_layers, scores.n_heads), **kwargs)
+        self.caption = scores_caption(scores)
         self.result = scores
         self._scorer: Optional[Callable] = None
 
@@ -119,6 +121,7 @@ class HeadMap(HasPrimaries, Component):
             result = self._scorer(list(change["new"]))
             self.result = result
             self.scores = {k: json_values(v) for k, v in result.scores.items()}
+            self.caption = scores_caption(result)
             self.error = ""
         except Exception as exc:  # shown in the page; the kernel keeps the last good scores
             self.error = f"{type(exc).__name__}: {exc}"

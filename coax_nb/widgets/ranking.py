@@ -8,6 +8,7 @@ import traitlets as t
 
 from ..results import UnitScores
 from ..units import Unit
+from .base import scores_caption
 from .base import (STATIC, Component, HasPrimaries, check_heads, check_result, float_values, head_names,
                    json_values)
 
@@ -36,6 +37,7 @@ class RankingTable(HasPrimaries, Component):
         super().__init__(n_heads=scores.n_heads, scores={k: json_values(v) for k, v in scores.scores.items()},
                          sort_by=sort_by, primaries=head_names(scores.primaries),
                          truth=check_heads(truth, scores.n_layers, scores.n_heads), **kwargs)
+        self.caption = scores_caption(scores)
         self.result = scores
 
     @t.validate("primaries", "truth")
@@ -48,6 +50,7 @@ class RankingTable(HasPrimaries, Component):
         with self.hold_sync():
             self.scores = {k: json_values(v) for k, v in scores.scores.items()}
             self.primaries = head_names(scores.primaries)
+            self.caption = scores_caption(scores)
         self.result = scores
 
     def frame(self):

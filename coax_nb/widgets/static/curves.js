@@ -59,6 +59,16 @@ function fmt(v) {
   return v.toFixed(a < 1 ? 4 : 3);
 }
 
+// One line under a view saying what its numbers are (ablation, units, prompts, S), from
+// the component's `caption` trait; kept current when the trait changes.
+function captionLine(root, model) {
+  const line = htmlEl("div", { class: "coax-caption" }, root);
+  const show = () => { line.textContent = model.get("caption") || ""; line.style.display = line.textContent ? "" : "none"; };
+  model.on("change:caption", show);
+  show();
+  return line;
+}
+
 function legend(parent, scale, label) {
   const box = htmlEl("div", { class: "coax-legend" }, parent);
   htmlEl("span", { class: "coax-legend-lo" }, box, fmt(scale.lo));
