@@ -22,7 +22,7 @@
 # - run a CoAx scan given a primary set S and read the ranking
 # - look at the scores as an interactive head map, and as a static picture
 #
-# Runs in about 20 seconds on a laptop CPU with the bundled organism.
+# Runs in about 15 seconds (papermill, 2-core CPU) with the bundled organism.
 
 # %% tags=["parameters"]
 # Parameters (papermill overrides these; see notebooks/README.md)
@@ -78,10 +78,17 @@ display(hm.figure())
 # %% [markdown]
 # ## Exercise
 #
-# Which head has the largest CoAx score? Is it one of the ground-truth backups? Fill in `answer`.
+# Which head has the largest CoAx score? Is it one of the ground-truth backups? Fill in `answer` and
+# `is_backup`. (In `ioi_dormant` it is; in `ioi_cofiring` a layer-0 head comes first:
+# its card notes that layer-0 heads rank high there.)
 
 # %%
 answer = scores.top(1)[0][0]  # replace with your choice, e.g. "L2H1"
+is_backup = answer in truth   # replace with True or False
+# the check: the largest CoAx score outside S, and the backups on the organism's card
 from coax_nb.units import parse_unit
-assert parse_unit(answer, engine.n_layers, engine.n_heads) in truth, "look at the table above"
-print("correct:", answer)
+u = parse_unit(answer, engine.n_layers, engine.n_heads)
+comp = np.where(scores.is_primary(), np.nan, scores["comp"])
+assert scores.units[int(np.nanargmax(comp))] == u, "look at the table above"
+assert is_backup == (u in truth), f"{u} is {'' if u in truth else 'not '}on the card's list of backups"
+print("correct:", u, "is" if is_backup else "is not", "a backup")

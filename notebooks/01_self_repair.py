@@ -22,7 +22,7 @@
 # - see why single ablation misses the backups
 # - read the blind-spot scatter: first-order percentile against CoAx percentile
 #
-# Runs in about 20 seconds on a laptop CPU with the bundled organism.
+# Runs in about 15 seconds (papermill, 2-core CPU) with the bundled organism.
 
 # %% tags=["parameters"]
 # Parameters (papermill overrides these; see notebooks/README.md)

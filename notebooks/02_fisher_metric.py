@@ -22,7 +22,7 @@
 # - see that it equals what the scan reports
 # - know the options: fixed top-r support, conditional geometry
 #
-# Runs in about 20 seconds on a laptop CPU with the bundled organism.
+# Runs in about 15 seconds (papermill, 2-core CPU) with the bundled organism.
 
 # %% tags=["parameters"]
 # Parameters (papermill overrides these; see notebooks/README.md)

@@ -22,7 +22,7 @@
 # - compare them at recovering known backups in one table
 # - see what each costs in forward and backward passes
 #
-# Runs in about 40 seconds on a laptop CPU with the bundled organism.
+# Runs in about 20 seconds (papermill, 2-core CPU) with the bundled organism.
 
 # %% tags=["parameters"]
 # Parameters (papermill overrides these; see notebooks/README.md)

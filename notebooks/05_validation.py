@@ -22,7 +22,7 @@
 # - freeze the selected heads and see the repair vanish
 # - compare everything with size-matched random heads
 #
-# Runs in about 30 seconds on a laptop CPU with the bundled organism.
+# Runs in about 15 seconds (papermill, 2-core CPU) with the bundled organism.
 
 # %% tags=["parameters"]
 # Parameters (papermill overrides these; see notebooks/README.md)
@@ -76,8 +76,14 @@ display(f.plot())
 # %% [markdown]
 # ## Exercise
 #
-# Does freezing CoAx's heads remove at least 90% of the repair, and random heads at most 10%?
+# Does freezing CoAx's heads remove more of the repair than every random set of the same size? Fill in
+# `beats_random`. (In `ioi_dormant` the selected heads remove nearly all of it; in `ioi_cofiring` and
+# `ioi_dormant_wide` part of the repair runs through heads outside the selection, so less, but still more
+# than any random set.)
 
 # %%
-assert f.removed >= 0.9 and max(f.random_removed) <= 0.1, (f.removed, f.random_removed)
-print("yes")
+beats_random = f.removed > max(f.random_removed)  # replace with True or False
+# the check: the freezing result, and that the selected heads do remove some of the repair
+assert beats_random == (f.removed > max(f.random_removed)), (f.removed, f.random_removed)
+assert beats_random and f.removed >= 0.25, (f.removed, f.random_removed)
+print(f"yes: {f.removed:.0%} against at most {max(f.random_removed):.0%} for random sets")

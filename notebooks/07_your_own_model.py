@@ -22,7 +22,7 @@
 # - define a task from your own prompts
 # - run the same scan on it
 #
-# Runs in about 20 seconds on a laptop CPU with the bundled organism.
+# Runs in about 15 seconds (papermill, 2-core CPU) with the bundled organism.
 
 # %% tags=["parameters"]
 # Parameters (papermill overrides these; see notebooks/README.md)
