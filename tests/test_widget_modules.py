@@ -150,6 +150,8 @@ def test_curves_module(page):
     box = page.locator(".coax-hit").bounding_box()
     page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] / 2)
     assert page.locator(".coax-readout").inner_text() == "primaries ablated = 2 — selected: 3.500; random: 0.1000"
+    ticks = page.locator("svg text.coax-axis").all_text_contents()
+    assert "0.875" in ticks and "1.5" in ticks and not any(t.endswith("00") and "." in t for t in ticks), ticks
     page.click(".legend-item[data-series='random']")
     assert page.evaluate("window.model.state.hidden") == ["random"]
     assert page.locator("path.line").count() == 1

@@ -36,13 +36,15 @@ function renderCurves({ model, el }) {
     const svg = svgEl("svg", { width: W, height: Hh, class: "coax-svg" });
     svgEl("line", { x1: m.l, y1: Hh - m.b, x2: W - m.r, y2: Hh - m.b, class: "coax-axisline" }, svg);
     svgEl("line", { x1: m.l, y1: m.t, x2: m.l, y2: Hh - m.b, class: "coax-axisline" }, svg);
+    // axis ticks: 3 significant digits without trailing zeros (0.75, not 0.7500); the readout keeps fmt's precision
+    const tick = (v) => (Math.abs(v) >= 1e4 || (v !== 0 && Math.abs(v) < 1e-3) ? fmt(v) : String(Number(v.toPrecision(3))));
     for (let k = 0; k <= 4; k++) {
       const yv = logY ? 10 ** (ly0 + (k / 4) * (ly1 - ly0)) : y0 + (k / 4) * (y1 - y0);
       const t = svgEl("text", { x: m.l - 6, y: sy(yv) + 4, class: "coax-axis", "text-anchor": "end" }, svg);
-      t.textContent = fmt(yv);
+      t.textContent = tick(yv);
       const xv = x0 + (k / 4) * (x1 - x0);
       const tx = svgEl("text", { x: sx(xv), y: Hh - m.b + 16, class: "coax-axis", "text-anchor": "middle" }, svg);
-      tx.textContent = fmt(xv);
+      tx.textContent = tick(xv);
     }
     const xl = svgEl("text", { x: (W + m.l) / 2, y: Hh - 6, class: "coax-axis", "text-anchor": "middle" }, svg);
     xl.textContent = data.xlabel || "";
