@@ -159,7 +159,7 @@ def cmd_induction(args) -> int:
 
 def cmd_page(args) -> int:
     from .results import load
-    from .widgets.export import result_page
+    from .widgets.pages import result_page
 
     source = Path(args.results)
     if not source.is_file():

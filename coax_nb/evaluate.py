@@ -5,7 +5,7 @@ from typing import Optional
 
 import numpy as np
 
-from .results import UnitScores
+from .results import UnitScores, roc_points
 from .tasks import check_count
 from .units import parse_units
 
@@ -59,13 +59,7 @@ def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nd
     """False- and true-positive rates at every threshold, from (0, 0) to (1, 1); tied
     scores move diagonally, so the area under the curve is :func:`roc_auc`."""
     scores, labels = _scores_and_labels(scores, labels)
-    pos, neg = labels.sum(), (~labels).sum()
-    if pos == 0 or neg == 0:
-        raise ValueError("an ROC curve needs at least one ground-truth head and one other head")
-    values = np.unique(scores)[::-1]  # one step per distinct score, highest first
-    tp = np.array([0] + [int(labels[scores >= v].sum()) for v in values])
-    fp = np.array([0] + [int((~labels)[scores >= v].sum()) for v in values])
-    return fp / neg, tp / pos
+    return roc_points(scores, labels)
 
 
 def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:

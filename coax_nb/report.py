@@ -296,7 +296,8 @@ class Report:
         fallback (PDF, text-only viewers: they get the plain-text line)."""
         import html
 
-        from .widgets.export import page_html, result_components
+        from .widgets.export import page_html
+        from .widgets.pages import result_components
 
         comps, captions, about = result_components(self.scores, truth=list(self.meta["truth"]))
         page = page_html(comps, title=self.title(), captions=captions,

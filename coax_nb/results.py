@@ -423,6 +423,20 @@ def _jsonable(x):
     return x
 
 
+def roc_points(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(false-positive rate, true-positive rate) at every distinct score, highest first,
+    from (0, 0) to (1, 1), for finite ``scores`` and boolean ``labels`` (checked by
+    :func:`coax_nb.evaluate.roc_curve`, the public entry)."""
+    scores, labels = np.asarray(scores, float), np.asarray(labels, bool)
+    pos, neg = labels.sum(), (~labels).sum()
+    if pos == 0 or neg == 0:
+        raise ValueError("an ROC curve needs at least one ground-truth head and one other head")
+    values = np.unique(scores)[::-1]
+    tp = np.array([0] + [int(labels[scores >= v].sum()) for v in values])
+    fp = np.array([0] + [int((~labels)[scores >= v].sum()) for v in values])
+    return fp / neg, tp / pos
+
+
 def _heads(names) -> list[Unit]:
     return [parse_name(u) for u in names]
 
@@ -620,8 +634,6 @@ class RecoveryResult(_Fields):
     def roc(self, selector: str, repeat: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """(false-positive rate, true-positive rate) of ``selector``'s ranking of the heads
         outside the primaries against the truth, on one repeat's prompts."""
-        from .evaluate import roc_curve
-
         self.row(selector)  # a clear error for a selector this result does not have
         if not 0 <= repeat < len(self.scores):
             raise ValueError(f"repeat {repeat} is outside this result's {len(self.scores)} prompt set(s)")
@@ -630,7 +642,10 @@ class RecoveryResult(_Fields):
         labels = np.zeros(len(sc.units), bool)
         for u in self.truth:
             labels[u.flat(sc.n_heads)] = True
-        return roc_curve(sc[selector][keep], labels[keep])
+        vals = np.asarray(sc[selector], float)[keep]
+        if not np.isfinite(vals).all():
+            raise ValueError(f"score {selector!r} is NaN for some heads outside the primaries; cannot rank them")
+        return roc_points(vals, labels[keep])
 
     def plot_roc(self, ax=None):
         """ROC curve of every selector (every repeat; the legend gives the mean AUC)."""

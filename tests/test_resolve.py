@@ -1,7 +1,8 @@
 """One resolver of a run's inputs (coax_nb.inputs), and the command line built on it."""
 import pytest
 
-from coax_nb import organisms
+from coax_nb import ioi_task, organisms
+from coax_nb.organisms import task_for
 from coax_nb.cli import main as cli_main
 from coax_nb.inputs import heads_text, organism_name, resolve, resolve_task
 from coax_nb.units import Unit
@@ -39,8 +40,10 @@ def test_given_primaries_as_one_string_or_a_list():
 def test_tasks_by_name():
     run = resolve(HW, task="induction", n_prompts=3)
     assert run.task.name == "induction" and run.engine.position_mode == "all"
-    with pytest.warns(UserWarning, match="dropped"):  # the organism knows only its card's names
-        assert resolve_task(run.model, HW, "ioi", 5).name == "ioi"
+    own = resolve_task(run.model, HW, "ioi", 5)  # the organism's own kind: its card's task (names, templates)
+    assert own.name == "ioi" and own.prompts == task_for(HW, 5).prompts
+    with pytest.warns(UserWarning, match="dropped"):  # a generic IOI task: the organism knows only its card's names
+        assert ioi_task(run.model, 5).name == "ioi"
 
 
 @pytest.mark.parametrize("kwargs, message", [

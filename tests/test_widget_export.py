@@ -14,7 +14,8 @@ from coax_nb import Engine, coax_scan, load_model, widgets
 from coax_nb.cli import main
 from coax_nb.results import Curves, PairScores, RecoveryResult, UnitScores, load
 from coax_nb.units import Unit
-from coax_nb.widgets.export import component_state, page_html, result_components
+from coax_nb.widgets.export import component_state, page_html
+from coax_nb.widgets.pages import result_components
 
 from conftest import screenshot
 

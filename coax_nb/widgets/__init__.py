@@ -24,7 +24,8 @@ self-contained offline HTML page that runs without a kernel, their selection sha
 from .base import STATIC, Component, link
 from .blindspot import BlindSpot
 from .curves import Curves
-from .export import page_html, result_page, to_html
+from .export import page_html, to_html
+from .pages import result_page
 from .headmap import HeadMap
 from .ranking import RankingTable
 from .sensitivity import SensitivityExplorer

@@ -17,6 +17,8 @@ class BlindSpot(HasPrimaries, Component):
     heads outside the primaries; ground truth marked; click (shift-click to add)
     selects heads. Heads with a NaN score have no point, in the page as in the PNG."""
 
+    kind = "blindspot"  # its bundle, static/blindspot.js
+
     _esm = STATIC / "blindspot.js"
     _css = STATIC / "blindspot.css"
     units = t.List(t.Unicode()).tag(sync=True)

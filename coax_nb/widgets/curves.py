@@ -15,6 +15,8 @@ class Curves(Component):
     """Line chart of a :class:`coax_nb.results.Curves` (or anything with its fields);
     :meth:`append` adds points live."""
 
+    kind = "curves"  # its bundle, static/curves.js
+
     _esm = STATIC / "curves.js"
     _css = STATIC / "curves.css"
     data = t.Dict().tag(sync=True)

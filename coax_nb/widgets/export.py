@@ -22,7 +22,6 @@ from typing import Iterable, Optional, Sequence, Union
 
 import anywidget
 
-from .base import Component
 
 # traits the page may not change: they only mean something to a kernel (a new primary set
 # needs a rescan); the value the page shows is the one the kernel last computed
@@ -36,23 +35,14 @@ SEND_NOTE = "static page: this action needs a kernel"
 _BASE_TRAITS = frozenset(anywidget.AnyWidget.class_traits(sync=True))
 
 
-def kind_of(component: Component) -> str:
-    """The bundle name of a component (``headmap`` for ``static/headmap.js``): the
-    in-page model gives each kind its kernel-only traits and note."""
-    from .blindspot import BlindSpot
-    from .curves import Curves
-    from .headmap import HeadMap
-    from .ranking import RankingTable
-    from .sensitivity import SensitivityExplorer
-    from .synergy import SynergyGrid
-
-    kinds = {HeadMap: "headmap", BlindSpot: "blindspot", SynergyGrid: "synergy", Curves: "curves",
-             RankingTable: "ranking", SensitivityExplorer: "sensitivity"}
-    for cls in type(component).__mro__:
-        if cls in kinds:
-            return kinds[cls]
-    raise TypeError(f"{type(component).__name__} is not one of coax-nb's components; to_html writes HeadMap, "
-                    "BlindSpot, SynergyGrid, Curves, RankingTable and SensitivityExplorer")
+def kind_of(component) -> str:
+    """The bundle name of a component (``headmap`` for ``static/headmap.js``, its class's
+    ``kind``): the in-page model gives each kind its kernel-only traits and note."""
+    kind = getattr(type(component), "kind", None)
+    if not isinstance(component, anywidget.AnyWidget) or not isinstance(kind, str):
+        raise TypeError(f"{type(component).__name__} is not one of coax-nb's components; to_html writes HeadMap, "
+                        "BlindSpot, SynergyGrid, Curves, RankingTable and SensitivityExplorer")
+    return kind
 
 
 def _finite(x):
@@ -66,7 +56,7 @@ def _finite(x):
     return x
 
 
-def component_state(component: Component) -> dict:
+def component_state(component: anywidget.AnyWidget) -> dict:
     """The component's own synced traitlets (what its module reads), JSON-ready, with
     the static page's overrides (e.g. a HeadMap selects on click and is not busy)."""
     names = sorted(n for n in set(component.trait_names(sync=True)) - _BASE_TRAITS if not n.startswith("_"))
@@ -168,7 +158,7 @@ _CSP = ("default-src 'none'; script-src 'unsafe-inline' blob:; style-src 'unsafe
         "font-src 'none'; connect-src 'none'; form-action 'none'; base-uri 'none'")
 
 
-def page_html(components: Union[Component, Sequence[Component]], title: str = "coax-nb", *,
+def page_html(components: Union[anywidget.AnyWidget, Sequence[anywidget.AnyWidget]], title: str = "coax-nb", *,
               captions: Optional[Sequence[str]] = None, linked: bool = True, about: str = "") -> str:
     """The page as a string (see :func:`to_html`)."""
     comps = _components(components)
@@ -216,16 +206,17 @@ def _style_text(css: str) -> str:
 
 
 def _components(components) -> list:
-    comps = [components] if isinstance(components, Component) else list(components)
+    comps = [components] if isinstance(components, anywidget.AnyWidget) else list(components)
     if not comps:
         raise ValueError("to_html needs at least one component")
-    odd = [type(c).__name__ for c in comps if not isinstance(c, Component)]
+    odd = [type(c).__name__ for c in comps if not isinstance(getattr(type(c), "kind", None), str)
+           or not isinstance(c, anywidget.AnyWidget)]
     if odd:
         raise TypeError(f"to_html takes coax-nb components (HeadMap, BlindSpot, ...), got {odd[0]}")
     return comps
 
 
-def to_html(components: Union[Component, Iterable[Component]], path: os.PathLike, title: str = "coax-nb", *,
+def to_html(components: Union[anywidget.AnyWidget, Iterable[anywidget.AnyWidget]], path: os.PathLike, title: str = "coax-nb", *,
             captions: Optional[Sequence[str]] = None, linked: bool = True, about: str = "") -> Path:
     """Write ``components`` (one, or several for one page) to ``path`` as one offline HTML file.
 
@@ -237,84 +228,3 @@ def to_html(components: Union[Component, Iterable[Component]], path: os.PathLike
 
     text = page_html(components, title, captions=captions, linked=linked, about=about)
     return atomic_write_text(path, text)
-
-
-# ------------------------------------------------------------------ pages of saved results
-def result_components(result, truth: Optional[Sequence] = None, repeat: int = 0) -> tuple[list, list, str]:
-    """The components that show a saved result, their captions and a line about it.
-
-    UnitScores: HeadMap + BlindSpot (when it has single and comp) + RankingTable;
-    RecoveryResult: the same for one repeat's scores, with its truth; PairScores:
-    SynergyGrid; Sensitivity: SensitivityExplorer; Curves, or a result with curves
-    (WakeUp, Knockout, Pruning): one Curves per panel. ``truth``: ground-truth heads
-    (default: the result's own, or the organism card's backups when the result names an
-    organism)."""
-    from .. import results as R
-    from .blindspot import BlindSpot
-    from .curves import Curves
-    from .headmap import HeadMap
-    from .ranking import RankingTable
-    from .sensitivity import SensitivityExplorer
-    from .synergy import SynergyGrid
-
-    if isinstance(result, R.RecoveryResult):
-        if not result.scores:
-            raise ValueError("this RecoveryResult holds no per-head scores to draw")
-        if not 0 <= repeat < len(result.scores):
-            raise ValueError(f"repeat {repeat} is outside the result's {len(result.scores)} repeats "
-                             f"(0..{len(result.scores) - 1})")
-        truth = [str(u) for u in result.truth] if truth is None else truth
-        comps, caps, about = result_components(result.scores[repeat], truth)
-        return comps, caps, f"Backup recovery, the scores of repeat {repeat + 1} of {len(result.scores)}. " + about
-    if isinstance(result, R.UnitScores):
-        if truth is None:
-            truth = _organism_truth(result.meta.get("model"))
-        score = "comp" if "comp" in result.scores else next(iter(result.scores))
-        comps = [HeadMap(result, score=score, truth=truth)]
-        caps = ["Head map"]
-        if "single" in result.scores and "comp" in result.scores:
-            comps.append(BlindSpot(result, truth=truth))
-            caps.append("Blind spot: single ablation vs CoAx")
-        comps.append(RankingTable(result, truth=truth))
-        caps.append("Ranking")
-        meta = result.meta
-        parts = [f"{meta['model']}" if meta.get("model") else "",
-                 f"task {meta['task']}" if meta.get("task") else "",
-                 f"{meta['n_prompts']} prompts" if meta.get("n_prompts") else "",
-                 "primaries " + (", ".join(map(str, result.primaries)) or "none"),
-                 f"ground truth {', '.join(map(str, truth))}" if truth else ""]
-        return comps, caps, "Scan: " + "; ".join(p for p in parts if p) + "."
-    if isinstance(result, R.PairScores):
-        return [SynergyGrid(result)], ["Pair scores"], ""
-    if isinstance(result, R.Sensitivity):
-        return [SensitivityExplorer(result)], ["Sensitivity to the choice of the primaries"], ""
-    if isinstance(result, R.Curves):
-        return [Curves(result)], [result.title or "Curves"], ""
-    curves = getattr(result, "curves", None)
-    if callable(curves):
-        curves = {"": curves()}
-    if isinstance(curves, dict) and curves and all(isinstance(c, R.Curves) for c in curves.values()):
-        return ([Curves(c) for c in curves.values()], [c.title or name or "Curves" for name, c in curves.items()],
-                type(result).__name__ + ".")
-    raise ValueError(f"no interactive page for a {type(result).__name__}; coax-nb page draws UnitScores (a scan), "
-                     "RecoveryResult, PairScores, Sensitivity, Curves and results with curves (WakeUp, Knockout, "
-                     "Pruning)")
-
-
-def _organism_truth(model) -> list:
-    from ..organisms import card, organism_name
-
-    try:
-        name = organism_name(model) if isinstance(model, str) else None
-        return [f"L{layer}H{head}" for layer, head in card(name)["backups"]] if name else []
-    except (ValueError, KeyError, OSError):
-        return []
-
-
-def result_page(result, path: os.PathLike, title: Optional[str] = None, truth: Optional[Sequence] = None,
-                repeat: int = 0) -> Path:
-    """Write the kernel-free page of a saved result (see :func:`result_components`)."""
-    comps, caps, about = result_components(result, truth=truth, repeat=repeat)
-    model = getattr(result, "meta", {}).get("model") if isinstance(getattr(result, "meta", None), dict) else None
-    default = f"coax-nb: {type(result).__name__}" + (f" of {model}" if model else "")
-    return to_html(comps, path, title or default, captions=caps, about=about)

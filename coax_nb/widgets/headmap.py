@@ -21,6 +21,8 @@ class HeadMap(HasPrimaries, Component):
     (or with :meth:`live`) a change of the primaries recomputes the scores in the kernel.
     """
 
+    kind = "headmap"  # its bundle, static/headmap.js
+
     _esm = STATIC / "headmap.js"
     _css = STATIC / "headmap.css"
     n_layers = t.Int().tag(sync=True)

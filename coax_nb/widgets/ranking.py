@@ -16,6 +16,8 @@ from .base import (STATIC, Component, HasPrimaries, check_heads, check_result, f
 class RankingTable(HasPrimaries, Component):
     """Sortable per-head table of every score in a ``UnitScores``."""
 
+    kind = "ranking"  # its bundle, static/ranking.js
+
     _esm = STATIC / "ranking.js"
     _css = STATIC / "ranking.css"
     n_heads = t.Int().tag(sync=True)

@@ -41,6 +41,8 @@ class SensitivityExplorer(Component):
     ``result.sets``; ``selected`` follows its S, so :func:`link` with a HeadMap
     highlights it. Moving the slider needs no kernel."""
 
+    kind = "sensitivity"  # its bundle, static/sensitivity.js
+
     _esm = STATIC / "sensitivity.js"
     _css = STATIC / "sensitivity.css"
     choices = t.List(t.Dict()).tag(sync=True)

@@ -27,6 +27,8 @@ class SynergyGrid(Component):
     heads to labels (e.g. ``{"L2H0": "backup"}``) for blocks and the group order, or is
     ``"modules"`` for the matrix's own modules (:meth:`PairScores.modules`)."""
 
+    kind = "synergy"  # its bundle, static/synergy.js
+
     _esm = STATIC / "synergy.js"
     _css = STATIC / "synergy.css"
     units = t.List(t.Unicode()).tag(sync=True)
