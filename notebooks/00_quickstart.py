@@ -66,14 +66,13 @@ print("top 3 by CoAx:", [str(u) for u, _ in scores.top(3)])
 
 # %% [markdown]
 # The **head map** below is interactive in Jupyter: hover a cell for every score, switch the score in the
-# dropdown, click a head to add or remove it from S — the kernel rescans and the map updates. The static picture
-# under it is what reports and GitHub show.
+# dropdown, click a head to add or remove it from S — the kernel rescans and the map updates. Where no
+# kernel runs (GitHub, nbconvert HTML, a report) the same output shows the map's static picture instead.
 
 # %%
 from coax_nb.widgets import HeadMap
 hm = HeadMap.live(engine, primaries=primaries, truth=truth)
-display(hm)
-display(hm.figure())
+display(hm)  # its bundle carries the static picture too: shown where no kernel runs, never twice
 
 # %% [markdown]
 # ## Exercise

@@ -74,8 +74,7 @@ for u in truth:
 # %%
 from coax_nb.widgets import BlindSpot
 bs = BlindSpot(scores, x="single", y="comp", truth=truth)
-display(bs)
-display(bs.figure())
+display(bs)  # its bundle carries the static picture too: shown where no kernel runs, never twice
 
 # %% [markdown]
 # ## Exercise

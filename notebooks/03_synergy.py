@@ -94,8 +94,7 @@ assert abs(normalized - top) <= 1e-4 * max(abs(top), 1e-12), (normalized, top)
 from coax_nb.widgets import SynergyGrid
 groups = {str(u): "primary" for u in primaries} | {str(u): "backup" for u in truth}
 sg = SynergyGrid(pairs, name="normalized", groups=groups)
-display(sg)
-display(sg.figure())
+display(sg)  # its bundle carries the static picture too: shown where no kernel runs, never twice
 
 # %% [markdown]
 # ## Exercise

@@ -76,6 +76,11 @@ def test_notebook_runs_under_papermill(path, tmp_path):
     bundles = [o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     ours = [b for b in bundles if "coax_nb.widgets" in str(b.get("text/plain", ""))]
     assert all("image/png" in b and "application/vnd.jupyter.widget-view+json" in b for b in ours)
+    # ... and that picture is the only one of the widget: no cell shows a widget and a separate picture too
+    for c in nb.cells:
+        data = [o.get("data", {}) for o in getattr(c, "outputs", [])]
+        if any("application/vnd.jupyter.widget-view+json" in d for d in data):
+            assert not [d for d in data if "image/png" in d and "application/vnd.jupyter.widget-view+json" not in d]
     print(f"{path.name}: {seconds:.1f} s")
 
 
