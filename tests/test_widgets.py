@@ -316,6 +316,8 @@ def test_linked_views_follow_a_headmap_rescan(engine):
     assert np.allclose(float_values(bs.y), fresh["comp"], equal_nan=True)
     assert np.allclose(float_values(rt.scores["comp"]), fresh["comp"], equal_nan=True)
     assert rt.result is hm.result
+    rt.selected = ["L0H2"]  # a row clicked where only the kernel links them (marimo): the others follow
+    assert hm.selected == bs.selected == ["L0H2"]
     hm.primaries = ["L1H0", "L9H9"]  # a failed rescan: the views keep the last good scores
     assert bs.primaries == ["L1H0"]
     hm.primaries = []  # no S: nothing that depends on S is left

@@ -115,8 +115,10 @@ class HasPrimaries:
 
 
 def link(*components: Component) -> list:
-    """Share the head selection between components (in the browser, via ``jslink``), and
-    the scores: when a linked HeadMap rescans (a click changed S), every linked view with
+    """Share the head selection between components -- in the browser (``jslink``: no round
+    trip, works in a saved page) and in the kernel (``traitlets.link``: front ends that
+    render anywidget models only, such as marimo, have no ``jslink``) -- and the scores:
+    when a linked HeadMap rescans (a click changed S), every linked view with
     ``show(scores)`` (BlindSpot, RankingTable) draws the new scores."""
     import ipywidgets
 
@@ -144,4 +146,6 @@ def link(*components: Component) -> list:
                 for view in views:
                     view.show(scores)
             source.observe(forward, names="version")
+    for a, b in zip(components, components[1:]):
+        t.link((a, "selected"), (b, "selected"))  # its observers keep it alive as long as the components
     return [ipywidgets.jslink((a, "selected"), (b, "selected")) for a, b in zip(components, components[1:])]
