@@ -75,7 +75,7 @@ from coax_nb.widgets import Curves
 live = Curves()
 live.data = {**live.data, "title": "Repair-aware pruning (live)", "xlabel": "heads pruned (%)",
              "ylabel": "held-out loss (nats)"}
-display(live)  # grows while the run goes
+shown = display(live, display_id=True)  # grows while the run goes
 intact = []    # every order's first point: the loss with nothing pruned
 
 def on_step(order, x, loss):
@@ -93,7 +93,7 @@ p = prune(model_obj, task_for(model, 24, prompt_seed=1), task_for(model, 32, pro
 done = p.curves()
 live.data = {**live.data, "series": [dict(s, x=[100 * x for x in s["x"]]) for s in done.series]}
 assert all(s["x"][0] == 0 and len(s["x"]) == len(p.orders[s["name"]]["loss"]) for s in live.data["series"])
-display(p.plot())
+shown.update(live)  # the output's static picture (what a saved notebook shows without a kernel) is now the final chart
 
 # %% [markdown]
 # ## Exercise
