@@ -18,7 +18,7 @@ import urllib.request
 import pytest
 
 from conftest import chromium_or_skip, js_fmt, screenshot
-from test_widgets_jupyterlab import _free_port
+from test_widgets_jupyterlab import _free_port, _kernel_state
 
 pytestmark = pytest.mark.slow
 
@@ -174,18 +174,7 @@ def _kernel_connected(url: str, token: str, timeout: float = 90):
 
 
 def _nb_state(page) -> dict:
-    """Run the last cell, which prints the kernel's view of the HeadMap."""
-    cell = page.locator(".jp-Notebook .jp-Cell").nth(len(NB_CELLS) - 1)
-    cell.locator(".jp-InputArea-editor").click()
-    page.keyboard.press("Shift+Enter")
-    out = cell.locator(".jp-OutputArea-output")
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        text = out.all_inner_texts()
-        if text and "STATE " in text[-1]:
-            return json.loads(text[-1].split("STATE ", 1)[1])
-        time.sleep(0.3)
-    raise AssertionError("the state cell printed nothing")
+    return _kernel_state(page, len(NB_CELLS))
 
 
 def test_notebook7_renders_and_drives_the_kernel(notebook7, browser):
