@@ -173,10 +173,11 @@ def blind_spot(x_pct, y_pct, labels, x_name: str, y_name: str, truth: Sequence =
     return ax.figure
 
 
-def synergy_grid(matrix, labels: Sequence[str], name: str, groups=None, ax=None):
+def synergy_grid(matrix, labels: Sequence[str], name: str, groups=None, ax=None, collapsed=None):
     """Pair matrix in the given order (the diagonal grey, off-diagonal values set the
     scale); ``groups`` (one label per head, or a dict head -> label) outlines runs of
-    equal labels as blocks."""
+    equal labels as blocks; ``collapsed`` (one flag per row) marks rows that stand for a
+    whole group, whose diagonal is the group's mean internal value and is drawn."""
     from matplotlib.patches import Rectangle
 
     m = _array(matrix, 2, "matrix", "a square [heads, heads] matrix")
@@ -187,8 +188,12 @@ def synergy_grid(matrix, labels: Sequence[str], name: str, groups=None, ax=None)
     if isinstance(groups, dict):
         groups = [str(groups.get(x, "other")) for x in labels]
     groups = list(groups or [])
-    _same_length(matrix=m, labels=labels, groups=groups or None)
+    collapsed = [bool(c) for c in collapsed] if collapsed is not None else [False] * n
+    _same_length(matrix=m, labels=labels, groups=groups or None, collapsed=collapsed)
+    inner = np.diag(m).copy()
     np.fill_diagonal(m, np.nan)
+    for i in np.flatnonzero(collapsed):
+        m[i, i] = inner[i]
     lo, hi, diverging = value_range(m)
     ax = _new_ax(ax, (0.35 * n + 2.5, 0.35 * n + 1.8))
     im = ax.imshow(m, cmap=colormap(diverging), norm=_norm(lo, hi))
@@ -199,7 +204,8 @@ def synergy_grid(matrix, labels: Sequence[str], name: str, groups=None, ax=None)
                                    ec="black"))
             start = r
     ax.set_xticks(range(n), labels, rotation=60, fontsize=7)
-    ax.set_yticks(range(n), [x + (f" {g}" if groups else "") for x, g in zip(labels, groups or labels)], fontsize=7)
+    ax.set_yticks(range(n), [x + (f" {g}" if groups and not c else "") for x, g, c in
+                             zip(labels, groups or labels, collapsed)], fontsize=7)
     ax.set_title(name, fontsize=9)
     ax.figure.colorbar(im, ax=ax, shrink=0.8, label=colorbar_label(name))
     ax.figure.tight_layout()

@@ -915,7 +915,10 @@ class Pruning(_Fields):
         return [min(1.0, g * i / total) for i in range(len(self.orders[name]["loss"]))]
 
     def curves(self) -> Curves:
-        c = Curves("Repair-aware pruning", "fraction of heads pruned", "held-out loss (nats)", log_y=True)
+        c = Curves("Repair-aware pruning", "fraction of heads pruned", "held-out loss (nats)", log_y=True,
+                   meta={"ablation": self.meta.get("ablation"), "n_prompts": self.meta.get("evaluation"),
+                         "about": f"loss on held-out prompts; {self.meta.get('calibration')} calibration prompts "
+                                  f"rank the heads"})
         for name, o in self.orders.items():
             c.add(name, self.fractions(name), o["loss"])
         return c

@@ -115,9 +115,13 @@ def wakeup(model_or_engine, task: Optional[Task], primaries, selected, *, order=
     x = list(range(len(P) + 1))
     labels = {"norm": "output norm of the set", "effect": "effect of ablating the set on the metric",
               "dla": "direct logit attribution of the set"}
+    ylabels = {"norm": "output norm (residual-stream units)", "effect": "metric drop (task-metric units)",
+               "dla": "DLA (logits)"}
+    about = {"ablation": ablation, "n_prompts": engine.n_prompts,
+             "about": f"primaries removed in {n_orders} order(s); {n_random} random sets of {len(X)} heads"}
     curves, margins = {}, {}
     for s in signals:
-        c = Curves(f"Wake-up: {labels[s]}", "primaries ablated", s)
+        c = Curves(f"Wake-up: {labels[s]}", "primaries ablated", ylabels[s], meta=dict(about))
         c.add(f"selected ({', '.join(map(str, X))})", x, sel[s].mean(0))
         c.add_band(f"random sets of {len(X)} (mean ± sd)", x, rnd[s].mean(0))
         curves[s] = c

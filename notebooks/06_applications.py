@@ -75,7 +75,7 @@ from coax_nb.widgets import Curves
 live = Curves()
 live.data = {**live.data, "title": "Repair-aware pruning (live)", "xlabel": "heads pruned (%)",
              "ylabel": "held-out loss (nats)"}
-shown = display(live, display_id=True)  # grows while the run goes
+display(live)  # grows while the run goes; its saved picture is redrawn when the cell ends
 intact = []    # every order's first point: the loss with nothing pruned
 
 def on_step(order, x, loss):
@@ -91,9 +91,9 @@ p = prune(model_obj, task_for(model, 24, prompt_seed=1), task_for(model, 32, pro
           orders=["single", "random", "repair_aware"], checkpoint=checkpoint, progress=False, on_step=on_step)
 # draw every recorded point, x = 0 included; on a resumed run (checkpoint complete) on_step never fired
 done = p.curves()
-live.data = {**live.data, "series": [dict(s, x=[100 * x for x in s["x"]]) for s in done.series]}
+live.data = {**live.data, "series": [dict(s, x=[100 * x for x in s["x"]]) for s in done.series],
+             "meta": done.meta}  # its caption now says the ablation and the prompts
 assert all(s["x"][0] == 0 and len(s["x"]) == len(p.orders[s["name"]]["loss"]) for s in live.data["series"])
-shown.update(live)  # the output's static picture (what a saved notebook shows without a kernel) is now the final chart
 
 # %% [markdown]
 # ## Exercise

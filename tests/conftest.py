@@ -21,6 +21,7 @@ SLOW_FILES = {
     "test_notebooks.py": "papermill and nbval runs of the notebooks, the coax-nb report command",
     "test_widget_modules.py": "each widget's ES module in Chromium",
     "test_widgets_jupyterlab.py": "JupyterLab and Chromium",
+    "test_widget_pictures.py": "runs notebooks in a kernel (nbclient)",
 }
 SLOW_TESTS = {
     "test_distributed.py::test_sharded_scan_equals_single_process": "spawns gloo worker processes",

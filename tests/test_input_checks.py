@@ -862,6 +862,9 @@ CASES = [
     ("SynergyGrid: groups naming a head not in the matrix (was ignored)",
      lambda c: SynergyGrid(c.pairs, groups={"L2H3": "backup"}),
      ValueError, r"groups names head\(s\) \['L2H3'\] that are not in this matrix"),
+    ("SynergyGrid: collapsing a group it does not have", lambda c: SynergyGrid(c.pairs, collapsed=["backup"]),
+     ValueError, r"collapsed names group\(s\) \['backup'\] that this grid does not have; its groups: none \(give "
+                 r"groups= or groups='modules'\)"),
     ("SynergyGrid: unknown order (was 'multiple values for keyword')", lambda c: SynergyGrid(c.pairs, order="zz"),
      ValueError, r"order must be one of given, cluster \(group needs groups=\), got 'zz'"),
     ("Curves widget: head scores (was an empty chart)", lambda c: CurvesWidget(c.scores),

@@ -139,6 +139,46 @@ def test_synergy_module(page):
     screenshot(page, "module-synergy")
 
 
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_synergy_collapses_a_module_to_its_mean(page, theme):
+    if theme == "dark":
+        page.evaluate(DARK_THEME)
+    units = [Unit(1, 0), Unit(1, 1), Unit(2, 0), Unit(2, 1), Unit(0, 3)]
+    m = np.array([[np.nan, 0.1, 0.9, 0.0, 0.2], [0.1, np.nan, 0.0, 0.8, 0.3], [0.9, 0.0, np.nan, 0.05, np.nan],
+                  [0.0, 0.8, 0.05, np.nan, 0.4], [0.2, 0.3, np.nan, 0.4, np.nan]])
+    w = widgets.SynergyGrid(PairScores(units, {"normalized": m}),
+                            groups={"L1H0": "mover", "L1H1": "mover", "L2H0": "backup", "L2H1": "backup"})
+    mount(page, "synergy", state_of(w))
+    assert page.locator(".coax-collapse").all_text_contents() == ["▾ mover", "▾ backup"]  # "other" has none
+    page.click(".coax-collapse[data-group='backup']")
+    assert page.evaluate("window.model.state.collapsed") == ["backup"]
+    assert page.locator(".pair-cell").count() == 16  # 3 heads + 1 module row, its diagonal drawn
+    w.collapsed = ["backup"]
+    labels, shown, _, members = w.shown()
+    assert labels == ["L1H0", "L1H1", "backup (2 heads)", "L0H3"] and members[2] == ["L2H0", "L2H1"]
+    # by hand: backup's cells are the means over its pairs, NaN left out
+    assert shown[0, 2] == pytest.approx((0.9 + 0.0) / 2) and shown[2, 2] == pytest.approx(0.05)
+    assert shown[3, 2] == pytest.approx(0.4)  # L0H3 x L2H0 is NaN: only L0H3 x L2H1 counts
+    page.hover(".pair-cell[data-pair='L1H0|backup (2 heads)']")
+    assert f"normalized: mean {js_fmt(shown[0, 2])} over 2 pairs" in page.locator(".coax-tooltip").inner_text()
+    page.hover(".pair-cell[data-pair='backup (2 heads)|backup (2 heads)']")
+    assert f"mean {js_fmt(shown[2, 2])} over 2 pairs" in page.locator(".coax-tooltip").inner_text()
+    page.click(".pair-cell[data-pair='L1H1|backup (2 heads)']")  # selects every head of both rows
+    assert sorted(page.evaluate("window.model.state.selected")) == ["L1H1", "L2H0", "L2H1"]
+    screenshot(page, f"module-synergy-collapsed-{theme}")
+    # the figure draws the same rows; a click on the module's row label expands it again
+    ax = w.figure().axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["L1H0 mover", "L1H1 mover", "backup (2 heads)",
+                                                           "L0H3 other"]
+    assert np.allclose(ax.images[0].get_array().filled(np.nan)[0, 2], shown[0, 2])
+    page.click(".coax-row-label[data-row='backup (2 heads)']")
+    assert page.evaluate("window.model.state.collapsed") == [] and page.locator(".pair-cell").count() == 25
+    page.click(".coax-row-label[data-row='L1H0']")  # a head's label collapses its group
+    assert page.evaluate("window.model.state.collapsed") == ["mover"]
+    page.click(".coax-row-label[data-row='L0H3']")  # ungrouped: nothing to collapse
+    assert page.evaluate("window.model.state.collapsed") == ["mover"]
+
+
 def test_curves_module(page):
     c = Curves("wake-up", "primaries ablated", "DLA")
     c.add("selected", [0, 1, 2], [0.0, 1.75, 3.5])
@@ -484,8 +524,8 @@ def test_synergy_shows_long_group_names_whole(page, theme):
     first_cell = page.evaluate("Math.min(...[...document.querySelectorAll('.pair-cell')].map((c) => c.getBoundingClientRect().left))")
     by_unit = {text.split()[0]: (text, title, left, right) for text, title, left, right in labels}
     assert by_unit["L2H0"][0] == f"L2H0 {long30}"  # whole, not cut
-    assert by_unit["L2H0"][1] == f"L2H0 — group {long30}"
-    assert by_unit["L2H1"][0].endswith("…") and by_unit["L2H1"][1] == f"L2H1 — group {huge}"
+    assert by_unit["L2H0"][1] == f"L2H0 — group {long30} (click to collapse)"
+    assert by_unit["L2H1"][0].endswith("…") and by_unit["L2H1"][1] == f"L2H1 — group {huge} (click to collapse)"
     for text, _, left, right in labels:
         assert left >= 0 and right <= first_cell, (text, left, right, first_cell)
     screenshot(page, f"module-synergy-long-groups-{theme}")

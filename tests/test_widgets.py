@@ -336,3 +336,27 @@ def test_views_say_what_their_numbers_are(engine):
     assert hm.caption == bs.caption == rt.caption == want
     hm.primaries = ["L1H0"]
     assert hm.caption.endswith("S = L1H0") and bs.caption == rt.caption == hm.caption
+
+
+def test_grid_and_curves_say_their_ablation_and_units(engine):
+    """SynergyGrid and Curves state the ablation that made their numbers, the units and the
+    prompts; co-activation says no ablation was done; a curves result without a record of
+    its ablation says so rather than nothing."""
+    heads = ["L1H0", "L1H1", "L2H0", "L2H1"]
+    pairs = synergy(engine, heads, ablation="mean", progress=False)
+    assert SynergyGrid(pairs).caption == ("mean ablation · synergy over sqrt(single_u single_v), without units · "
+                                          "16 prompts")
+    assert SynergyGrid(pairs, name="raw").caption == "mean ablation · synergy in Fisher energy · 16 prompts"
+    from coax_nb import co_activation
+
+    assert SynergyGrid(co_activation(engine, heads)).caption.startswith("no ablation (intact model) · correlation")
+    w = wakeup(engine, None, ["L1H0", "L1H1"], ["L2H0", "L2H1"], n_random=3, ablation="resample")
+    cv = Curves(w.curves["dla"])
+    assert cv.caption == ("resample ablation · 16 prompts · primaries removed in 1 order(s); 3 random sets of 2 "
+                          "heads") and cv.data["ylabel"] == "DLA (logits)"
+    live = Curves()
+    assert live.caption == ""  # nothing measured yet
+    live.data = {**live.data, "meta": {"ablation": "zero", "n_prompts": 32}}
+    assert live.caption == "zero ablation · 32 prompts"
+    old = replace(w.curves["dla"], meta={})  # a result saved before its ablation was recorded
+    assert Curves(old).caption == "no ablation recorded"

@@ -3,6 +3,7 @@
 JupyterLab listens on 127.0.0.1 only, on a free port, with a token; the fixture stops
 it by its own process id. Screenshots go to test-artifacts/ (or $COAX_ARTIFACTS).
 """
+import hashlib
 import json
 import os
 import re
@@ -37,9 +38,11 @@ cv""",
     """rt = RankingTable(hm.result, truth=["L2H0", "L2H1"])
 links = link(hm, bs, rt)
 rt""",
-    """import json
+    """import hashlib, json
+from coax_nb.widgets.base import png_base64
 print("STATE " + json.dumps({"primaries": sorted(hm.primaries), "version": hm.version, "selected": hm.selected,
-                             "comp_L2H0": hm.result.value("comp", "L2H0")}))""",
+                             "comp_L2H0": hm.result.value("comp", "L2H0"),
+                             "picture": hashlib.sha1(png_base64(hm.figure()).encode()).hexdigest()}))""",
 ]
 
 
@@ -114,8 +117,15 @@ def _kernel_state(page, n_cells: int = len(CELLS)) -> dict:
 
 
 
+def _saved_picture(root) -> str:
+    """The digest of the PNG saved beside the HeadMap view (the first cell's output)."""
+    outputs = json.loads((root / "widgets.ipynb").read_text())["cells"][0]["outputs"]
+    pngs = [o["data"]["image/png"] for o in outputs if "image/png" in o.get("data", {})]
+    return hashlib.sha1("".join(pngs).encode()).hexdigest() if len(pngs) == 1 else f"{len(pngs)} pictures"
+
+
 def test_widgets_render_and_drive_the_kernel(lab, browser):
-    url, token, _ = lab
+    url, token, root = lab
     page = browser.new_page(viewport={"width": 1300, "height": 1000})
     page.set_default_timeout(120_000)
     page.goto(f"{url}/lab/tree/widgets.ipynb?token={token}")
@@ -147,7 +157,18 @@ def test_widgets_render_and_drive_the_kernel(lab, browser):
     page.wait_for_function(
         "document.querySelector('.coax-headmap').closest('.coax-root').dataset.version === '1'")
     assert "primaries: L1H0, L1H1, L2H1" in page.locator(".coax-headmap .coax-status").inner_text()
+    # the picture a saved notebook keeps beside the view is redrawn for the new S with no
+    # cell run: the kernel ends the click's message with post_execute, as it ends a cell
+    deadline = time.time() + 30
+    while True:
+        page.keyboard.press("Control+s")
+        time.sleep(0.5)
+        saved = _saved_picture(root)
+        if saved not in (before["picture"], "0 pictures"):
+            break
+        assert time.time() < deadline, "the saved notebook keeps the HeadMap picture of before the click"
     after = _kernel_state(page)
+    assert saved == after["picture"] != before["picture"]
     assert after["primaries"] == ["L1H0", "L1H1", "L2H1"] and after["version"] == 1
     assert after["comp_L2H0"] != before["comp_L2H0"]
     page.locator(".coax-headmap .cell[data-unit='L2H0']").hover()

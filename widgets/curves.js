@@ -1,7 +1,7 @@
 // Curves: multi-series line chart with optional bands, log-y toggle, legend toggles,
 // hover readout at the nearest x, live redraw when series grow.
 // traits: data {title, xlabel, ylabel, series: [{name, x, y, lo?, hi?}], log_y}, hidden [names]
-import { fmt, htmlEl, LINE_COLORS, localXY, svgEl, toggled } from "./common.js";
+import { captionLine, fmt, htmlEl, LINE_COLORS, localXY, svgEl, toggled } from "./common.js";
 
 
 function renderCurves({ model, el }) {
@@ -14,6 +14,7 @@ function renderCurves({ model, el }) {
   const svgBox = htmlEl("div", { class: "coax-plot" }, root);
   const legendBox = htmlEl("div", { class: "coax-series-legend" }, root);
   const readout = htmlEl("div", { class: "coax-readout", "aria-live": "polite" }, root);
+  captionLine(root, model);
   const W = 520, Hh = 300, m = { l: 58, r: 14, t: 12, b: 42 };
 
   function draw() {

@@ -18,6 +18,8 @@ from .common import metric_of, prompt_accuracy
 
 SIGNAL_LABELS = {"metric": "behaviour metric", "accuracy": "task accuracy",
                  "distance_to_oracle": "distance to oracle", "kl_unrelated": "KL on unrelated text"}
+SIGNAL_UNITS = {"metric": "metric (task-metric units)", "accuracy": "accuracy (share of prompts)",
+                "distance_to_oracle": "|metric - oracle's| (task-metric units)", "kl_unrelated": "KL (nats)"}
 
 
 def knockout(
@@ -106,7 +108,9 @@ def knockout(
     ks = list(range(K + 1))
     curves = {}
     for sig in ("metric", "accuracy", "distance_to_oracle") + (("kl_unrelated",) if unrelated is not None else ()):
-        c = Curves(f"Knockout: {SIGNAL_LABELS[sig]}", "k heads added to the primaries", sig)
+        c = Curves(f"Knockout: {SIGNAL_LABELS[sig]}", "k heads added to the primaries", SIGNAL_UNITS[sig],
+                   meta={"ablation": ablation, "n_prompts": engine.n_prompts,
+                         "about": f"oracle: the primaries and the true backups; {n_random} matched random sets"})
         for name in ranks:
             c.add(name, ks, [next(r[sig] for r in rows if r["selector"] == name and r["k"] == k) for k in ks])
         rnd = [[next(r[sig] for r in rows if r["selector"] == f"random #{i}" and r["k"] == k) for k in ks]

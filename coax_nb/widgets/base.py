@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import warnings
+import weakref
 from pathlib import Path
 
 import anywidget
@@ -49,22 +50,47 @@ EFFECT_UNITS = {"fisher": "Fisher energy", "kl": "KL, nats", "task": "task-metri
 UNITLESS = {"ratio", "wakeup", "coact"}  # ratios and correlations
 
 
+def meta_caption(meta: dict, measured: str = "") -> list[str]:
+    """The parts every caption starts with: the ablation (said when a result did not record
+    one), what the numbers are measured in, the prompts."""
+    parts = [f"{meta['ablation']} ablation" if meta.get("ablation") else "no ablation recorded"]
+    if measured:
+        parts.append(measured)
+    if meta.get("n_prompts"):
+        parts.append(f"{meta['n_prompts']} prompts")
+    return parts
+
+
 def scores_caption(result) -> str:
     """What a scan's numbers are, in one line for the page: the ablation, what the effect
     scores are measured in, the prompts, S."""
     meta = getattr(result, "meta", {}) or {}
-    parts = []
-    if meta.get("ablation"):
-        parts.append(f"{meta['ablation']} ablation")
     effect = meta.get("effect")
-    if effect:
-        parts.append(f"single / conditional / comp in {EFFECT_UNITS.get(effect, effect)}; ratio, wakeup, coact "
-                     "without units")
-    if meta.get("n_prompts"):
-        parts.append(f"{meta['n_prompts']} prompts")
+    measured = (f"single / conditional / comp in {EFFECT_UNITS.get(effect, effect)}; ratio, wakeup, coact "
+                "without units") if effect else ""
     prim = [str(u) for u in getattr(result, "primaries", [])]
-    parts.append(f"S = {', '.join(prim)}" if prim else "no S")
-    return " · ".join(parts)
+    return " · ".join(meta_caption(meta, measured) + [f"S = {', '.join(prim)}" if prim else "no S"])
+
+
+def pairs_caption(pairs, name: str) -> str:
+    """What a pairwise matrix is: a synergy of two ablations (its ablation and units) or a
+    co-activation correlation of the intact model (no ablation at all)."""
+    meta = pairs.meta or {}
+    if name == "affinity":  # co_activation: the intact model's norms, nothing removed
+        parts = ["no ablation (intact model)", "correlation of output norms, without units"]
+        if meta.get("n_prompts"):
+            parts.append(f"{meta['n_prompts']} prompts")
+        return " · ".join(parts)
+    effect = meta.get("effect")
+    units = EFFECT_UNITS.get(effect, effect) if effect else "effect units"
+    measured = ("synergy over sqrt(single_u single_v), without units" if name == "normalized"
+                else f"synergy in {units}")
+    return " · ".join(meta_caption(meta, measured))
+
+
+def curves_caption(meta: dict) -> str:
+    """What a chart's lines were measured under (wake-up, knockout, pruning curves)."""
+    return " · ".join(meta_caption(meta or {}) + ([meta["about"]] if (meta or {}).get("about") else []))
 
 
 def png_base64(fig) -> str:
@@ -77,10 +103,12 @@ def png_base64(fig) -> str:
 
 
 class Component(anywidget.AnyWidget):
-    """Base of every component: a shared head selection and a static picture."""
+    """Base of every component: a shared head selection and a static picture that follows
+    the view's state (a saved notebook shows what the view showed when it was saved)."""
 
     selected = t.List(t.Unicode()).tag(sync=True)
     caption = t.Unicode("").tag(sync=True)  # what the numbers are (ablation, units, prompts), shown under the view
+    picture_traits: tuple = ()  # the traits figure() draws: a change of one redraws the output's PNG
 
     def figure(self):  # pragma: no cover - every component overrides it
         raise NotImplementedError
@@ -98,6 +126,57 @@ class Component(anywidget.AnyWidget):
         data = dict(data)
         data["image/png"] = png_base64(self.figure())
         return data, meta
+
+    def _ipython_display_(self):
+        """Shown in a Jupyter kernel: the output gets a display id, so that when the state
+        changes (a click rescanned, a point was added) the PNG kept beside the view -- what
+        a saved notebook, nbconvert and GitHub show -- is redrawn in place. Other front ends
+        (marimo) use ``_repr_mimebundle_`` and draw the view only."""
+        from IPython import get_ipython
+        from IPython.display import display
+
+        data, meta = self._repr_mimebundle_()
+        handle = display(data, metadata=meta, raw=True, display_id=True)
+        if not hasattr(self, "_shown_in"):
+            self._shown_in = []
+            self.observe(self._picture_changed, names=list(self.picture_traits))
+        self._shown_in.append(handle)
+        shell = get_ipython()
+        if shell is not None and redraw_pending_pictures not in shell.events.callbacks["post_execute"]:
+            shell.events.register("post_execute", redraw_pending_pictures)
+
+    def _picture_changed(self, change) -> None:
+        # redrawn once at the end of what made the change: the kernel's post_execute event
+        # ends every cell and every message from the front end (a click), so a burst of
+        # changes (a rescan's traits, a live chart's points) costs one PNG
+        PENDING.add(self)
+
+    def _redraw_picture(self) -> None:
+        PENDING.discard(self)
+        if getattr(self, "busy", False):  # mid-rescan; the rescan's last change marks it again
+            return
+        if self.comm is None:  # closed: its outputs no longer draw it
+            return
+        try:
+            data, meta = self._repr_mimebundle_()
+        except Exception as err:  # keep the view working; say the saved picture is behind
+            warnings.warn(f"{type(self).__name__}: the saved notebook's picture was not redrawn ({err}); "
+                          f"it shows an earlier state", RuntimeWarning, stacklevel=2)
+            return
+        for handle in self._shown_in:
+            handle.update(data, metadata=meta, raw=True)
+
+
+# displayed components whose state changed since their picture was drawn
+PENDING: "weakref.WeakSet[Component]" = weakref.WeakSet()
+
+
+def redraw_pending_pictures() -> None:
+    """Redraw the saved picture of every displayed component whose drawn state changed
+    (the kernel's post_execute event calls it; a change made from another thread is drawn
+    at the next cell or click)."""
+    for component in list(PENDING):
+        component._redraw_picture()
 
 
 class HasPrimaries:

@@ -18,6 +18,7 @@ class BlindSpot(HasPrimaries, Component):
     selects heads. Heads with a NaN score have no point, in the page as in the PNG."""
 
     kind = "blindspot"  # its bundle, static/blindspot.js
+    picture_traits = ("units", "x", "y", "x_label", "y_label", "primaries", "truth")
 
     _esm = STATIC / "blindspot.js"
     _css = STATIC / "blindspot.css"

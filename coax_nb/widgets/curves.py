@@ -6,7 +6,7 @@ from typing import Optional
 import traitlets as t
 
 from ..results import Curves as CurvesResult
-from .base import STATIC, Component
+from .base import STATIC, Component, curves_caption
 
 FIELDS = ("title", "xlabel", "ylabel", "series", "log_y", "meta")
 
@@ -16,6 +16,7 @@ class Curves(Component):
     :meth:`append` adds points live."""
 
     kind = "curves"  # its bundle, static/curves.js
+    picture_traits = ("data", "hidden")
 
     _esm = STATIC / "curves.js"
     _css = STATIC / "curves.css"
@@ -31,7 +32,17 @@ class Curves(Component):
                 raise TypeError(f"Curves draws a curves result (coax_nb.results.Curves, e.g. wakeup(...).curves['dla'] "
                                 f"or prune(...).curves()), got {type(curves).__name__}, which has no {missing[0]!r}")
             data = {k: getattr(curves, k) for k in FIELDS if hasattr(curves, k)}
+        if curves is not None:  # a result says what it was measured under, or that it did not record it
+            kwargs.setdefault("caption", curves_caption(data.get("meta") or {}))
         super().__init__(data=data, **kwargs)
+        self.observe(self._caption_from_meta, names="data")
+
+    def _caption_from_meta(self, change) -> None:
+        # the line under the chart says what its lines were measured under (ablation,
+        # prompts); a chart built point by point gets it when its data gets a meta
+        meta = self.data.get("meta") or {}
+        if meta:
+            self.caption = curves_caption(meta)
 
     def append(self, series: str, x: float, y: float, lo: Optional[float] = None, hi: Optional[float] = None):
         """Add one point to ``series`` (created if new); the page redraws at once."""

@@ -22,6 +22,7 @@ class HeadMap(HasPrimaries, Component):
     """
 
     kind = "headmap"  # its bundle, static/headmap.js
+    picture_traits = ("scores", "score", "primaries", "truth", "version")
 
     _esm = STATIC / "headmap.js"
     _css = STATIC / "headmap.css"

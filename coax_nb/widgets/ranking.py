@@ -17,6 +17,7 @@ class RankingTable(HasPrimaries, Component):
     """Sortable per-head table of every score in a ``UnitScores``."""
 
     kind = "ranking"  # its bundle, static/ranking.js
+    picture_traits = ("scores", "sort_by", "descending", "primaries", "truth", "max_rows")
 
     _esm = STATIC / "ranking.js"
     _css = STATIC / "ranking.css"

@@ -42,6 +42,7 @@ class SensitivityExplorer(Component):
     highlights it. Moving the slider needs no kernel."""
 
     kind = "sensitivity"  # its bundle, static/sensitivity.js
+    picture_traits = ("choices", "group", "index", "reference_index", "by", "top", "rows", "truth")
 
     _esm = STATIC / "sensitivity.js"
     _css = STATIC / "sensitivity.css"

@@ -149,6 +149,7 @@ function renderCurves({ model, el }) {
   const svgBox = htmlEl("div", { class: "coax-plot" }, root);
   const legendBox = htmlEl("div", { class: "coax-series-legend" }, root);
   const readout = htmlEl("div", { class: "coax-readout", "aria-live": "polite" }, root);
+  captionLine(root, model);
   const W = 520, Hh = 300, m = { l: 58, r: 14, t: 12, b: 42 };
 
   function draw() {
