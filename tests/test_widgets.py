@@ -360,3 +360,9 @@ def test_grid_and_curves_say_their_ablation_and_units(engine):
     assert live.caption == "zero ablation · 32 prompts"
     old = replace(w.curves["dla"], meta={})  # a result saved before its ablation was recorded
     assert Curves(old).caption == "no ablation recorded"
+
+
+def test_sensitivity_explorer_says_its_ablation(sens):
+    w = SensitivityExplorer(sens)
+    assert w.caption == (f"zero ablation · bars: comp (in Fisher energy) · {sens.meta['n_prompts']} prompts · "
+                         f"{sens.meta['scans']} scans, one per choice of S")

@@ -3,7 +3,7 @@
 // traits: choices [{label, method, k, tau, primaries, n_selected, scores, auc, truth_in_S, source}],
 //   groups {name: [choice index, slider order]}, group, index, reference_index, rho_to_reference,
 //   overlap_to_reference, top, truth, n_layers, n_heads, by, rows, selected (= S of the current choice)
-import { fmt, htmlEl, svgEl, unitName } from "./common.js";
+import { captionLine, fmt, htmlEl, svgEl, unitName } from "./common.js";
 
 const TAU_GROUP = "acdc tau";
 
@@ -42,6 +42,7 @@ function renderSensitivity({ model, el }) {
   const source = htmlEl("span", { class: "coax-sens-source" }, selection);
   const plot = htmlEl("div", { class: "coax-plot" }, root);
   const agreement = htmlEl("div", { class: "coax-sens-agreement" }, root);
+  captionLine(root, model);
 
   // the group shown: the chosen one when it holds the current choice, else the one that does
   function current() {

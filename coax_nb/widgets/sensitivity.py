@@ -10,7 +10,7 @@ import traitlets as t
 
 from ..results import Sensitivity
 from ..units import Unit
-from .base import STATIC, Component, check_result, float_values, json_values
+from .base import STATIC, Component, check_result, float_values, json_values, meta_caption
 
 # the family of ACDC's whole circuits at several thresholds (p_sensitivity(taus=...))
 TAU_GROUP = "acdc tau"
@@ -85,7 +85,8 @@ class SensitivityExplorer(Component):
                          overlap_to_reference=json_values(np.asarray(result.overlap, float)[:, ref]),
                          top=int(result.top), truth=[str(u) for u in result.truth], n_layers=result.n_layers,
                          n_heads=result.n_heads, by=result.by, rows=rows,
-                         selected=list(choices[index]["primaries"]), **kwargs)
+                         selected=list(choices[index]["primaries"]),
+                         caption=sensitivity_caption(result), **kwargs)
         self.result = result
 
     @t.validate("group")
@@ -171,6 +172,14 @@ class SensitivityExplorer(Component):
         return sensitivity_ranking([h for h, _ in ranked], [v for _, v in ranked], self.by,
                                    primaries=c["primaries"], truth=self.truth, label=c["label"],
                                    note=self.agreement())
+
+
+def sensitivity_caption(result) -> str:
+    """What the bars are: each choice of S scanned with the same ablation and prompts."""
+    meta = result.meta or {}
+    unit = "without units" if result.by in ("ratio", "wakeup", "coact") else "in Fisher energy"
+    scans = f"{meta['scans']} scans, one per choice of S" if meta.get("scans") else ""
+    return " · ".join(meta_caption(meta, f"bars: {result.by} ({unit})") + ([scans] if scans else []))
 
 
 def _num(v) -> str:

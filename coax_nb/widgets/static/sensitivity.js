@@ -177,6 +177,7 @@ function renderSensitivity({ model, el }) {
   const source = htmlEl("span", { class: "coax-sens-source" }, selection);
   const plot = htmlEl("div", { class: "coax-plot" }, root);
   const agreement = htmlEl("div", { class: "coax-sens-agreement" }, root);
+  captionLine(root, model);
 
   // the group shown: the chosen one when it holds the current choice, else the one that does
   function current() {
