@@ -1,0 +1,206 @@
+"""The engine against what a user would write instead, side by side in one run.
+
+    python benchmarks/peers.py                          # GPT-2-small shape, 16 prompts x 16 tokens
+    python benchmarks/peers.py --layers 4 --prompts 8   # a quick look
+    python benchmarks/peers.py --json out.json          # also write the figures
+
+One full CoAx scan (clean, S, every head alone, S + every other head; energies on the
+full vocabulary at the last position) computed four ways on the same model and prompts:
+
+- engine: ``coax_scan`` (its Engine build and self-check included in its time);
+- (a) plain Hugging Face: one ``GPT2LMHeadModel`` forward per variant, a forward
+  pre-hook on each block's attention output projection (``attn.c_proj``) zeroing the
+  ablated heads' slices of its input, full logits;
+- (b) the same with ``logits_to_keep=1`` (only the last position unembedded);
+- (c) TransformerLens: ``run_with_hooks`` per variant with hooks on ``blocks.L.attn.hook_z``
+  (the TransformerBridge users load), full logits.
+
+Loops (a)-(c) compute their energies here, with a Fisher energy written in this file
+(not the project's metrics code), so agreement is a check of the engine, not of shared
+code. The model has random weights of the requested shape, saved to a temp folder and
+loaded from there by both libraries. Nothing is timed inside the test suite.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def fisher_energy(z_ref: torch.Tensor, z: torch.Tensor, p: torch.Tensor) -> float:
+    """Mean over prompts of sum_i p_i (d_i - E_p[d])^2, d = z_ref - z (float64)."""
+    d = (z_ref - z).double()
+    p = p.double()
+    centred = d - (p * d).sum(-1, keepdim=True)
+    return float((p * centred * centred).sum(-1).mean())
+
+
+def hf_loop(model, tokens, variants, heads: int, keep_last: bool):
+    """One forward per variant; a pre-hook on attn.c_proj zeroes the ablated heads' slices."""
+    d_head = model.config.n_embd // heads
+    current: dict[int, list[int]] = {}
+
+    def pre_hook(layer):
+        def fn(module, args):
+            zero = current.get(layer)
+            if not zero:
+                return None
+            x = args[0].clone()
+            for h in zero:
+                x[..., h * d_head:(h + 1) * d_head] = 0
+            return (x,) + tuple(args[1:])
+        return fn
+
+    handles = [block.attn.c_proj.register_forward_pre_hook(pre_hook(i))
+               for i, block in enumerate(model.transformer.h)]
+    out = []
+    try:
+        with torch.no_grad():
+            for v in variants:
+                current.clear()
+                for layer, head in v:
+                    current.setdefault(layer, []).append(head)
+                kwargs = {"logits_to_keep": 1} if keep_last else {}
+                out.append(model(tokens, **kwargs).logits[:, -1].float())
+    finally:
+        for h in handles:
+            h.remove()
+    return out
+
+
+def tl_loop(bridge, tokens, variants):
+    """One run_with_hooks per variant on blocks.L.attn.hook_z, as TransformerLens code does."""
+    out = []
+    with torch.no_grad():
+        for v in variants:
+            by_layer: dict[int, list[int]] = {}
+            for layer, head in v:
+                by_layer.setdefault(layer, []).append(head)
+
+            def make(heads):
+                def fn(z, hook):
+                    z[:, :, heads] = 0.0
+                    return z
+                return fn
+            hooks = [(f"blocks.{layer}.attn.hook_z", make(hs)) for layer, hs in by_layer.items()]
+            out.append(bridge.run_with_hooks(tokens, fwd_hooks=hooks)[:, -1].float())
+    return out
+
+
+def energies(logits, units, primaries):
+    """single and conditional energies from the loop's logits, in the scan's variant order."""
+    z0, zS = logits[0], logits[1]
+    p0 = torch.softmax(z0.double(), -1)
+    n = len(units)
+    single = np.array([fisher_energy(z0, logits[2 + i], p0) for i in range(n)])
+    cond = np.full(n, np.nan)
+    j = 2 + n
+    for i, u in enumerate(units):
+        if u not in primaries:
+            cond[i] = fisher_energy(zS, logits[j], p0)
+            j += 1
+    return single, cond
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--layers", type=int, default=12)
+    ap.add_argument("--heads", type=int, default=12)
+    ap.add_argument("--d-model", type=int, default=768)
+    ap.add_argument("--vocab", type=int, default=50257)
+    ap.add_argument("--prompts", type=int, default=16)
+    ap.add_argument("--length", type=int, default=16)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--skip", default="", help="contenders to leave out, e.g. 'a,c' (the engine always runs)")
+    ap.add_argument("--json", default=None, help="write the figures to this file")
+    args = ap.parse_args()
+
+    import transformers
+    from transformers import GPT2LMHeadModel
+
+    from coax_nb import Engine, coax_scan, load_model
+    from coax_nb.toy import build_toy_model
+    from coax_nb.units import all_units
+
+    L, H, d, V, n, T = args.layers, args.heads, args.d_model, args.vocab, args.prompts, args.length
+    dev = torch.device(args.device)
+    sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    prompts = torch.randint(2, V, (n, T), generator=g)
+    prompts[:, 0] = 0
+    units = [(u.layer, u.head) for u in all_units(L, H)]
+    primaries = [(L - 3, 0), (L - 3, 1), (L - 2, 0)] if L >= 3 else [(0, 0)]
+    variants = [[], primaries] + [[u] for u in units] + [primaries + [u] for u in units if u not in primaries]
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = build_toy_model(Path(tmp) / "m", n_layers=L, n_heads=H, d_model=d, vocab_size=V,
+                               n_ctx=max(64, T), init_std=0.02)
+        bridge = load_model(path, device=str(dev))
+        hf = GPT2LMHeadModel.from_pretrained(path).to(dev).eval()
+    tokens = prompts.to(dev)
+    print(f"device: {dev} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+          f"{', ' + torch.cuda.get_device_name(dev) if dev.type == 'cuda' else ''}); torch {torch.__version__}, "
+          f"transformers {transformers.__version__}")
+    print(f"shape: {L} layers x {H} heads, d_model {d}, vocabulary {V}; {n} prompts x {T} tokens; "
+          f"{len(variants)} forward variants (clean, S, {len(units)} single, {len(variants) - 2 - len(units)} "
+          f"conditional); S = {', '.join(f'L{a}H{b}' for a, b in primaries)}")
+
+    rows = {}
+    sync()
+    t0 = time.perf_counter()
+    engine = Engine(bridge, prompts.tolist(), progress=False)
+    scores = coax_scan(engine, primaries=[f"L{a}H{b}" for a, b in primaries], progress=False)
+    sync()
+    rows["engine"] = {"seconds": time.perf_counter() - t0, "single": scores["single"],
+                      "conditional": scores["conditional"]}
+    print(f"engine: {rows['engine']['seconds']:.2f} s ({engine.describe()})")
+
+    contenders = [("a", "plain HF, full logits", lambda: hf_loop(hf, tokens, variants, H, keep_last=False)),
+                  ("b", "plain HF, logits_to_keep=1", lambda: hf_loop(hf, tokens, variants, H, keep_last=True)),
+                  ("c", "TransformerLens run_with_hooks on hook_z", lambda: tl_loop(bridge, tokens, variants))]
+    for key, name, fn in contenders:
+        if key in skip:
+            continue
+        sync()
+        t0 = time.perf_counter()
+        logits = fn()
+        sync()
+        seconds = time.perf_counter() - t0
+        single, cond = energies(logits, units, primaries)
+        rows[key] = {"name": name, "seconds": seconds, "single": single, "conditional": cond}
+        print(f"({key}) {name}: {seconds:.2f} s")
+
+    ref = rows["engine"]
+    scale = float(np.nanmax(np.abs(np.concatenate([ref["single"], ref["conditional"]]))))
+    print(f"\n| contender | seconds | engine is x faster | max abs energy difference to the engine "
+          f"(largest energy {scale:.3g}) |")
+    print("|---|---:|---:|---:|")
+    print(f"| engine (`coax_scan`) | {ref['seconds']:.2f} | 1.00 | — |")
+    record = {"device": str(dev), "shape": {"layers": L, "heads": H, "d_model": d, "vocab": V, "prompts": n,
+                                            "length": T},
+              "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+              "threads": torch.get_num_threads(), "engine_seconds": ref["seconds"], "contenders": {}}
+    for key in ("a", "b", "c"):
+        if key not in rows:
+            continue
+        r = rows[key]
+        err = max(float(np.nanmax(np.abs(r["single"] - ref["single"]))),
+                  float(np.nanmax(np.abs(r["conditional"] - ref["conditional"]))))
+        print(f"| ({key}) {r['name']} | {r['seconds']:.2f} | {r['seconds'] / ref['seconds']:.2f} | {err:.2e} |")
+        record["contenders"][key] = {"name": r["name"], "seconds": r["seconds"],
+                                     "ratio": r["seconds"] / ref["seconds"], "max_energy_difference": err}
+    record["largest_energy"] = scale
+    if args.json:
+        Path(args.json).write_text(json.dumps(record, indent=1))
+
+
+if __name__ == "__main__":
+    main()
