@@ -31,6 +31,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from .cache import cached
 from .compat import renamed
 from .engine import CLEAN, BatchView, Engine, Variant, as_engine, check_primaries, seconds_and_passes, snapshot
 from .results import UnitScores
@@ -110,12 +111,18 @@ def attribution_scores(
     if seed_units:
         seed_units = check_primaries(engine, seed_units)
     L, H = engine.n_layers, engine.n_heads
-    samples, cost, t_start = attribution_samples(engine, seed_units, methods, ig_steps, ablation, progress)
-    columns = samples.columns()
-    meta = {"ablation": ablation, "ig_steps": ig_steps, "n_prompts": engine.n_prompts,
-            "position_mode": engine.position_mode, "model": getattr(engine.model, "coax_source", None),
-            "cost": cost, "engine_check": engine.self_check, "wall_seconds": round(time.perf_counter() - t_start, 3)}
-    return UnitScores(L, H, seed_units, columns, meta)
+
+    def compute():
+        samples, cost, t_start = attribution_samples(engine, seed_units, methods, ig_steps, ablation, progress)
+        columns = samples.columns()
+        meta = {"ablation": ablation, "ig_steps": ig_steps, "n_prompts": engine.n_prompts,
+                "position_mode": engine.position_mode, "model": getattr(engine.model, "coax_source", None),
+                "cost": cost, "engine_check": engine.self_check,
+                "wall_seconds": round(time.perf_counter() - t_start, 3)}
+        return UnitScores(L, H, seed_units, columns, meta)
+    options = {"primaries": [str(u) for u in seed_units], "methods": list(methods), "ig_steps": ig_steps,
+               "ablation": ablation}
+    return cached("attribution_scores", engine, options, compute)
 
 
 class AttributionSamples:

@@ -171,6 +171,28 @@ def cmd_page(args) -> int:
     return 0
 
 
+def cmd_reproduce(args) -> int:
+    from .io import check_writable_file
+    from .presets import preset, reproduce
+
+    p = preset(args.preset)
+    if args.out:  # checked before the model loads: a long run must not end on an unwritable path
+        check_writable_file(args.out)
+    model = args.model or p.model
+    seeds = args.prompt_seeds if args.prompt_seeds is not None else list(p.prompt_seeds)
+    print(f"{p.name}: {p.about}", file=sys.stderr)
+    print(f"model {model}; {args.prompts or p.n_prompts} prompts per set; prompt seeds {' '.join(map(str, seeds))}; "
+          f"{p.position_mode} position, {'full vocabulary' if not p.top_r else f'top-{p.top_r}'}, {p.ablation} "
+          "ablation", file=sys.stderr)
+    result = reproduce(p.name, model=model, prompt_seeds=seeds, n_prompts=args.prompts, device=args.device,
+                       progress=not args.quiet)
+    print(result.table())
+    if args.out:
+        result.to_json(args.out)
+        print(f"written: {args.out}", file=sys.stderr)
+    return 0
+
+
 def cmd_organisms(args) -> int:
     from . import organisms
 
@@ -192,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _Parser(prog="coax-nb", description="Conditional Co-Ablation (CoAx): which heads carry a "
                                 "behaviour, including backups that only wake up when others are removed.")
+    from .version import __version__
+
+    p.add_argument("--version", action="version", version=f"coax-nb {__version__}")
     sub = p.add_subparsers(dest="command")
     s = sub.add_parser("scan", help="score every head: single ablation vs CoAx given a primary set")
     s.add_argument("--model", default=DEFAULT_MODEL, help="organism:NAME, a local HF directory, or a hub name "
@@ -258,6 +283,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--repeat", type=_integer(1), default=1, help="RecoveryResult: whose repeat's scores to draw "
                    "(default 1)")
     g.set_defaults(func=cmd_page)
+    from .presets import PRESETS
+
+    rp = sub.add_parser("reproduce", help="one of the paper's experiments with its settings; prints the paper's "
+                        "numbers beside the measured ones")
+    rp.add_argument("preset", choices=sorted(PRESETS), help="ioi-gpt2: backup recovery on IOI in GPT-2 small "
+                    "(needs the model from the hub, or --model organism:NAME offline)")
+    rp.add_argument("--model", default=None, help="run the preset on another model (organism:NAME: its card's "
+                    "circuit); default: the preset's")
+    rp.add_argument("--prompt-seeds", nargs="+", type=_integer(0), default=None, metavar="SEED",
+                    help="prompt sets (default: the preset's, 1 15 22 8 for ioi-gpt2); mean ± std over them")
+    rp.add_argument("--prompts", type=_integer(1), default=None, help="prompts per set (default: the preset's, 96)")
+    rp.add_argument("--device", type=_device, default=None, help="cpu, cuda or cuda:N (default: cuda when present)")
+    rp.add_argument("--out", default=None, metavar="FILE.json", help="also save the result (RecoveryResult JSON)")
+    rp.add_argument("--quiet", action="store_true", help="no progress bar")
+    rp.set_defaults(func=cmd_reproduce)
     o = sub.add_parser("organisms", help="list the bundled model organisms")
     o.set_defaults(func=cmd_organisms)
     return p

@@ -22,6 +22,8 @@ not depend on how prompts are grouped.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
 import warnings
@@ -33,7 +35,7 @@ import torch
 
 from . import metrics as M
 from .adapter import ModelAdapter, UnsupportedModelError
-from .models import resolve_device
+from .models import resolve_device, weights_fingerprint
 from .resources import plan_batch
 from .tasks import Task, check_count, output_positions, tokenizer_fingerprint
 from .units import Unit, parse_units
@@ -167,6 +169,7 @@ class Engine:
             raise ValueError("the prompt set is empty; give at least one prompt")
         self.n_prompts = len(token_lists)
         self._check_tokens(token_lists)
+        self._prompts_hash = hashlib.sha256(json.dumps(token_lists, separators=(",", ":")).encode()).hexdigest()[:16]
         if self.task is not None:
             self._check_answers(self.task)
         self.buckets = self._bucket(token_lists, max_bucket_prompts)
@@ -1030,6 +1033,19 @@ class Engine:
                                         "(blocks.L.attn.hook_pattern) in every layer, so attention-based "
                                         "scores cannot be read; use an ablation- or gradient-based method")
         return torch.stack(patterns, dim=1)
+
+    def fingerprint(self) -> Optional[dict]:
+        """What a result computed on this engine depends on: the weights as held in memory,
+        the prompts and their output positions, the task's answers and corrupted prompts,
+        the dtype. None when the task has a custom metric function (which cannot be
+        hashed): nothing computed on it may be reused."""
+        task = None
+        if self.task is not None:
+            task = self.task.fingerprint()
+            if task is None:
+                return None
+        return {"weights": weights_fingerprint(self.model), "prompts": self._prompts_hash, "task": task,
+                "position_mode": self.position_mode, "dtype": str(self.dtype)}
 
     def describe(self) -> str:
         lens = sorted({b.length for b in self.buckets})

@@ -438,3 +438,29 @@ def provenance(model_spec: str, model=None, *, revision: Optional[str] = None,
             "weights_sha256": weights_sha256(directory) if directory is not None and not preloaded else None,
             "device": str(next(model.parameters()).device) if model is not None else None,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def weights_fingerprint(model) -> str:
+    """SHA-256 of every parameter as the model holds it in memory (name, dtype, shape
+    and bytes, in name order), so a model edited after loading, or another checkpoint
+    of the same architecture, is told apart. It reads every weight once (about a
+    second per GB); the answer is kept on the model until a parameter changes in place
+    (torch counts every in-place write in a tensor's version), so asking again is free.
+    A hash of the files on disk would miss in-memory edits."""
+    params = sorted(model.named_parameters(), key=lambda kv: kv[0])
+    versions = tuple((name, p._version, p.data_ptr()) for name, p in params)
+    memo = getattr(model, "_coax_weights_fingerprint", None)
+    if memo is not None and memo[0] == versions:
+        return memo[1]
+    h = hashlib.sha256()
+    for name, p in params:
+        t = p.detach()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}\n".encode())
+        if t.device.type != "meta":  # offloaded weights have no data here; their name and shape still count
+            h.update(t.reshape(-1).cpu().contiguous().view(torch.uint8).numpy())
+    digest = h.hexdigest()[:16]
+    try:
+        model._coax_weights_fingerprint = (versions, digest)
+    except AttributeError:  # a model that takes no new attributes: recomputed each time
+        pass
+    return digest

@@ -614,18 +614,25 @@ class RecoveryResult(_Fields):
         k = self.rows[0]["k"] if self.rows else 0
         rep = self.meta.get("repeats", 1)
         pm = rep > 1
-        head = (f"{'selector':<28} {'ROC-AUC':>13} {'AP':>13} {'P@' + str(k):>13} {'seconds':>9} "
-                f"{'fwd':>7} {'bwd':>7}")
+        paper = self.meta.get("paper") or {}  # a preset's published AUCs, beside the measured ones
+        head = (f"{'selector':<28} {'ROC-AUC':>13}{'  paper' if paper else ''} {'AP':>13} {'P@' + str(k):>13} "
+                f"{'seconds':>9} {'fwd':>7} {'bwd':>7}")
         lines = ([f"({self.choices()})"] if self.choices() else []) + [head]
         for r in self.rows:
             def cell(name):
                 return f"{r[name]:.3f}" + (f" ± {r[name + '_std']:.3f}" if pm else "")
-            lines.append(f"{SELECTOR_LABELS.get(r['selector'], r['selector']):<28} {cell('roc_auc'):>13} "
+            published = (f"  {paper[r['selector']]:5.2f}" if r["selector"] in paper else "      –") if paper else ""
+            lines.append(f"{SELECTOR_LABELS.get(r['selector'], r['selector']):<28} {cell('roc_auc'):>13}{published} "
                          f"{cell('ap'):>13} {cell('p_at_k'):>13} {r['seconds']:>9.3f} {r['forward_passes']:>7.1f} "
                          f"{r['backward_passes']:>7.1f}")
         lines.append(f"(truth: {len(self.truth)} backups; primaries {', '.join(map(str, self.primaries))}; "
                      f"{rep} prompt set{'s' if rep > 1 else ''}; cost columns are per repeat, shared by the "
                      "selectors one pass computes)")
+        if paper:
+            on = self.meta.get("paper_model", "")
+            model = self.meta.get("model", on)
+            lines.append(f"(paper: preset {self.meta.get('preset', '')}, measured by the paper on {on}"
+                         + ("" if model == on else f"; this run is on {model}, so only the ordering compares") + ")")
         return "\n".join(lines)
 
     def __repr__(self) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from . import metrics as M
+from .cache import cached
 from .compat import renamed
 from .engine import CLEAN, Engine, Term, Variant, as_engine, check_primaries, seconds_and_passes, snapshot
 from .results import Completion, PairScores, UnitScores
@@ -124,15 +125,21 @@ def coax_scan(
     from .resources import check_scan_fits
 
     check_scan_fits(engine, top_r, announce=progress and engine.device.type == "cuda")
-    t0, s0 = time.perf_counter(), snapshot(engine)
-    samples = scan_samples(engine, prim, top_r=top_r, geometry=geometry, feature_mode=feature_mode,
-                           ablation=ablation, effect=effect, eps=eps, progress=progress, heads=heads)
-    E_mlp = samples.mlp_energies()
-    cols = samples.columns()
-    meta = _scan_meta(engine, t0, s0, top_r=top_r, geometry=geometry, feature_mode=feature_mode,
-                      ablation=ablation, effect=effect,
-                      **_mlp_diagnostic(samples.mlps, E_mlp, cols["single"]))
-    return UnitScores(engine.n_layers, engine.n_heads, prim, cols, meta)
+
+    def compute():
+        t0, s0 = time.perf_counter(), snapshot(engine)
+        samples = scan_samples(engine, prim, top_r=top_r, geometry=geometry, feature_mode=feature_mode,
+                               ablation=ablation, effect=effect, eps=eps, progress=progress, heads=heads)
+        E_mlp = samples.mlp_energies()
+        cols = samples.columns()
+        meta = _scan_meta(engine, t0, s0, top_r=top_r, geometry=geometry, feature_mode=feature_mode,
+                          ablation=ablation, effect=effect,
+                          **_mlp_diagnostic(samples.mlps, E_mlp, cols["single"]))
+        return UnitScores(engine.n_layers, engine.n_heads, prim, cols, meta)
+    options = {"primaries": [str(u) for u in prim], "top_r": top_r, "geometry": geometry, "feature_mode": feature_mode,
+               "ablation": ablation, "effect": effect, "eps": eps,
+               "heads": None if heads is None else [str(u) for u in engine.units(heads)]}
+    return cached("coax_scan", engine, options, compute)
 
 
 class ScanSamples:
@@ -333,26 +340,32 @@ def synergy(
     if len(chosen) < 2:
         raise ValueError(f"synergy needs at least two distinct heads, got {len(chosen)} "
                          f"({', '.join(map(str, chosen)) or 'none'}); pass e.g. units=['L0H0', 'L0H1']")
-    t0, s0 = time.perf_counter(), snapshot(engine)
-    m = len(chosen)
-    singles = [Term(Variant.ablate([u], ablation)) for u in chosen]
-    pairs = list(combinations(range(m), 2))
-    combos = [[(1.0, t)] for t in singles]
-    combos += [[(1.0, Term(Variant.ablate([chosen[i], chosen[j]], ablation))), (-1.0, singles[i]),
-                (-1.0, singles[j])] for i, j in pairs]
-    E = engine.energies(combos, top_r=top_r, feature_mode=feature_mode, effect=effect, desc="synergy",
-                        progress=progress)
-    single = E[:m]
-    raw = np.zeros((m, m))
-    for (i, j), e in zip(pairs, E[m:]):
-        raw[i, j] = raw[j, i] = e
-    np.fill_diagonal(raw, np.nan)
-    norm = raw / np.sqrt(np.maximum(np.abs(np.outer(single, single)), eps))
-    meta = {"position_mode": engine.position_mode, "top_r": top_r, "feature_mode": feature_mode,
-            "ablation": ablation, "effect": effect,
-            "n_prompts": engine.n_prompts, "single": single.tolist(), "engine_check": engine.self_check,
-            "wall_seconds": round(time.perf_counter() - t0, 3), **seconds_and_passes(engine, s0)}
-    return PairScores(chosen, {"normalized": norm, "raw": raw}, meta)
+
+    def compute():
+        t0, s0 = time.perf_counter(), snapshot(engine)
+        m = len(chosen)
+        singles = [Term(Variant.ablate([u], ablation)) for u in chosen]
+        pairs = list(combinations(range(m), 2))
+        combos = [[(1.0, t)] for t in singles]
+        combos += [[(1.0, Term(Variant.ablate([chosen[i], chosen[j]], ablation))), (-1.0, singles[i]),
+                    (-1.0, singles[j])] for i, j in pairs]
+        E = engine.energies(combos, top_r=top_r, feature_mode=feature_mode, effect=effect, desc="synergy",
+                            progress=progress)
+        single = E[:m]
+        raw = np.zeros((m, m))
+        for (i, j), e in zip(pairs, E[m:]):
+            raw[i, j] = raw[j, i] = e
+        np.fill_diagonal(raw, np.nan)
+        norm = raw / np.sqrt(np.maximum(np.abs(np.outer(single, single)), eps))
+        meta = {"position_mode": engine.position_mode, "top_r": top_r, "feature_mode": feature_mode,
+                "ablation": ablation, "effect": effect,
+                "n_prompts": engine.n_prompts, "single": single.tolist(), "engine_check": engine.self_check,
+                "wall_seconds": round(time.perf_counter() - t0, 3), **seconds_and_passes(engine, s0)}
+        return PairScores(chosen, {"normalized": norm, "raw": raw}, meta)
+    # a group is its name and its members: the same name over other heads is another matrix
+    options = {"units": [[str(u), [str(x) for x in getattr(u, "members", (u,))]] for u in chosen], "top_r": top_r,
+               "feature_mode": feature_mode, "ablation": ablation, "effect": effect, "eps": eps}
+    return cached("synergy", engine, options, compute)
 
 
 @renamed(seed="primaries")

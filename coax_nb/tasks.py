@@ -9,6 +9,7 @@ metric reads (``position_mode``), and per-prompt targets. Three builders:
 from __future__ import annotations
 
 import hashlib
+import json
 import numbers
 import random
 import re
@@ -139,6 +140,16 @@ class Task:
     info: dict = field(default_factory=dict)
     metric_fn: Optional[Callable] = None
     corrupted: Optional[list[list[int]]] = None  # paired prompts for resample ablation, same lengths
+
+    def fingerprint(self) -> Optional[str]:
+        """A hash of everything a score reads from the task: token ids, output positions,
+        targets, distractors and paired corrupted prompts; None with a custom ``metric_fn``
+        (a function's behaviour cannot be hashed, so nothing keyed on it may be reused)."""
+        if self.metric_fn is not None:
+            return None
+        data = {"prompts": self.prompts, "position_mode": self.position_mode, "targets": self.targets,
+                "distractors": self.distractors, "corrupted": self.corrupted}
+        return hashlib.sha256(json.dumps(data, separators=(",", ":"), default=int).encode()).hexdigest()[:16]
 
     def __post_init__(self):
         if len(self.prompts) == 0:

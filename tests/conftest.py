@@ -10,6 +10,11 @@ from coax_nb import load_model
 from coax_nb.toy import build_toy_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.pop("COAX_CACHE", None)  # a developer's disk cache must not answer for the code under test
+if os.environ.get("COAX_EXPECT_INSTALLED"):  # .ci/release_check.sh: the tests must run against the wheel
+    import coax_nb
+
+    assert "site-packages" in coax_nb.__file__, f"testing the checkout, not the installed wheel: {coax_nb.__file__}"
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 # ---------------------------------------------------------------- test tiers

@@ -954,6 +954,23 @@ CASES = [
      ValueError, r"rewordings need an IOI task built by ioi_task .*; got task 'custom'"),
     ("Sensitivity.from_json: a UnitScores file", lambda c: Sensitivity.from_json(c.json),
      ValueError, r"this JSON holds a UnitScores, not a Sensitivity"),
+    # ---------------------------------------------------------------- presets and the cache
+    ("reproduce: unknown preset", lambda c: coax_nb.reproduce("ioi-gpt3", model="organism:handwired"),
+     ValueError, r"no preset 'ioi-gpt3'; presets: ioi-gpt2"),
+    ("reproduce: no prompt seeds", lambda c: coax_nb.reproduce("ioi-gpt2", model="organism:handwired", prompt_seeds=[]),
+     ValueError, r"prompt_seeds is empty; give at least one seed \(the preset's: 1, 15, 22, 8\)"),
+    ("reproduce: a negative prompt seed",
+     lambda c: coax_nb.reproduce("ioi-gpt2", model="organism:handwired", prompt_seeds=[-1]),
+     ValueError, r"each of prompt_seeds must be"),
+    ("reproduce: zero prompts", lambda c: coax_nb.reproduce("ioi-gpt2", model="organism:handwired", n_prompts=0),
+     ValueError, r"n_prompts must be"),
+    ("reproduce: a model with no documented circuit (before it loads)",
+     lambda c: coax_nb.reproduce("ioi-gpt2", model="EleutherAI/pythia-70m"),
+     ValueError, r"no documented circuit for EleutherAI/pythia-70m on ioi"),
+    ("known_circuit: an induction organism asked for IOI", lambda c: coax_nb.known_circuit("organism:induction_neox"),
+     ValueError, r"organism induction_neox documents its circuit on induction, not ioi; use task='induction'"),
+    ("use_cache: a file as the folder", lambda c: coax_nb.use_cache(__file__),
+     ValueError, r"the cache folder .*test_input_checks.py is a file; give a folder"),
 ]
 
 
@@ -969,8 +986,8 @@ def test_the_table_has_one_row_per_case():
 
 
 # every public function and class the table must reach (constants, exceptions and plain
-# records without checks are left out: CLEAN, ModelLoadError, Run, Unit)
-PUBLIC = sorted(set(coax_nb.__all__) - {"CLEAN", "ModelLoadError", "Run", "Unit"}) + [
+# records without checks are left out: CLEAN, ModelLoadError, Run, Unit, CacheNotice, __version__)
+PUBLIC = sorted(set(coax_nb.__all__) - {"CLEAN", "ModelLoadError", "Run", "Unit", "CacheNotice", "__version__"}) + [
     "random_sets", "task_for", "plots.head_map", "plots.blind_spot", "plots.synergy_grid", "plots.curves",
     "plots.ranking_table", "plots.bars", "plots.percentiles", "HeadMap", "BlindSpot", "SynergyGrid",
     "Curves widget", "RankingTable", "SensitivityExplorer", "link", "Task.metric", "Task.subset", "UnitScores.top", "UnitScores.merged",

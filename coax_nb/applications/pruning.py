@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
-import torch
 
 from ..baselines import attribution_scores
 from ..compat import renamed
 from ..engine import CLEAN, Engine, Variant, seconds_and_passes, snapshot
 from ..io import atomic_write_text, check_writable_file
+from ..models import weights_fingerprint
 from ..results import Pruning
 from ..scores import coax_scan, single_scan
 from ..tasks import Task, check_choices, check_count, tokenizer_fingerprint
@@ -57,21 +57,6 @@ def _static_scores(engine: Engine, order: str, primaries: list[Unit], rng_seed: 
 def _write_checkpoint(path: Optional[Path], state: dict) -> None:
     if path is not None:
         atomic_write_text(path, json.dumps(state))
-
-
-def weights_fingerprint(model) -> str:
-    """SHA-256 of every parameter as the model holds it in memory (name, dtype, shape
-    and bytes, in name order), so a model edited after loading, or another checkpoint
-    of the same architecture, is told apart. It reads every weight once (about a
-    second per GB), which a pruning run, many forward passes per step, does not notice;
-    a hash of the files on disk would miss in-memory edits."""
-    h = hashlib.sha256()
-    for name, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
-        t = p.detach()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}\n".encode())
-        if t.device.type != "meta":  # offloaded weights have no data here; their name and shape still count
-            h.update(t.reshape(-1).cpu().contiguous().view(torch.uint8).numpy())
-    return h.hexdigest()[:16]
 
 
 def _prompts_fingerprint(task: Task) -> str:

@@ -106,8 +106,8 @@ class HeadMap(HasPrimaries, Component):
                     fig = self.inspect(change["new"][-1], prompt)
                     display(fig.plot())
                     plt.close("all")
-                except ValueError as exc:  # e.g. a primary was selected
-                    print(exc)
+                except ValueError as exc:  # e.g. a primary was selected: said in the inspector's own output
+                    out.append_stdout(f"{exc}\n")
         self.observe(show, names="selected")
         return out
 
