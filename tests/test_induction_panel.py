@@ -9,7 +9,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from coax_nb import InductionTransfer, estimate_induction_transfer, induction_task, induction_transfer, load, organisms
+from coax_nb import (InductionTransfer, estimate_induction_transfer, induction_task, induction_transfer, load, load_model,
+                     organisms)
 from coax_nb.applications import induction as panel_module
 from coax_nb.cli import main
 
@@ -216,6 +217,25 @@ def test_checkpoint_resumes_without_recomputing(tmp_path, monkeypatch):
     assert [r["drop"] for r in resumed.rows] == pytest.approx([r["drop"] for r in fresh.rows], abs=1e-9)
     with pytest.raises(ValueError, match=r"other settings \(n_random: 2 in the checkpoint, 3 now\)"):
         induction_transfer(models, checkpoint=path, **dict(small, n_random=3))
+    # the same label naming another model is refused, not resumed with the old model's numbers
+    swapped = {INDUCTION[0]: f"organism:{INDUCTION[1]}", INDUCTION[1]: f"organism:{INDUCTION[1]}"}
+    with pytest.raises(ValueError, match=rf"'{INDUCTION[0]}' is not the model the checkpoint measured "
+                                         rf"\(files_sha256: .* spec: 'organism:{INDUCTION[0]}' in the checkpoint, "
+                                         rf"'organism:{INDUCTION[1]}' now\)"):
+        induction_transfer(swapped, checkpoint=path, **small)
+
+
+def test_checkpoint_refuses_a_loaded_model_edited_in_place(tmp_path):
+    path = tmp_path / "ck.json"
+    small = dict(SETTINGS, ks=[1], selectors=["comp"], n_prompts=6, n_random=2)
+    model = load_model(f"organism:{INDUCTION[0]}")
+    induction_transfer({"mine": model}, checkpoint=path, **small)
+    assert induction_transfer({"mine": model}, checkpoint=path, **small).labels == ["mine"]  # same weights: resumes
+    weight = next(p for p in model.parameters() if p.dim() == 2)  # any weight: the fingerprint must notice
+    with torch.no_grad():
+        weight.mul_(0.5)
+    with pytest.raises(ValueError, match=r"'mine' is not the model the checkpoint measured \(weights: "):
+        induction_transfer({"mine": model}, checkpoint=path, **small)
 
 
 def test_estimate_matches_the_work_done(panel, capsys):

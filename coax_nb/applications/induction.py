@@ -201,6 +201,14 @@ def induction_transfer(
         from ..io import check_writable_file
 
         check_writable_file(path, "the checkpoint")
+    for label, m in named:  # a resumed label must still name the model the checkpoint measured
+        if label in done and done[label].get("identity") is not None and path is not None:
+            now, then = model_identity(m), done[label]["identity"]
+            if now != then:
+                what = "; ".join(f"{k}: {then.get(k)!r} in the checkpoint, {now.get(k)!r} now"
+                                 for k in sorted(set(now) | set(then)) if now.get(k) != then.get(k))
+                raise ValueError(f"checkpoint {path}: {label!r} is not the model the checkpoint measured ({what}); "
+                                 "delete the file or pass another checkpoint path to start over")
     todo = [(label, m) for label, m in named if label not in done]
     if estimate and todo:
         estimate_induction_transfer(dict(todo), ks=ks, selectors=selectors, n_prompts=n_prompts,
@@ -214,6 +222,7 @@ def induction_transfer(
             fam = families.get(label) or family_of(model, spec)
             done[label] = _one_model(model, label, fam, settings, token_range, _prepend_bos(spec), _truth(spec),
                                      progress)
+            done[label]["identity"] = model_identity(m)
         finally:
             if model is not m:  # loaded here: free it before the next one
                 del model
@@ -227,6 +236,23 @@ def induction_transfer(
     return InductionTransfer(records, rows, {**settings, "selectors": selectors,
                                              "splits": {"detect": rng_seed, "calibrate": rng_seed + 1,
                                                         "evaluate": rng_seed + 2}})
+
+
+def model_identity(m) -> dict:
+    """What tells one model from another for a checkpoint, without loading it again: a
+    loaded model's weights as held in memory; an organism's or a local folder's weight
+    files; a hub name's resolved commit (None offline: then the name alone)."""
+    from ..models import hub_commit, weights_fingerprint, weights_sha256
+    from ..organisms import organism_name, path as organism_path
+
+    if isinstance(m, torch.nn.Module):
+        return {"weights": weights_fingerprint(m)}
+    spec = os.fspath(m)
+    organism = organism_name(spec)
+    folder = organism_path(organism) if organism is not None else Path(spec) if Path(spec).is_dir() else None
+    if folder is not None:
+        return {"spec": spec, "files_sha256": weights_sha256(folder)}
+    return {"spec": spec, "commit": hub_commit(spec, None)}  # None when not in the local cache
 
 
 def _load(m, device, dtype):
