@@ -1039,11 +1039,9 @@ class Engine:
         the prompts and their output positions, the task's answers and corrupted prompts,
         the dtype. None when the task has a custom metric function (which cannot be
         hashed): nothing computed on it may be reused."""
-        task = None
-        if self.task is not None:
-            task = self.task.fingerprint()
-            if task is None:
-                return None
+        if self.task is not None and self.task.metric_fn is not None:
+            return None
+        task = None if self.task is None else self.task.fingerprint()
         return {"weights": weights_fingerprint(self.model), "prompts": self._prompts_hash, "task": task,
                 "position_mode": self.position_mode, "dtype": str(self.dtype)}
 

@@ -141,14 +141,16 @@ class Task:
     metric_fn: Optional[Callable] = None
     corrupted: Optional[list[list[int]]] = None  # paired prompts for resample ablation, same lengths
 
-    def fingerprint(self) -> Optional[str]:
-        """A hash of everything a score reads from the task: token ids, output positions,
-        targets, distractors and paired corrupted prompts; None with a custom ``metric_fn``
-        (a function's behaviour cannot be hashed, so nothing keyed on it may be reused)."""
-        if self.metric_fn is not None:
-            return None
+    def fingerprint(self) -> str:
+        """A hash of everything a score or a loss reads from the task: token ids, output
+        positions, targets, distractors, paired corrupted prompts, and a custom
+        ``metric_fn`` by name only (a function's behaviour cannot be hashed: the disk cache
+        therefore never reuses results of a task that has one)."""
         data = {"prompts": self.prompts, "position_mode": self.position_mode, "targets": self.targets,
-                "distractors": self.distractors, "corrupted": self.corrupted}
+                "distractors": self.distractors,
+                "metric_fn": None if self.metric_fn is None else getattr(self.metric_fn, "__qualname__", "custom")}
+        if self.corrupted is not None:  # absent key: tasks without them hash as they did before
+            data["corrupted"] = self.corrupted
         return hashlib.sha256(json.dumps(data, separators=(",", ":"), default=int).encode()).hexdigest()[:16]
 
     def __post_init__(self):

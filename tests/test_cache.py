@@ -173,3 +173,16 @@ def test_a_notebook_rerun_loads_and_says_so(tmp_path, monkeypatch):
     assert "CacheNotice: coax_scan: loaded from the cache" in runs[1]["stderr"]
     comp = [r["stdout"].split("COMP ", 1)[1].strip() for r in runs]
     assert comp[0] == comp[1] and float(comp[0]) > 0
+
+
+def test_task_fingerprint_reads_what_scores_and_losses_read(model):
+    """One hash for the cache and pruning's checkpoints: other corrupted prompts (what
+    resample ablation copies in) or other answers are another task; the same task is equal."""
+    t = task_for(ORG, 8)
+    assert t.fingerprint() == task_for(ORG, 8).fingerprint()
+    assert t.fingerprint() != task_for(ORG, 8, prompt_seed=1).fingerprint()
+    other = coax_nb.Task(t.name, t.prompts, t.position_mode, t.targets, t.distractors,
+                         corrupted=[list(p) for p in reversed(t.corrupted)])
+    assert other.fingerprint() != t.fingerprint()
+    swapped = coax_nb.Task(t.name, t.prompts, t.position_mode, t.distractors, t.targets, corrupted=t.corrupted)
+    assert swapped.fingerprint() != t.fingerprint()

@@ -2,7 +2,6 @@
 already removed, against static orders scored once on the intact model."""
 from __future__ import annotations
 
-import hashlib
 import json
 import numbers
 import os
@@ -59,19 +58,10 @@ def _write_checkpoint(path: Optional[Path], state: dict) -> None:
         atomic_write_text(path, json.dumps(state))
 
 
-def _prompts_fingerprint(task: Task) -> str:
-    """Hash of what the losses read: token ids, output positions, targets and distractors."""
-    data = {"prompts": task.prompts, "position_mode": task.position_mode, "targets": task.targets,
-            "distractors": task.distractors,
-            "metric_fn": None if task.metric_fn is None else getattr(task.metric_fn, "__qualname__", "custom")}
-    return hashlib.sha256(json.dumps(data, separators=(",", ":"), default=int).encode()).hexdigest()[:16]
-
-
 def _run_fingerprint(model, calibration: Task, evaluation: Task, options: dict) -> dict:
     tok = tokenizer_fingerprint(getattr(model, "tokenizer", None)) or calibration.tokenizer_fingerprint
     return {"model": weights_fingerprint(model), "tokenizer": tok,
-            "prompts": {"calibration": _prompts_fingerprint(calibration),
-                        "evaluation": _prompts_fingerprint(evaluation)},
+            "prompts": {"calibration": calibration.fingerprint(), "evaluation": evaluation.fingerprint()},
             "options": options}
 
 
