@@ -19,7 +19,8 @@ import sys, zipfile
 names = set(zipfile.ZipFile(sys.argv[1]).namelist())
 need = ["coax_nb/py.typed", "coax_nb/report.ipynb", "coax_nb/widgets/static/headmap.js",
         "coax_nb/widgets/static/synergy.css", "coax_nb/organisms/ioi_dormant/card.json",
-        "coax_nb/organisms/ioi_dormant/model.safetensors", "coax_nb/__main__.py"]
+        "coax_nb/organisms/ioi_dormant/model.safetensors", "coax_nb/__main__.py",
+        "coax_nb/course/lessons/01_fisher_energy.py"]
 missing = [n for n in need if n not in names]
 assert not missing, f"the wheel lacks {missing}"
 assert any(n.endswith("LICENSE") for n in names), "the wheel lacks the LICENSE"

@@ -192,3 +192,25 @@ class ModelAdapter:
 
     def spread_over_devices(self) -> bool:
         return len({p.device for p in self.model.parameters()}) > 1
+
+
+def restore_moved_buffers(model) -> None:
+    """Put back what a newer transformers moved and the installed TransformerLens still
+    reads. transformers 5.24 rewrote CodeGen's attention: the rotary table
+    ``embed_positions`` moved from every attention module to one model-level
+    ``rotary_emb``, and ``scale_attn`` (sqrt of the head size, divided by) became
+    ``scaling`` (its inverse, multiplied by); TransformerLens 4.3's CodeGen attention still
+    reads both from the attention module. Each attention module gets them back: the table
+    as a non-persistent buffer (saving is unchanged, ``.to()`` moves and casts it with the
+    model), the scale as the float32 tensor the old module held."""
+    hf = getattr(model, "original_model", None)
+    table = getattr(getattr(getattr(hf, "transformer", None), "rotary_emb", None), "embed_positions", None)
+    if not isinstance(table, torch.Tensor):
+        return
+    for module in hf.modules():
+        if type(module).__name__ != "CodeGenAttention":
+            continue
+        if not hasattr(module, "embed_positions"):
+            module.register_buffer("embed_positions", table, persistent=False)
+        if not hasattr(module, "scale_attn"):
+            module.scale_attn = torch.sqrt(torch.tensor(float(module.head_dim), dtype=torch.float32))

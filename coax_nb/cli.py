@@ -114,9 +114,10 @@ def cmd_report(args) -> int:
         logging.getLogger(name).setLevel(logging.CRITICAL + 1)
     t0 = time.perf_counter()
     artifact = execute_report(args.model, args.task, args.out, primaries=_primaries(args), n_prompts=args.prompts,
-                              prompt_seed=args.prompt_seed, device=args.device, top=args.top,
-                              ablation=args.ablation, effect=args.effect, robustness=not args.no_robustness,
-                              lock_timeout=args.lock_timeout, say=lambda message: print(message, flush=True))
+                              prompt_seed=args.prompt_seed, prompt_seeds=args.prompt_seeds, device=args.device,
+                              top=args.top, ablation=args.ablation, effect=args.effect,
+                              robustness=not args.no_robustness, lock_timeout=args.lock_timeout,
+                              say=lambda message: print(message, flush=True))
     print(artifact["headline"])
     print(f"\nwrote {args.out}/report.ipynb, {args.out}/report.html and {args.out}/report.json "
           f"({time.perf_counter() - t0:.1f} s)")
@@ -201,6 +202,33 @@ def cmd_organisms(args) -> int:
     return 0
 
 
+def cmd_course_build(args) -> int:
+    from .course import EDITIONS, build, stale
+
+    if args.check:
+        found = stale(args.out)
+        if found:
+            print(f"coax-nb: error: out of date under {args.out}: {', '.join(found)}; run coax-nb course build "
+                  f"--out {args.out}", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"the editions under {args.out} are up to date")
+        return 0
+    written = build(args.out, editions=args.edition or EDITIONS)
+    for which, paths in written.items():
+        print(f"{which} edition: {len(paths)} notebooks in {Path(args.out) / which}")
+    return 0
+
+
+def cmd_course_site(args) -> int:
+    from .course import build_site
+
+    for name in ("papermill", "asyncio"):  # the failing cell is named in one line (ReportError)
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+    tutorials = False if args.no_tutorials else args.tutorials
+    build_site(args.out, tutorials=tutorials, say=lambda message: print(message, flush=True))
+    return 0
+
+
 def _add_primaries(parser) -> None:
     parser.add_argument("--primaries", nargs="+", default=None, metavar="HEAD",
                         help="primary heads S, e.g. L9H9 L9H6 or 9.9 9.6 (organisms: their card's); or auto, "
@@ -240,8 +268,15 @@ def build_parser() -> argparse.ArgumentParser:
                    f"(default {DEFAULT_MODEL})")
     r.add_argument("--task", default="default", help="ioi, induction, or default (the organism's own task)")
     _add_primaries(r)
-    r.add_argument("--prompts", type=_integer(1), default=64, help="number of prompts (default 64)")
-    r.add_argument("--prompt-seed", type=_integer(0), default=0, help="random seed of the prompt generator")
+    r.add_argument("--prompts", type=_integer(1), default=64, help="number of prompts (default 64; per seed with "
+                   "--prompt-seeds)")
+    # one or the other; default None, not 0, so that an explicit --prompt-seed 0 still counts as given
+    seeds = r.add_mutually_exclusive_group()
+    seeds.add_argument("--prompt-seed", type=_integer(0), default=None, help="random seed of the prompt generator "
+                       "(default 0)")
+    seeds.add_argument("--prompt-seeds", nargs="+", type=_integer(0), default=None, metavar="SEED",
+                       help="several prompt sets, e.g. 1 15 22 8: every computation runs once per seed and every "
+                       "number is reported as the mean ± std over them (the robustness panel: the first seed's)")
     r.add_argument("--device", type=_device, default=None, help="cpu, cuda or cuda:N (default: cuda when present)")
     r.add_argument("--top", type=_integer(1), default=10, help="rows of the ranking table")
     _choices(r)
@@ -298,6 +333,25 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default=None, metavar="FILE.json", help="also save the result (RecoveryResult JSON)")
     rp.add_argument("--quiet", action="store_true", help="no progress bar")
     rp.set_defaults(func=cmd_reproduce)
+    from .course.editions import EDITIONS
+
+    c = sub.add_parser("course", help="the course kit: student and instructor editions, the offline site")
+    csub = c.add_subparsers(dest="course_command", required=True, metavar="{build,site}", parser_class=_Parser)
+    cb = csub.add_parser("build", help="write the student edition (solutions stripped) and the instructor edition "
+                         "(solutions in) of every lesson")
+    cb.add_argument("--out", default="course", help="folder for EDITION/NN_name.ipynb (default ./course)")
+    cb.add_argument("--edition", nargs="+", choices=EDITIONS, default=None, help="only these editions (default both)")
+    cb.add_argument("--check", action="store_true", help="write nothing; exit 1 if the editions under --out are "
+                    "not what a build writes")
+    cb.set_defaults(func=cmd_course_build)
+    cs = csub.add_parser("site", help="execute the instructor edition and the tutorials; write a static site that "
+                         "reads offline (interactive views embedded, no kernel needed)")
+    cs.add_argument("--out", default="coax-site", help="the site folder (default ./coax-site), replaced when "
+                    "every page is written")
+    cs.add_argument("--tutorials", default=None, metavar="DIR", help="the tutorial notebooks (default: the "
+                    "checkout's notebooks/)")
+    cs.add_argument("--no-tutorials", action="store_true", help="the lessons only")
+    cs.set_defaults(func=cmd_course_site)
     o = sub.add_parser("organisms", help="list the bundled model organisms")
     o.set_defaults(func=cmd_organisms)
     return p

@@ -207,6 +207,9 @@ def check_tokenizer(tokenizer) -> None:
 
 
 def _finish(bridge, source: str, **loaded):
+    from .adapter import restore_moved_buffers
+
+    restore_moved_buffers(bridge)
     bridge.eval()
     check_causal({"architectures": [getattr(bridge.cfg, "architecture", None) or ""]}, source)
     check_has_heads(bridge)

@@ -128,6 +128,22 @@ def head_map(grid, score_name: str, primaries: Sequence = (), truth: Sequence = 
     return ax.figure
 
 
+def head_map_spread(mean, std, score_name: str, seeds: Sequence[int], primaries: Sequence = (),
+                    truth: Sequence = (), units: str = ""):
+    """Two layer x head maps side by side: a score's mean over the prompt seeds (left)
+    and its std over them (right), each as :func:`head_map` draws one."""
+    import matplotlib.pyplot as plt
+
+    mean = _array(mean, 2, "mean", "a [n_layers, n_heads] array")
+    n_layers, n_heads = mean.shape
+    fig, (left, right) = plt.subplots(1, 2, figsize=(2 * (0.45 * n_heads + 2.2), 0.4 * n_layers + 1.8))
+    head_map(mean, f"mean {score_name}", primaries, truth, ax=left, units=units)
+    head_map(std, f"std of {score_name}", primaries, truth, ax=right, units=units)
+    fig.suptitle(f"over {len(seeds)} prompt seeds ({', '.join(map(str, seeds))})", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def colorbar_label(score_name: str, units: str = "") -> str:
     """What a colour bar shows: the score's name and, when known, its units."""
     return f"{score_name} ({units})" if units else str(score_name)
@@ -145,13 +161,15 @@ def percentiles(values) -> np.ndarray:
 
 
 def blind_spot(x_pct, y_pct, labels, x_name: str, y_name: str, truth: Sequence = (), primaries: Sequence = (),
-               ax=None):
+               ax=None, x_err=None, y_err=None):
     """First-order (x) vs CoAx (y) percentile scatter; the primaries and heads with a
-    NaN percentile are left out, ground truth in the truth colour."""
+    NaN percentile are left out, ground truth in the truth colour; ``x_err`` / ``y_err``
+    (one per head, e.g. the std over prompt seeds) as error bars."""
     pal = palette()
     x = _array(x_pct, 1, "x_pct", "one percentile per head (1-D)")
     y = _array(y_pct, 1, "y_pct", "one percentile per head (1-D)")
-    _same_length(x_pct=x, y_pct=y, labels=list(labels))
+    _same_length(x_pct=x, y_pct=y, labels=list(labels), x_err=None if x_err is None else list(x_err),
+                 y_err=None if y_err is None else list(y_err))
     prim = {str(u) for u in _units(primaries)}
     true = {str(u) for u in _units(truth)}
     names = [str(parse_name(n)) for n in labels]
@@ -161,6 +179,10 @@ def blind_spot(x_pct, y_pct, labels, x_name: str, y_name: str, truth: Sequence =
     # the shaded quadrant is named in the legend, which sits below the axes: nothing is
     # written inside the plot, where it would cover points
     ax.axvspan(0, 50, ymin=0.5, ymax=1, color=pal["truth"], alpha=0.08, label="blind spot: low first-order, high CoAx")
+    if x_err is not None or y_err is not None:
+        ax.errorbar(x[keep], y[keep], xerr=None if x_err is None else np.asarray(x_err, float)[keep],
+                    yerr=None if y_err is None else np.asarray(y_err, float)[keep], fmt="none", ecolor="0.7",
+                    elinewidth=0.8, capsize=1.5, zorder=1)
     ax.scatter(x[keep & ~is_true], y[keep & ~is_true], c=pal["point"], s=25, label="heads")
     ax.scatter(x[keep & is_true], y[keep & is_true], c=pal["truth"], s=45, label="ground truth")
     ax.set_xlim(-3, 103)

@@ -110,15 +110,11 @@ def reproduce(name: str = "ioi-gpt2", model: Optional[str] = None, *, prompt_see
     from .models import load_model
     from .organisms import organism_name, task_for
     from .recover import recovery
-    from .tasks import check_count, ioi_task
+    from .tasks import check_count, check_prompt_seeds, ioi_task
 
     p = preset(name)
     spec = p.model if model is None else str(model)
-    seeds = list(p.prompt_seeds if prompt_seeds is None else prompt_seeds)
-    if not seeds:
-        raise ValueError("prompt_seeds is empty; give at least one seed (the preset's: "
-                         f"{', '.join(map(str, p.prompt_seeds))})")
-    seeds = [check_count(s, "each of prompt_seeds", 0) for s in seeds]
+    seeds = check_prompt_seeds(p.prompt_seeds if prompt_seeds is None else prompt_seeds, default=p.prompt_seeds)
     n = p.n_prompts if n_prompts is None else check_count(n_prompts, "n_prompts")
     circuit = known_circuit(spec, p.task)  # before the model loads: an unknown circuit fails at once
     m = load_model(spec, device=device)

@@ -25,7 +25,7 @@ from .evaluate import evaluate
 from .metrics import check_options
 from .results import RecoveryResult
 from .scores import coax_scan
-from .tasks import Task, check_choices, check_count
+from .tasks import Task, check_choices, check_count, check_prompt_seeds
 from .units import parse_units
 from .variant import ablation_action
 
@@ -56,10 +56,11 @@ def recovery(
     """Run every selector and score it at recovering ``truth`` (heads outside the
     ``primaries`` only; ``seed=`` is the old name of ``primaries=``).
 
-    ``model`` may be an :class:`Engine` (then ``task=None``; its cached clean run is
-    reused). ``task`` is a :class:`Task`, or a function ``prompt_seed -> Task`` together with
-    ``prompt_seeds`` to repeat over several prompt sets (rows then hold mean and std,
-    as the paper reports). Selectors: the scan's ``comp``, ``ratio``, ``conditional``,
+    ``model`` may be an :class:`Engine`, or a list of Engines, one per prompt set (then
+    ``task=None``; their cached clean runs are reused). ``task`` is a :class:`Task`, or a
+    function ``prompt_seed -> Task`` together with ``prompt_seeds`` to repeat over several
+    prompt sets (rows then hold mean and std, as the paper reports; ``meta["per_repeat"]``
+    each prompt set's values). Selectors: the scan's ``comp``, ``ratio``, ``conditional``,
     ``single``, ``coact`` (one CoAx scan) and the gradient baselines ``atp``, ``atp_gd``,
     ``eap_ig`` with their ``cond_`` / ``delta_`` two-state forms. ``ablation`` (``"zero"``,
     ``"mean"`` or ``"resample"``) is what removing a head means for every selector: the
@@ -73,14 +74,15 @@ def recovery(
     ig_steps = check_count(ig_steps, "ig_steps", why="integration steps of EAP-IG")
     selectors = check_choices(selectors, "selectors", SELECTORS, "selector")
     if prompt_seeds is not None:
-        if isinstance(prompt_seeds, (str, bytes)) or not hasattr(prompt_seeds, "__iter__"):
-            raise TypeError(f"prompt_seeds must be a list of whole numbers, got {prompt_seeds!r}")
-        prompt_seeds = [check_count(s, "each of prompt_seeds", 0) for s in prompt_seeds]
-    if isinstance(model, Engine):  # reuse its cached clean run
+        prompt_seeds = check_prompt_seeds(prompt_seeds)
+    engines = None
+    if isinstance(model, Engine) or (isinstance(model, (list, tuple)) and model
+                                     and all(isinstance(e, Engine) for e in model)):
+        engines = [model] if isinstance(model, Engine) else list(model)  # their cached clean runs are reused
         if task is not None or prompt_seeds:
             raise ValueError("with an Engine, pass task=None: the engine's own prompts are used")
-        tasks = [model.task]
-        model_of = model.model
+        tasks = [e.task for e in engines]
+        model_of = engines[0].model
     elif task is None:
         raise ValueError("give the task (e.g. ioi_task(model)) or a task builder with prompt_seeds, "
                          "or pass an Engine as the model")
@@ -99,11 +101,11 @@ def recovery(
         if prompt_seeds:
             raise ValueError("prompt_seeds needs a task builder (a function prompt_seed -> Task), not a fixed Task")
         tasks = [task]
-    if not isinstance(model, Engine):
+    if engines is None:
         model_of = model
     repeats, costs = [], []
     for i, t in enumerate(tasks):
-        engine = model if isinstance(model, Engine) else Engine(model, t, progress=progress)
+        engine = engines[i] if engines else Engine(model, t, progress=progress)
         prim = check_primaries(engine, primaries)
         truth_units = parse_units(truth, engine.n_layers, engine.n_heads)
         if not truth_units:
@@ -134,7 +136,7 @@ def recovery(
         scores.meta["recovery_seconds"] = round(time.perf_counter() - t0, 3)
         repeats.append(scores)
         costs.append(cost)
-    rows = []
+    rows, per_repeat = [], {}
     for s in selectors:
         evals = [evaluate(sc, truth_units, by=s, k=k) for sc in repeats]
         kk = evals[0]["k"]
@@ -143,11 +145,13 @@ def recovery(
             vals = np.array([e[key] for e in evals])
             row[name] = float(vals.mean())
             row[name + "_std"] = float(vals.std())
+            per_repeat.setdefault(s, {})[name] = [float(v) for v in vals]
         for c in ("seconds", "forward_passes", "backward_passes"):
             row[c] = float(np.mean([cost[s][c] for cost in costs]))
         rows.append(row)
     meta = {"repeats": len(tasks), "prompt_seeds": list(prompt_seeds) if prompt_seeds else None,
-            "n_prompts": [len(t) for t in tasks], "ig_steps": ig_steps, "top_r": top_r, "ablation": ablation,
+            "n_prompts": [len(t) for t in tasks], "per_repeat": per_repeat, "ig_steps": ig_steps, "top_r": top_r,
+            "ablation": ablation,
             "model": getattr(model_of, "coax_source", None),
             "title": title or f"Backup recovery ({ablation} ablation)"}
     return RecoveryResult(rows, repeats, truth_units, prim, meta)

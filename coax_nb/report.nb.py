@@ -27,13 +27,14 @@ model = "organism:ioi_dormant"
 task = "default"
 primaries = None  # S as one string, e.g. "L9H9 L9H6"; None: the organism card's; "auto" or "auto:atp": discovered
 n_prompts = 64
-prompt_seed = 0
+prompt_seed = None  # the prompts' seed (None: 0); or prompt_seeds below, not both
 device = None
 out_dir = "report"
 top = 10
 ablation = "zero"  # what removing a head means: zero, mean or resample
 effect = "fisher"  # what an effect is measured in: fisher, kl or task
 robustness_panel = True  # bootstrap intervals, data efficiency, feature modes, held-out templates (~9 more scans)
+prompt_seeds = None  # several seeds, e.g. [1, 15, 22, 8]: each number the mean ± std over one prompt set per seed
 
 # %%
 import os, warnings
@@ -41,7 +42,7 @@ warnings.filterwarnings("ignore")
 from IPython.display import display, Markdown
 from coax_nb.report import TITLE_KEY, run_report
 report = run_report(model, task, primaries, n_prompts, prompt_seed, device, out_dir, top, ablation=ablation,
-                    effect=effect, robustness_panel=robustness_panel)
+                    effect=effect, robustness_panel=robustness_panel, prompt_seeds=prompt_seeds)
 # the title in the output's metadata becomes the HTML page's <title>
 display(Markdown(report.summary_markdown()), metadata={TITLE_KEY: report.title()})
 

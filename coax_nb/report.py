@@ -38,6 +38,7 @@ from .inputs import check_inputs, heads_text, resolve
 from .io import atomic_write_text, check_writable_folder
 from .metrics import EFFECTS
 from .models import provenance, resolve_device
+from .tasks import check_prompt_seeds
 from .variant import ablation_action
 
 log = logging.getLogger(__name__)
@@ -110,9 +111,38 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
+def _seeds(prompt_seed=None, prompt_seeds=None) -> list:
+    """The prompt seeds a report runs on: ``[prompt_seed]`` (default ``[0]``; checked with
+    the other inputs) or ``prompt_seeds`` (several: mean ± std over them), never both."""
+    if prompt_seeds is None:
+        return [0 if prompt_seed is None else prompt_seed]
+    if prompt_seed is not None:
+        raise ValueError(f"give prompt_seed (one prompt set) or prompt_seeds (several, mean ± std over them), not "
+                         f"both: got prompt_seed={prompt_seed!r} and prompt_seeds={prompt_seeds!r}")
+    return check_prompt_seeds(prompt_seeds)
+
+
+def _over_seeds(kind, results: list, seeds: list):
+    """One prompt seed's result as it is; several seeds' as their mean (``kind.mean_over_seeds``)."""
+    return results[0] if len(results) == 1 else kind.mean_over_seeds(results, seeds)
+
+
+@dataclass
+class SeedRun:
+    """What a multi-seed report computed on one prompt seed's prompt set."""
+
+    prompt_seed: int
+    scores: object
+    freezing: Optional[object]
+    wakeup: Optional[object]
+
+
 @dataclass
 class Report:
-    """Everything one report computed."""
+    """Everything one report computed. With several prompt seeds ``scores``, ``freezing``
+    and ``wakeup`` are the means over the seeds (their ``mean_over_seeds``), ``recovery``
+    holds one repeat per seed, ``robustness`` is of the first seed, and ``per_seed`` keeps
+    each seed's own results."""
 
     scores: object
     recovery: Optional[object]
@@ -120,10 +150,37 @@ class Report:
     wakeup: Optional[object]
     robustness: Optional[object] = None
     meta: dict = field(default_factory=dict)
+    per_seed: list = field(default_factory=list)
+
+    @property
+    def seeds(self) -> list:
+        """The prompt seeds the report ran on (one, unless it is a multi-seed report)."""
+        return self.meta.get("prompt_seeds") or [self.meta.get("prompt_seed")]
+
+    @property
+    def multi(self) -> bool:
+        return len(self.seeds) > 1
+
+    def _pm(self, value: float, std: Optional[float], spec: str) -> str:
+        """A number as the report prints it: ``0.96``, or ``0.96 ± 0.05`` over several seeds."""
+        return f"{value:{spec}}" + (f" ± {std:{spec}}" if self.multi else "")
+
+    def _seed_text(self) -> str:
+        """"4 prompt seeds (1, 15, 22 and 8)"."""
+        return f"{_plural(len(self.seeds), 'prompt seed')} ({_and(self.seeds)})"
+
+    def _prompts(self) -> str:
+        """"12 prompts", or "12 prompts on each of 4 prompt seeds (1, 15, 22 and 8)"."""
+        n = _plural(self.meta["n_prompts"], "prompt")
+        return f"{n} on each of {self._seed_text()}" if self.multi else n
+
+    def _freezing_std(self) -> Optional[float]:
+        return (self.freezing.meta.get("over_prompt_seeds") or {}).get("removed_std") if self.multi else None
 
     def headline(self) -> str:
         """The table printed to the terminal."""
-        lines = [f"CoAx report: {self.meta['model']} on {self.meta['task']} ({self.meta['n_prompts']} prompts), "
+        seeds = f" on each of prompt seeds {_and(self.seeds)}" if self.multi else ""
+        lines = [f"CoAx report: {self.meta['model']} on {self.meta['task']} ({self.meta['n_prompts']} prompts{seeds}), "
                  f"primaries S = {', '.join(self.meta['primaries'])}", "", self.scores.table(self.meta["top"])]
         if self.scores.meta.get("mlp_share", 0) > 0.5:
             lines += ["", f"warning: MLP layers carry {self.scores.meta['mlp_share']:.0%} of the first-order ablation "
@@ -131,11 +188,14 @@ class Report:
         if self.recovery is not None:
             lines += ["", "backup recovery (ground truth " + ", ".join(self.meta["truth"]) + "):"]
             for r in self.recovery.rows:
-                lines.append(f"  {r['selector']:>12}: ROC-AUC {r['roc_auc']:.3f}  AP {r['ap']:.3f}")
+                lines.append(f"  {r['selector']:>12}: ROC-AUC {self._pm(r['roc_auc'], r.get('roc_auc_std'), '.3f')}  "
+                             f"AP {self._pm(r['ap'], r.get('ap_std'), '.3f')}")
         if self.robustness is not None:
-            lines += ["", "robustness:", self.robustness.table()]
+            lines += ["", f"robustness{f' (prompt seed {self.seeds[0]})' if self.multi else ''}:",
+                      self.robustness.table()]
         if self.freezing is not None:
-            lines.append(f"\nfreezing CoAx's top heads removes {self.freezing.removed:.0%} of the self-repair "
+            lines.append(f"\nfreezing CoAx's top heads removes {self._pm(self.freezing.removed, self._freezing_std(), '.0%')}"
+                         " of the self-repair "
                          f"(random sets: {sum(self.freezing.random_removed) / len(self.freezing.random_removed):.0%})")
         return "\n".join(lines)
 
@@ -156,29 +216,38 @@ class Report:
         sel = self.meta["selected"]
         k = len(sel)
         parts = [f"CoAx ranks {_and(sel)} first among the heads outside S"]
+        if self.multi:
+            parts[0] = (f"Over {_plural(len(self.seeds), 'prompt seed')} ({_and(self.seeds)}; numbers are mean ± std), "
+                        + parts[0])
         if self.recovery is not None:
             n = len(self.meta["truth"])
-            comp, single = self.recovery.auc("comp"), self.recovery.auc("single")
-            clause = (f"its ranking recovers the {_plural(n, 'known backup')} with ROC-AUC {comp:.2f}, against "
-                      f"{single:.2f} for single ablation")
+            comp, single = (next(r for r in self.recovery.rows if r["selector"] == s) for s in ("comp", "single"))
+            clause = (f"its ranking recovers the {_plural(n, 'known backup')} with ROC-AUC "
+                      f"{self._pm(comp['roc_auc'], comp.get('roc_auc_std'), '.2f')}, against "
+                      f"{self._pm(single['roc_auc'], single.get('roc_auc_std'), '.2f')} for single ablation")
             best = max(self.recovery.rows, key=lambda r: r["roc_auc"])
-            if best["selector"] != "comp" and best["roc_auc"] > comp + 0.005:
+            if best["selector"] != "comp" and best["roc_auc"] > comp["roc_auc"] + 0.005:
                 from .results import SELECTOR_LABELS
 
-                clause += f" (best here: {SELECTOR_LABELS.get(best['selector'], best['selector'])}, {best['roc_auc']:.2f})"
+                clause += (f" (best here: {SELECTOR_LABELS.get(best['selector'], best['selector'])}, "
+                           f"{self._pm(best['roc_auc'], best.get('roc_auc_std'), '.2f')})")
             parts.append(clause)
         them = "it" if k == 1 else "them"
         if self.freezing is not None:
             fr, rnd = self.freezing, self.freezing.random_removed
             sets = f"{_plural(len(rnd), 'random set')} of {_plural(k, 'head')}"
+            removed = self._pm(fr.removed, self._freezing_std(), ".0%")
             if rnd and fr.removed > max(rnd):
-                parts.append(f"freezing {them} removes {fr.removed:.0%} of the self-repair, more than any of "
+                parts.append(f"freezing {them} removes {removed} of the self-repair, more than any of "
                              f"{sets} (at most {max(rnd):.0%})")
             elif rnd:
-                parts.append(f"freezing {them} removes {fr.removed:.0%} of the self-repair, no more than {sets} "
+                parts.append(f"freezing {them} removes {removed} of the self-repair, no more than {sets} "
                              f"do (mean {sum(rnd) / len(rnd):.0%}, up to {max(rnd):.0%})")
         else:
-            parts.append(f"the model shows no self-repair of S for freezing {them} to remove")
+            where = self.meta.get("no_repair_seeds") if self.multi else None
+            parts.append("the model shows no self-repair of S"
+                         + (f" on {_plural(len(where), 'prompt seed')} ({_and(where)})" if where else "")
+                         + f" for freezing {them} to remove")
         return (parts[0] if len(parts) == 1 else "; ".join(parts[:-1]) + ", and " + parts[-1]) + "."
 
     def title_block_markdown(self) -> str:
@@ -199,6 +268,9 @@ class Report:
         if m.get("position_mode") in POSITION_TEXT:
             task += f"; effects read {POSITION_TEXT[m['position_mode']]}"
         prompts = f"{m['n_prompts']} (prompt seed {m['prompt_seed']})"
+        if self.multi:
+            prompts = (f"{m['n_prompts']} on each of {self._seed_text()}: one prompt set per seed, one engine each; "
+                       f"every number below is the mean ± std (ddof 0) over the {len(self.seeds)} sets")
         if m.get("prompt_kind"):
             prompts += f", {m['prompt_kind']}"
         if m.get("example_prompt"):
@@ -206,6 +278,8 @@ class Report:
         source = m["primaries_source"]
         how = {"organism card": "from the organism's card, fixed when the organism was built (not by CoAx)",
                "given": "given by the user (--primaries)"}.get(source, f"discovered: {source}")
+        if self.multi and source not in ("organism card", "given"):
+            how += f" (on prompt seed {self.seeds[0]}, and kept for every seed, so that the scores average over one S)"
         if m.get("primaries_rule"):
             how += f": {_md(m['primaries_rule'])}"
         truth = (f"{', '.join(m['truth'])}, the backups known independently of CoAx" if m["truth"] else
@@ -257,10 +331,12 @@ class Report:
         for r, (u, _) in enumerate(sc.top(self.meta["top"]), 1):
             i = u.flat(sc.n_heads)
             name = f"{u} ○" if str(u) in truth else str(u)
-            rows.append(f"| {r} | {name} | " + " | ".join(f"{sc.scores[c][i]:.4g}" for c in cols) + " |")
+            rows.append(f"| {r} | {name} | " + " | ".join(sc.cell(c, i) for c in cols) + " |")
         units = self.effect_units()
+        over = (f"; each cell is the mean ± std over the {_plural(len(self.seeds), 'prompt seed')}, ranked by the "
+                "mean comp" if self.multi else "")
         return ("## Ranking\n\n" + "\n".join(rows) + "\n\n**Table 1.** The heads outside S ranked by CoAx "
-                f"(comp), {_plural(self.meta['n_prompts'], 'prompt')}, {self.meta.get('ablation', 'zero')} ablation"
+                f"(comp), {self._prompts()}, {self.meta.get('ablation', 'zero')} ablation{over}"
                 + ("; ○ marks ground truth" if truth else "") + ". single: the head's ablation effect in the intact model; conditional: its "
                 "effect once S is ablated; comp = conditional − single (these three in " + units + "); ratio = "
                 "conditional / single (no units); wakeup = the head's output norm with S ablated over its clean "
@@ -270,13 +346,14 @@ class Report:
         """One paragraph on how far the ranking can be trusted (the robustness panel)."""
         r = self.robustness
         level = f"{r.meta['level']:.0%}"
+        head = f"**Stability (prompt seed {self.seeds[0]}):**" if self.multi else "**Stability:**"
         if r.auc:
             a = r.auc_row("comp")
-            text = (f"**Stability:** CoAx ROC-AUC {a['auc']:.3f}, {level} bootstrap interval "
+            text = (f"{head} CoAx ROC-AUC {a['auc']:.3f}, {level} bootstrap interval "
                     f"[{a['lo']:.3f}, {a['hi']:.3f}] over {r.meta['n_prompts']} prompts")
         else:
             half = [x for x in r.efficiency if x["selector"] == "comp" and x["n_prompts"] <= r.meta["n_prompts"] // 2]
-            text = "**Stability:** no ground truth"
+            text = f"{head} no ground truth"
             if half:
                 text += (f"; CoAx's ranking from {half[-1]['n_prompts']}-prompt subsets agrees with the full ranking at "
                          f"Spearman rho {half[-1]['rho_mean']:.2f} (mean of {r.meta['draws']})")
@@ -294,17 +371,16 @@ class Report:
         ranking, linked (:func:`coax_nb.widgets.page_html`, the same offline page as
         ``coax-nb page``) in an ``<iframe srcdoc>``; the figures above remain the static
         fallback (PDF, text-only viewers: they get the plain-text line)."""
-        import html
-
-        from .widgets.export import page_html
+        from .widgets.export import embed_frame, page_html
         from .widgets.pages import result_components
 
         comps, captions, about = result_components(self.scores, truth=list(self.meta["truth"]))
         page = page_html(comps, title=self.title(), captions=captions,
                          about=about + " Hover a head for every score; click to select it in all three views.")
-        frame = (f'<iframe title="interactive view" srcdoc="{html.escape(page, quote=True)}" '
-                 'style="width:100%;height:1150px;border:1px solid #ddd" loading="lazy"></iframe>')
-        text = ("<h2>Interactive view</h2><p>The same scan, live in this page without a kernel: hover a head for "
+        frame = embed_frame(page, "interactive view", height=1150)
+        text = ("<h2>Interactive view</h2><p>The same scan"
+                + (f" (the mean over {html.escape(self._seed_text())})" if self.multi else "")
+                + ", live in this page without a kernel: hover a head for "
                 "all its scores, sort the table, select heads across the three views. Rescanning with another S "
                 "needs a notebook (<code>HeadMap.live</code>).</p>")
         return {"text/html": text + frame,
@@ -312,34 +388,52 @@ class Report:
 
     def sections(self) -> list:
         """The report's figures, each once, with a heading and a caption (:class:`Section`)."""
-        from .plots import head_map
+        import numpy as np
+
+        from .plots import blind_spot, head_map, head_map_spread
         from .widgets import BlindSpot
 
         m, sc = self.meta, self.scores
-        truth, n, ablation = m["truth"], m["n_prompts"], m.get("ablation", "zero")
+        truth, ablation = m["truth"], m.get("ablation", "zero")
         units = self.effect_units()
-        run = f"{ablation} ablation, {_plural(n, 'prompt')}"
+        run = f"{ablation} ablation, {self._prompts()}"
         known = " White dots mark the ground-truth backups." if truth else ""
+        if self.multi:
+            picture = head_map_spread(sc.grid("comp"), sc.spread("comp").reshape(sc.n_layers, sc.n_heads), "comp",
+                                      self.seeds, primaries=sc.primaries, truth=truth, units=units)
+            spread = (f" Left: the mean over the {self._seed_text()}; right: its std over them (how far one prompt "
+                      "set moves a head).")
+        else:
+            picture, spread = head_map(sc.grid("comp"), "comp", primaries=sc.primaries, truth=truth, units=units), ""
         out = [Section(
-            "CoAx score of every head",
-            head_map(sc.grid("comp"), "comp", primaries=sc.primaries, truth=truth, units=units),
+            "CoAx score of every head", picture,
             f"CoAx score comp(u | S) = conditional − single of every head, in {units} ({run}); rows are layers "
             f"L0–L{sc.n_layers - 1}, columns heads 0–{sc.n_heads - 1}. Black cells marked S are the primaries "
             "(not scored). The colour bar is diverging around 0 when scores have both signs: vermillion, the head "
-            "matters more once S is gone (a backup candidate); blue, less." + known)]
+            "matters more once S is gone (a backup candidate); blue, less." + known + spread)]
+        if self.multi:  # each seed's percentiles, as the widget computes them: their mean ± std
+            px, py, names = zip(*(BlindSpot(s.scores, truth=truth).percentiles() for s in self.per_seed))
+            picture = blind_spot(np.mean(px, 0), np.mean(py, 0), names[0], "single", "comp", truth=truth,
+                                 x_err=np.std(px, 0), y_err=np.std(py, 0))
+            spread = (f" Each point is the head's mean percentile over the {self._seed_text()}, its bars ± std "
+                      "over them.")
+        else:
+            picture, spread = BlindSpot(sc, truth=truth).figure(), ""
         out.append(Section(
-            "What single ablation misses", BlindSpot(sc, truth=truth).figure(),
+            "What single ablation misses", picture,
             "Each head outside S placed by its percentile rank (0–100, among the heads outside S) under single ablation (x, the first-order "
             f"effect a one-at-a-time ablation study sees) and under CoAx (y), {run}. Heads in the shaded upper-left "
             "quadrant do little alone but much once S is gone: backups that single ablation misses."
-            + (" Ground-truth backups in vermillion." if truth else "")))
+            + (" Ground-truth backups in vermillion." if truth else "") + spread))
         if self.recovery is not None:
             out.append(Section(
                 "Recovery of the known backups", self.recovery.plot(),
                 f"How well each selector's ranking separates the {_plural(len(truth), 'known backup')} "
                 f"({', '.join(truth)}) from the other heads outside S: ROC-AUC, 1 when every backup is ranked above "
                 f"every other head, 0.5 (dashed) chance; {run}. CoAx scores in blue, the other selectors in grey; "
-                "error bars are the spread over repeats where there are several."))
+                + (f"bars are the mean ROC-AUC over the {self._seed_text()}, error bars ± std over them (each seed's "
+                   "prompt set scored by every selector)." if self.multi else
+                   "error bars are the spread over repeats where there are several.")))
         if self.wakeup is not None:
             w = self.wakeup
             order = (w.meta.get("orders") or [[str(u) for u in w.primaries]])[0]
@@ -352,7 +446,10 @@ class Report:
                 "heads (mean ± sd band). Left: their summed output norm |z W_O| at the output positions (residual "
                 f"stream units). Middle: how much {metric} drops when the set is ablated too. Right: their summed "
                 "direct logit attribution to the answer (logits). A backup set rises as the primaries go, above the "
-                f"random band; {_plural(n, 'prompt')}."))
+                f"random band; {self._prompts()}."
+                + (f" Mean over the {self._seed_text()}: the selected set's band is ± std over the seeds, the "
+                   f"random band the mean ± sd over the {w.meta.get('n_random', 8)} sets on every seed (the same sets "
+                   "each time)." if self.multi else "")))
         if self.freezing is not None:
             fr = self.freezing
             out.append(Section(
@@ -362,7 +459,10 @@ class Report:
                 "clean outputs: 1 = all of it, 0 = none. Self-repair = the metric with S ablated minus the metric "
                 "with every other head frozen too. The grey bar is the mean of "
                 f"{_plural(len(fr.random_removed), 'random set')} of as many heads (grey dots: each set); "
-                f"{_plural(n, 'prompt')}."))
+                f"{self._prompts()}."
+                + (f" Mean over the {self._seed_text()}: error bars are ± std over the seeds (of the selected set's "
+                   "fraction and of the random sets' mean), a grey dot each random set's mean over the seeds (the "
+                   "same sets on every seed)." if self.multi else "")))
         if self.robustness is not None:
             r = self.robustness
             level = f"{r.meta.get('level', 0.95):.0%}"
@@ -383,7 +483,11 @@ class Report:
                 "How far the ranking can be trusted", r.plot(),
                 "Whether the ranking survives resampling, fewer prompts, another feature geometry"
                 + (" and reworded prompts" if r.held_out else "")
-                + f": {a}; {c}; {d}. {ablation.capitalize()} ablation throughout."))
+                + f": {a}; {c}; {d}. {ablation.capitalize()} ablation throughout."
+                + (f" On prompt seed {self.seeds[0]} only, the first of the {self._seed_text()}: the bootstrap "
+                   "resamples the prompts of one prompt set, while every ± elsewhere in this report is the spread "
+                   "over prompt sets; pooling the two would mix them (and cost about nine more scans per seed)."
+                   if self.multi else "")))
         return out
 
     def figures(self) -> list:
@@ -391,13 +495,42 @@ class Report:
         return [s.figure for s in self.sections()]
 
     def to_dict(self) -> dict:
-        return {"type": "CoAxReport", "meta": self.meta, "headline": self.headline(), "finding": self.finding(),
-                "scores": self.scores.to_dict(),
-                "recovery": None if self.recovery is None else
-                {"rows": self.recovery.rows, "truth": self.meta["truth"]},
-                "freezing": None if self.freezing is None else self.freezing.to_dict(),
-                "wakeup_margins": None if self.wakeup is None else self.wakeup.margins,
-                "robustness": None if self.robustness is None else self.robustness.to_dict()}
+        """report.json's content; a multi-seed report adds ``prompt_seeds``
+        (:meth:`seeds_dict`), and its other numbers are the means over the seeds."""
+        d = {"type": "CoAxReport", "meta": self.meta, "headline": self.headline(), "finding": self.finding(),
+             "scores": self.scores.to_dict(),
+             "recovery": None if self.recovery is None else
+             {"rows": self.recovery.rows, "truth": self.meta["truth"]},
+             "freezing": None if self.freezing is None else self.freezing.to_dict(),
+             "wakeup_margins": None if self.wakeup is None else self.wakeup.margins,
+             "robustness": None if self.robustness is None else self.robustness.to_dict()}
+        if self.multi:
+            d["prompt_seeds"] = self.seeds_dict()
+        return d
+
+    def seeds_dict(self) -> dict:
+        """The seeds of a multi-seed report, the std over them of every number the report
+        shows as a mean, and each seed's own values (its scan and freezing as versioned
+        results)."""
+        rec = self.recovery
+        per_repeat = rec.meta.get("per_repeat", {}) if rec is not None else {}
+        metrics = ("roc_auc", "ap", "p_at_k")
+        std = {"scores": self.scores.meta["over_prompt_seeds"]["std"],
+               "recovery": None if rec is None else {r["selector"]: {k: r[k + "_std"] for k in metrics}
+                                                     for r in rec.rows},
+               "freezing_removed": self._freezing_std() if self.freezing is not None else None,
+               "wakeup_margins": None if self.wakeup is None else self.wakeup.meta["over_prompt_seeds"]["margins_std"]}
+        per_seed = [{"prompt_seed": run.prompt_seed, "scores": run.scores.to_dict(),
+                     "recovery": None if rec is None else
+                     {sel: {k: vals[k][i] for k in metrics} for sel, vals in per_repeat.items()},
+                     "freezing": None if run.freezing is None else run.freezing.to_dict(),
+                     "wakeup_margins": None if run.wakeup is None else run.wakeup.margins}
+                    for i, run in enumerate(self.per_seed)]
+        return {"seeds": list(self.seeds),
+                "about": "every other number in this file is the mean over these prompt seeds' prompt sets (one "
+                         "engine each); std: the standard deviation over them (ddof 0); per_seed: each seed's own "
+                         "values. The robustness panel is of the first seed only.",
+                "std": std, "per_seed": per_seed}
 
     def write_json(self, path) -> None:
         """Write ``report.json``: the only code that writes it (the report notebook calls it)."""
@@ -405,58 +538,83 @@ class Report:
 
 
 def run_report(model: str = "organism:ioi_dormant", task: str = "default", primaries=None, n_prompts: int = 64,
-               prompt_seed: int = 0, device: Optional[str] = None, out_dir: str = "report", top: int = 10,
-               ablation: str = "zero", effect: str = "fisher", robustness_panel: bool = True) -> Report:
+               prompt_seed: Optional[int] = None, device: Optional[str] = None, out_dir: str = "report", top: int = 10,
+               ablation: str = "zero", effect: str = "fisher", robustness_panel: bool = True,
+               prompt_seeds=None) -> Report:
     """The report's computation: CoAx scan; with ground truth, the recovery table; wake-up
     and freezing of CoAx's top heads against random sets; with ``robustness_panel``, the
     panel (bootstrap intervals, data efficiency, feature modes and, for IOI, held-out
     templates: about nine more scans). The parameters are the report
     notebook's, in its order; ``primaries`` is None (an organism's card) or head names,
     e.g. one string ``"L9H9 L9H6"``; ``out_dir`` is the folder the notebook writes
-    ``report.json`` to (``coax-nb report`` runs it in its staging folder, as ".")."""
+    ``report.json`` to (``coax-nb report`` runs it in its staging folder, as ".").
+
+    ``prompt_seed`` (default 0) draws the prompts; ``prompt_seeds`` (instead, e.g. ``[1, 15,
+    22, 8]``) runs every computation once per seed, each on its own prompt set and engine,
+    and reports the mean ± std over the seeds: S is settled on the first seed (an "auto" S
+    is discovered there), CoAx's top heads for wake-up and freezing are those of the mean
+    ranking, and the robustness panel is the first seed's."""
     from transformers.utils import logging as hf_logging
 
     from .recover import recovery
+    from .results import Freezing, UnitScores, WakeUp
     from .scores import coax_scan
     from .validate import freezing, wakeup
 
+    seeds = _seeds(prompt_seed, prompt_seeds)
     hf_logging.disable_progress_bar()  # a progress widget would make the static HTML load a widget manager
     timings = {}
     t0 = time.perf_counter()
-    run = resolve(model, task, n_prompts, primaries, prompt_seed, device)
-    engine, primaries, truth = run.engine, run.primaries, run.truth
+    run = resolve(model, task, n_prompts, primaries, seeds[0], device)
+    primaries, truth = run.primaries, run.truth
+    # one engine per further prompt set, on the model loaded once, with the S the first seed settled
+    runs = [run] + [resolve(run.model, task, n_prompts, [str(u) for u in primaries], s, device) for s in seeds[1:]]
+    engines = [r.engine for r in runs]
     timings["load"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    scores = coax_scan(engine, primaries=primaries, ablation=ablation, effect=effect, progress=False)
+    scans = [coax_scan(e, primaries=primaries, ablation=ablation, effect=effect, progress=False) for e in engines]
+    scores = _over_seeds(UnitScores, scans, seeds)
     timings["scan"] = time.perf_counter() - t0
     rec = None
     if truth:
         t0 = time.perf_counter()
-        rec = recovery(engine, None, primaries, truth, selectors=("comp", "ratio", "single", "atp", "atp_gd", "cond_atp"),
-                       ablation=ablation, progress=False)
+        rec = recovery(engines, None, primaries, truth,
+                       selectors=("comp", "ratio", "single", "atp", "atp_gd", "cond_atp"), ablation=ablation,
+                       progress=False)
+        if len(seeds) > 1:
+            rec.meta["prompt_seeds"] = seeds
         timings["recovery"] = time.perf_counter() - t0
-    k = max(1, len(truth) or min(3, engine.n_layers * engine.n_heads - len(primaries) - 1))
-    selected = [u for u, _ in scores.top(k)]
+    k = max(1, len(truth) or min(3, run.engine.n_layers * run.engine.n_heads - len(primaries) - 1))
+    selected = [u for u, _ in scores.top(k)]  # with several seeds: the top of the mean ranking, the same set on each
     t0 = time.perf_counter()
-    try:
-        fr = freezing(engine, None, primaries, selected, n_random=8, ablation=ablation)
-    except ValueError:  # no repair at all: nothing to freeze away
-        fr = None
-    wu = wakeup(engine, None, primaries, selected, n_random=8, ablation=ablation)
+    freezings, no_repair = [], []
+    for e, s in zip(engines, seeds):
+        try:
+            freezings.append(freezing(e, None, primaries, selected, n_random=8, ablation=ablation))
+        except ValueError:  # no repair at all: nothing to freeze away
+            freezings.append(None)
+            no_repair.append(s)
+    fr = None if no_repair else _over_seeds(Freezing, freezings, seeds)
+    wakeups = [wakeup(e, None, primaries, selected, n_random=8, ablation=ablation) for e in engines]
+    wu = _over_seeds(WakeUp, wakeups, seeds)
     timings["validation"] = time.perf_counter() - t0
     rob = None
     if robustness_panel:
         t0 = time.perf_counter()
         rob = _robustness_panel(run, primaries, truth, ablation)
         timings["robustness"] = time.perf_counter() - t0
-    meta = {"model": str(model), "task": run.task.name, "n_prompts": len(run.task), "prompt_seed": int(prompt_seed),
+    meta = {"model": str(model), "task": run.task.name, "n_prompts": len(run.task),
+            "prompt_seed": int(seeds[0]) if len(seeds) == 1 else None, "prompt_seeds": [int(s) for s in seeds],
             "primaries": [str(u) for u in primaries], "primaries_source": run.primaries_source,
             "truth": [str(u) for u in truth], "selected": [str(u) for u in selected],
             "top": int(top), "ablation": ablation, "effect": effect,
             "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
             "provenance": provenance(model, run.model), "out_dir": str(out_dir)}
+    if no_repair:
+        meta["no_repair_seeds"] = no_repair
     meta.update(_task_meta(run))
-    return Report(scores, rec, fr, wu, rob, meta)
+    per_seed = [SeedRun(int(s), sc, f, w) for s, sc, f, w in zip(seeds, scans, freezings, wakeups)]
+    return Report(scores, rec, fr, wu, rob, meta, per_seed)
 
 
 def _task_meta(run) -> dict:
@@ -733,13 +891,15 @@ def _keep_failed(staging: Path, out: Path) -> Optional[Path]:
     return failed / "report.ipynb"
 
 
-def execute_report(model: str, task: str, out: Path, primaries=None, n_prompts: int = 64, prompt_seed: int = 0,
-                   device: Optional[str] = None, top: int = 10, ablation: str = "zero", effect: str = "fisher",
-                   robustness: bool = True, lock_timeout: float = 3600.0,
-                   say: Callable[[str], None] = log.info) -> dict:
+def execute_report(model: str, task: str, out: Path, primaries=None, n_prompts: int = 64,
+                   prompt_seed: Optional[int] = None, device: Optional[str] = None, top: int = 10,
+                   ablation: str = "zero", effect: str = "fisher", robustness: bool = True,
+                   lock_timeout: float = 3600.0, say: Callable[[str], None] = log.info, prompt_seeds=None) -> dict:
     """Run the report notebook and publish ``out/report.ipynb``, ``report.html`` and
     ``report.json`` together; returns the JSON artifact of this run. ``robustness=False``
-    leaves out the robustness panel.
+    leaves out the robustness panel. ``prompt_seed`` (default 0) draws the prompts;
+    ``prompt_seeds`` instead (e.g. ``[1, 15, 22, 8]``) gives every number as the mean ± std
+    over one prompt set per seed (:func:`run_report`).
 
     The inputs and ``out`` are checked first (ValueError, before any kernel starts). A run
     into a folder another run is using waits up to ``lock_timeout`` seconds. ``say`` gets
@@ -750,7 +910,8 @@ def execute_report(model: str, task: str, out: Path, primaries=None, n_prompts: 
     Head names go to papermill as one string (``"L9H9 L9H10"``), which it passes through
     unchanged; never as numbers (``9.10`` would arrive as ``9.1``)."""
     out = check_out(out)
-    check_inputs(model, task, n_prompts, primaries, prompt_seed)
+    seeds = _seeds(prompt_seed, prompt_seeds)
+    check_inputs(model, task, n_prompts, primaries, seeds[0])
     ablation_action(ablation)
     if effect not in EFFECTS:
         raise ValueError(f"effect must be one of {', '.join(EFFECTS)}, got {effect!r}")
@@ -758,8 +919,9 @@ def execute_report(model: str, task: str, out: Path, primaries=None, n_prompts: 
     if not isinstance(top, numbers.Integral) or isinstance(top, bool) or top < 1:
         raise ValueError(f"top (rows of the ranking table) must be an integer >= 1, got {top!r}")
     params = {"model": str(model), "task": task, "primaries": heads_text(primaries), "n_prompts": int(n_prompts),
-              "prompt_seed": int(prompt_seed), "device": device, "out_dir": ".", "top": int(top),
-              "ablation": ablation, "effect": effect, "robustness_panel": bool(robustness)}
+              "prompt_seed": None if prompt_seeds is not None else int(seeds[0]), "device": device, "out_dir": ".",
+              "top": int(top), "ablation": ablation, "effect": effect, "robustness_panel": bool(robustness),
+              "prompt_seeds": None if prompt_seeds is None else seeds}
     out.mkdir(parents=True, exist_ok=True)
     with _folder_lock(out, lock_timeout, say):
         _recover(out)

@@ -54,6 +54,22 @@ def _none_to_nan(values) -> np.ndarray:
                      (np.nan if row is None else row) for row in values], float)
 
 
+def _seeds_of(results, prompt_seeds, kind: type) -> list[int]:
+    """The prompt seeds of ``results`` to average, one result of ``kind`` per seed,
+    checked (at least two)."""
+    from .tasks import check_prompt_seeds
+
+    seeds = check_prompt_seeds(prompt_seeds)
+    results = list(results)
+    wrong = [type(r).__name__ for r in results if not isinstance(r, kind)]
+    if wrong:
+        raise TypeError(f"can only average {kind.__name__} results, got a {wrong[0]}")
+    if len(results) != len(seeds) or len(seeds) < 2:
+        raise ValueError(f"give one {kind.__name__} per prompt seed, at least two; got {len(results)} result(s) "
+                         f"for {len(seeds)} seed(s)")
+    return seeds
+
+
 def _read_text(text_or_path) -> tuple[str, str]:
     """The JSON text and where it came from (for messages): a path is read, text is
     taken as it is."""
@@ -148,6 +164,8 @@ class Result:
         """The analyst's choices behind these numbers, as one line ("" when the defaults)."""
         meta = getattr(self, "meta", {}) or {}
         parts = [f"{meta[k]} {label}" for k, label in (("ablation", "ablation"), ("effect", "effect")) if k in meta]
+        if meta.get("over_prompt_seeds"):
+            parts.append("mean ± std over prompt seeds " + " ".join(map(str, meta["over_prompt_seeds"]["seeds"])))
         return ", ".join(parts)
 
     def _repr_html_(self) -> str:
@@ -246,6 +264,35 @@ class UnitScores(Result):
         primaries = parse_units(d.get("primaries", d.get("seed")), d["n_layers"], d["n_heads"])
         return cls(d["n_layers"], d["n_heads"], primaries, scores, d.get("meta", {}))
 
+    @classmethod
+    def mean_over_seeds(cls, scans, prompt_seeds) -> "UnitScores":
+        """The mean of scans of one model with one S, each on the prompt set of one
+        prompt seed: ``scores`` are the means (a head NaN on any seed stays NaN), :meth:`spread`
+        each score's std over the seeds (ddof 0, as RecoveryResult's), ``meta`` the first
+        scan's with the cost summed and ``over_prompt_seeds`` (the seeds, the stds)."""
+        seeds = _seeds_of(scans, prompt_seeds, cls)
+        first = scans[0]
+        if any((s.n_layers, s.n_heads) != (first.n_layers, first.n_heads) or set(s.primaries) != set(first.primaries)
+               or set(s.scores) != set(first.scores) for s in scans):
+            raise ValueError("can only average scans of the same model with the same primaries and scores")
+        stacked = {k: np.stack([s.scores[k] for s in scans]) for k in first.scores}
+        meta = dict(first.meta)
+        for key in ("wall_seconds", "seconds", "forward_passes", "backward_passes"):  # what the whole cost
+            if key in meta:
+                meta[key] = float(sum(s.meta.get(key, 0) for s in scans))
+        if "mlp_share" in meta:
+            meta["mlp_share"] = float(np.mean([s.meta.get("mlp_share", 0) for s in scans]))
+        meta["over_prompt_seeds"] = {"seeds": seeds, "std": {k: _nan_to_none(v.std(0)) for k, v in stacked.items()}}
+        return cls(first.n_layers, first.n_heads, list(first.primaries), {k: v.mean(0) for k, v in stacked.items()},
+                   meta)
+
+    def spread(self, name: str) -> Optional[np.ndarray]:
+        """Score ``name``'s std over the prompt seeds of a :meth:`mean_over_seeds` result;
+        None for the scan of one prompt set."""
+        self[name]  # a clear error for a score this result does not have
+        over = self.meta.get("over_prompt_seeds")
+        return None if not over else _none_to_nan(over["std"][name])
+
     def merged(self, other: "UnitScores") -> "UnitScores":
         """These scores plus ``other``'s columns (same model shape and primaries)."""
         if not isinstance(other, UnitScores):
@@ -257,15 +304,24 @@ class UnitScores(Result):
                           {**self.meta, **{k: v for k, v in other.meta.items() if k not in self.meta}})
 
     def table(self, k: int = 10, by: Optional[str] = None) -> str:
-        """The top ``k`` heads by ``by`` (default ``comp``, or ``single`` for a single scan)."""
+        """The top ``k`` heads by ``by`` (default ``comp``, or ``single`` for a single scan);
+        a :meth:`mean_over_seeds` result shows each mean ± its std over the seeds."""
         by = by or ("comp" if "comp" in self.scores else next(iter(self.scores)))
         cols = [c for c in ("single", "conditional", "comp", "ratio", "wakeup") if c in self.scores]
+        spread = {c: self.spread(c) for c in cols}
+        width = 12 if spread[cols[0]] is None else 21
         lines = [f"({self.choices()})"] if self.choices() else []
-        lines += [f"{'rank':>4}  {'head':>6}  " + "  ".join(f"{c:>12}" for c in cols)]
+        lines += [f"{'rank':>4}  {'head':>6}  " + "  ".join(f"{c:>{width}}" for c in cols)]
         for r, (u, _) in enumerate(self.top(k, by), 1):
             i = u.flat(self.n_heads)
-            lines.append(f"{r:>4}  {str(u):>6}  " + "  ".join(f"{self.scores[c][i]:>12.4g}" for c in cols))
+            lines.append(f"{r:>4}  {str(u):>6}  " + "  ".join(f"{self.cell(c, i):>{width}}" for c in cols))
         return "\n".join(lines)
+
+    def cell(self, name: str, i: int) -> str:
+        """Score ``name`` of flat head ``i`` as printed: ``0.597``, or ``0.597 ± 0.012`` for a
+        :meth:`mean_over_seeds` result."""
+        sd, value = self.spread(name), self.scores[name][i]
+        return f"{value:.4g}" + ("" if sd is None or not np.isfinite(value) else f" ± {sd[i]:.2g}")
 
     def plot(self, ax=None, by: str = "comp"):
         """Head map of score ``by`` (layer x head)."""
@@ -459,11 +515,12 @@ def _panels(curves: dict, ax=None, which: Optional[str] = None):
     return fig
 
 
-def _bars_with_draws(labels, values, draws, xlabel, title, colors, ax=None):
-    """Horizontal bars, the last one a mean over random draws shown as dots on it."""
+def _bars_with_draws(labels, values, draws, xlabel, title, colors, ax=None, errors=None):
+    """Horizontal bars, the last one a mean over random draws shown as dots on it;
+    ``errors``: error bars (one per bar)."""
     from .plots import bars
 
-    fig = bars(labels, values, xlabel, title, colors=colors, ax=ax)
+    fig = bars(labels, values, xlabel, title, errors=errors, colors=colors, ax=ax)
     a = ax if ax is not None else fig.axes[0]
     last = a.patches[len(labels) - 1]
     y = last.get_y() + last.get_height() / 2
@@ -707,6 +764,41 @@ class WakeUp(_Fields):
         """One panel per signal; with ``ax`` (or ``signal``) only that signal (default the first)."""
         return _panels(self.curves, ax, signal)
 
+    @classmethod
+    def mean_over_seeds(cls, wakeups, prompt_seeds) -> "WakeUp":
+        """The wake-up of one selected set on the prompt sets of several prompt seeds: a
+        line becomes its mean with a ± std band over the seeds; a band over random sets
+        (the same sets on every seed) becomes the mean ± sd over every set on every seed
+        (the series keep their names, the titles say so);
+        margins are means, with their per-seed values and stds in ``meta["over_prompt_seeds"]``."""
+        seeds = _seeds_of(wakeups, prompt_seeds, cls)
+        first = wakeups[0]
+        if any(set(w.selected) != set(first.selected) or set(w.primaries) != set(first.primaries)
+               or set(w.curves) != set(first.curves) for w in wakeups):
+            raise ValueError("can only average the wake-up of the same selected set with the same primaries")
+        n = len(seeds)
+        curves = {}
+        for signal, c in first.curves.items():
+            out = Curves(f"{c.title}\n(mean over {n} prompt seeds, bands ± sd)", c.xlabel, c.ylabel, log_y=c.log_y,
+                         meta={**c.meta, "prompt_seeds": seeds})
+            for k, s in enumerate(c.series):
+                y = np.array([w.curves[signal].series[k]["y"] for w in wakeups])
+                m = y.mean(0)
+                if "lo" in s:  # mean ± sd over draws: pooled over the seeds' equal numbers of draws
+                    sd = np.array([w.curves[signal].series[k]["hi"] for w in wakeups]) - y
+                    sd = np.sqrt((sd ** 2 + (y - m) ** 2).mean(0))
+                else:  # one line per seed: ± sd over the seeds
+                    sd = y.std(0)
+                out.add(s["name"], s["x"], m, m - sd, m + sd)
+            curves[signal] = out
+        margins = {sig: {key: float(np.mean([w.margins[sig][key] for w in wakeups])) for key in first.margins[sig]}
+                   for sig in first.margins}
+        std = {sig: {key: float(np.std([w.margins[sig][key] for w in wakeups])) for key in first.margins[sig]}
+               for sig in first.margins}
+        meta = {**first.meta, "over_prompt_seeds": {"seeds": seeds, "margins_std": std,
+                                                    "margins": [w.margins for w in wakeups]}}
+        return cls(curves, margins, list(first.primaries), list(first.selected), meta)
+
 
 @dataclass
 class HandOff(_Fields):
@@ -769,10 +861,34 @@ class Freezing(_Fields):
                              "removed": [self.removed] + list(self.random_removed)}).set_index("set")
 
     def plot(self, ax=None):
+        """The selected set's bar and the random sets' mean (their dots); a
+        :meth:`mean_over_seeds` result adds ± std over the seeds as error bars."""
         n = len(self.random_removed)
+        over = self.meta.get("over_prompt_seeds")
         return _bars_with_draws(["selected", f"random (n={n})"], [self.removed, np.mean(self.random_removed)],
                                 self.random_removed, "fraction of self-repair removed", "Causal freezing",
-                                ["#0072B2", "#DDDDDD"], ax)
+                                ["#0072B2", "#DDDDDD"], ax,
+                                errors=None if not over else [over["removed_std"], over["random_mean_std"]])
+
+    @classmethod
+    def mean_over_seeds(cls, freezings, prompt_seeds) -> "Freezing":
+        """Freezing of one selected set on the prompt sets of several prompt seeds:
+        ``removed`` and each random set's fraction (the same sets on every seed) are means
+        over the seeds; ``meta["over_prompt_seeds"]`` holds the seeds, the per-seed values,
+        the std of ``removed`` and of the random sets' mean."""
+        seeds = _seeds_of(freezings, prompt_seeds, cls)
+        first = freezings[0]
+        if any(set(f.selected) != set(first.selected) or f.meta.get("random_sets") != first.meta.get("random_sets")
+               for f in freezings):
+            raise ValueError("can only average the freezing of the same selected and random sets")
+        removed = np.array([f.removed for f in freezings])
+        rnd = np.array([f.random_removed for f in freezings])
+        metric = {k: float(np.mean([f.metric[k] for f in freezings])) for k in first.metric}
+        meta = {**first.meta, "over_prompt_seeds": {
+            "seeds": seeds, "removed": removed.tolist(), "random_removed": rnd.tolist(),
+            "removed_std": float(removed.std()), "random_mean_std": float(rnd.mean(1).std())}}
+        return cls(float(removed.mean()), rnd.mean(0).tolist(), metric, list(first.primaries), list(first.selected),
+                   meta)
 
 
 @dataclass

@@ -69,6 +69,24 @@ def check_count(value, name: str, minimum: int = 1, why: str = "") -> int:
     return int(value)
 
 
+def check_prompt_seeds(seeds, name: str = "prompt_seeds", default: Sequence[int] = ()) -> list[int]:
+    """``seeds`` as a non-empty list of distinct whole numbers >= 0, one prompt set each.
+    A string is refused (its characters are no seeds); so is a repeated seed, whose prompt
+    set would count twice in a mean and shrink its std. ``default`` is named in the
+    message for an empty list."""
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise TypeError(f"{name} must be a list of whole numbers, got {seeds!r}")
+    seeds = [check_count(s, f"each of {name}", 0) for s in seeds]
+    if not seeds:
+        raise ValueError(f"{name} is empty; give at least one seed"
+                         + (f" (the preset's: {', '.join(map(str, default))})" if default else ""))
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise ValueError(f"{name} repeats seed(s) {', '.join(map(str, repeated))}; each seed draws one prompt set, "
+                         "and a repeated set would count twice in the mean and shrink its std")
+    return seeds
+
+
 def check_choices(values, name: str, choices: Sequence[str], kind: str = "name") -> list[str]:
     """``values`` as a non-empty list of names from ``choices`` (each a ``kind``). A bare
     string is refused (iterating it would give one 'name' per character), as is an

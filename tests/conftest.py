@@ -27,6 +27,8 @@ SLOW_FILES = {
     "test_widget_modules.py": "each widget's ES module in Chromium",
     "test_widgets_jupyterlab.py": "JupyterLab and Chromium",
     "test_widget_pictures.py": "runs notebooks in a kernel (nbclient)",
+    "test_course_notebooks.py": "executes the course's student editions (nbclient)",
+    "test_course_site.py": "executes every lesson and tutorial for the site; Chromium",
 }
 SLOW_TESTS = {
     "test_distributed.py::test_sharded_scan_equals_single_process": "spawns gloo worker processes",
@@ -34,6 +36,7 @@ SLOW_TESTS = {
     "test_organisms.py::test_retraining_reproduces_the_card": "retrains an organism",
 }
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"  # collected by nbval
+COURSE_DIR = Path(__file__).resolve().parent.parent / "course" / "instructor"  # collected by nbval
 
 
 def pytest_collection_modifyitems(config, items):
@@ -41,7 +44,7 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         name = getattr(item, "originalname", item.name)
         if (item.path.name in SLOW_FILES or f"{item.path.name}::{name}" in SLOW_TESTS
-                or NOTEBOOKS_DIR in item.path.parents):
+                or NOTEBOOKS_DIR in item.path.parents or COURSE_DIR in item.path.parents):
             item.add_marker(pytest.mark.slow)
         if getattr(item, "module", None) is not None:
             modules[item.path.name] = item.module

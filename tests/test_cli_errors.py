@@ -70,6 +70,14 @@ CASES = [
     (["report", "--model", "./no/such/model", "--primaries", "L0H0", "--out", "{new_out}"], ["no model directory"]),
     (["report", "--model", "{file}", "--primaries", "L0H0", "--out", "{new_out}"], ["is a file"]),
     (["report", "--model", "{empty}", "--out", "{new_out}"], ["give the primary heads"]),
+    (["report", "--prompt-seed", "1", "--prompt-seeds", "1", "15"], ["--prompt-seeds", "not allowed with", "--prompt-seed"]),
+    (["report", "--prompt-seeds", "1", "-2"], ["--prompt-seeds", "integer >= 0", "'-2'"]),
+    (["report", "--prompt-seeds"], ["--prompt-seeds", "expected at least one argument"]),
+    (["report", "--model", HW, "--prompt-seeds", "1", "15", "1", "--out", "{new_out}"], ["repeats seed(s) 1"]),
+    # the course kit
+    (["course"], ["the following arguments are required", "see coax-nb course --help"]),
+    (["course", "build", "--edition", "bogus"], ["--edition", "invalid choice: 'bogus'", "student"]),
+    (["course", "site", "--bogus"], ["unrecognized arguments: --bogus"]),
 ]
 if not torch.cuda.is_available():
     CASES += [(["scan", "--model", HW, "--device", "cuda"], ["device='cuda'", "no CUDA GPU"]),

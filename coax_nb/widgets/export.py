@@ -17,6 +17,7 @@ import html
 import json
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
@@ -60,8 +61,16 @@ def component_state(component: anywidget.AnyWidget) -> dict:
     """The component's own synced traitlets (what its module reads), JSON-ready, with
     the static page's overrides (e.g. a HeadMap selects on click and is not busy)."""
     names = sorted(n for n in set(component.trait_names(sync=True)) - _BASE_TRAITS if not n.startswith("_"))
-    state = json.loads(json.dumps(_finite(component.get_state(key=names)), default=_numpy_default))
-    state.update(STATIC_STATE.get(kind_of(component), {}))
+    return static_state(kind_of(component), component.get_state(key=names))
+
+
+def static_state(kind: str, synced: dict) -> dict:
+    """A component's page state from its synced traitlets (a live component's, or the
+    widget state a notebook run saved): the component's own traits only, JSON-ready, with
+    the static page's overrides."""
+    own = {k: v for k, v in synced.items() if k not in _BASE_TRAITS and not k.startswith("_")}
+    state = json.loads(json.dumps(_finite(own), default=_numpy_default))
+    state.update(STATIC_STATE.get(kind, {}))
     return state
 
 
@@ -164,14 +173,36 @@ def page_html(components: Union[anywidget.AnyWidget, Sequence[anywidget.AnyWidge
     comps = _components(components)
     if captions is not None and len(captions) != len(comps):
         raise ValueError(f"captions: {len(captions)} given for {len(comps)} components; give one per component")
-    kinds = [kind_of(c) for c in comps]
+    # the module text anywidget itself would load (the built static/ file)
+    items = [PageItem(kind_of(c), str(c._esm), str(c._css or ""), component_state(c),
+                      captions[i] if captions is not None else type(c).__name__) for i, c in enumerate(comps)]
+    return items_page(items, title, linked=linked, about=about)
+
+
+@dataclass
+class PageItem:
+    """One component of a page: its bundle name, module and stylesheet text, page state
+    (:func:`static_state`) and heading."""
+
+    kind: str
+    esm: str
+    css: str
+    state: dict
+    caption: str
+
+
+def items_page(items: Sequence[PageItem], title: str = "coax-nb", *, linked: bool = True, about: str = "") -> str:
+    """The page of :func:`page_html` from its parts; also builds pages of components a
+    notebook run saved as widget state (the course site), with no live component. An
+    empty ``title`` leaves out the page's heading (a page embedded in another)."""
+    if not items:
+        raise ValueError("a page needs at least one component")
     modules, styles = {}, {}
-    for c, kind in zip(comps, kinds):
-        if kind not in modules:
-            # the module text anywidget itself would load (the built static/ file)
-            modules[kind], styles[kind] = str(c._esm), str(c._css or "")
-    items = [{"kind": k, "state": component_state(c)} for c, k in zip(comps, kinds)]
-    data = {"modules": modules, "components": items, "linked": bool(linked and len(comps) > 1),
+    for item in items:
+        modules.setdefault(item.kind, item.esm)
+        styles.setdefault(item.kind, item.css)
+    data = {"modules": modules, "components": [{"kind": i.kind, "state": i.state} for i in items],
+            "linked": bool(linked and len(items) > 1),
             "kernel_only": {k: list(v) for k, v in KERNEL_ONLY.items()}, "notes": KERNEL_NOTES, "send_note": SEND_NOTE}
     from .. import __version__
 
@@ -180,12 +211,11 @@ def page_html(components: Union[anywidget.AnyWidget, Sequence[anywidget.AnyWidge
         f"Static page written by coax-nb {__version__}: hover, sort, menus and selection work without a kernel."
         + shared)
     sections = []
-    for i, (c, kind) in enumerate(zip(comps, kinds)):
-        caption = captions[i] if captions is not None else type(c).__name__
-        note = KERNEL_NOTES.get(kind)
+    for i, item in enumerate(items):
+        kind, note = item.kind, KERNEL_NOTES.get(item.kind)
         sections.append(
             f'<section class="coax-export-item" id="coax-item-{i}" data-kind="{kind}">'
-            f"<h2>{html.escape(caption)}</h2>"
+            f"<h2>{html.escape(item.caption)}</h2>"
             f'<div class="coax-export-note" role="note"{"" if note else " hidden"}>{html.escape(note or "")}</div>'
             f'<div class="coax-export-mount"></div></section>')
     css = "\n".join(_style_text(s) for s in [_PAGE_CSS, *styles.values()])
@@ -193,8 +223,9 @@ def page_html(components: Union[anywidget.AnyWidget, Sequence[anywidget.AnyWidge
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{html.escape(title)}</title>\n<style>\n{css}\n</style>\n</head>\n<body>\n"
-        f"<h1>{html.escape(title)}</h1>\n<p class=\"coax-export-about\">{html.escape(about)}</p>\n"
+        f"<title>{html.escape(title or 'coax-nb')}</title>\n<style>\n{css}\n</style>\n</head>\n<body>\n"
+        + (f"<h1>{html.escape(title)}</h1>\n" if title else "")
+        + f"<p class=\"coax-export-about\">{html.escape(about)}</p>\n"
         + "\n".join(sections)
         + f'\n<script type="application/json" id="coax-data">{_json_in_script(data)}</script>\n'
         f'<script type="module">{_BOOT}</script>\n</body>\n</html>\n')
@@ -228,3 +259,18 @@ def to_html(components: Union[anywidget.AnyWidget, Iterable[anywidget.AnyWidget]
 
     text = page_html(components, title, captions=captions, linked=linked, about=about)
     return atomic_write_text(path, text)
+
+
+# the frame fits its page once rendered (a srcdoc frame shares its parent's origin, so the
+# parent may read its height); where it cannot, the given height stays
+_FIT = ("try{const f=this,d=f.contentDocument;const fit=()=>{f.style.height=Math.ceil(d.body.getBoundingClientRect()"
+        ".bottom+24)+'px'};new ResizeObserver(fit).observe(d.body);fit()}catch(e){}")
+
+
+def embed_frame(page: str, title: str, height: int = 600) -> str:
+    """An ``<iframe srcdoc>`` holding ``page`` (a page of :func:`page_html` /
+    :func:`items_page`) for another HTML document: the page keeps its own CSP, and the
+    frame grows to the page's height."""
+    return (f'<iframe class="coax-frame" title="{html.escape(title, quote=True)}" '
+            f'srcdoc="{html.escape(page, quote=True)}" onload="{html.escape(_FIT, quote=True)}" '
+            f'style="width:100%;height:{int(height)}px;border:1px solid #ddd" loading="lazy"></iframe>')
