@@ -3,6 +3,7 @@
     python benchmarks/peers.py                          # GPT-2-small shape, 16 prompts x 16 tokens
     python benchmarks/peers.py --layers 4 --prompts 8   # a quick look
     python benchmarks/peers.py --json out.json          # also write the figures
+    python benchmarks/peers.py --device cuda --prompts 96 --dtype bf16   # the GPU targets (fp32: add --tf32 to allow TF32)
 
 One full CoAx scan (clean, S, every head alone, S + every other head; energies on the
 full vocabulary at the last position) computed four ways on the same model and prompts:
@@ -31,6 +32,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+
+def cpu_name() -> str:
+    """The processor's model name (Linux), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def fisher_energy(z_ref: torch.Tensor, z: torch.Tensor, p: torch.Tensor) -> float:
@@ -117,6 +129,9 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=16)
     ap.add_argument("--length", type=int, default=16)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
+                    help="every contender's weights and activations (energies are computed in float32/64)")
+    ap.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on CUDA (off by default: exact fp32)")
     ap.add_argument("--skip", default="", help="contenders to leave out, e.g. 'a,c' (the engine always runs)")
     ap.add_argument("--json", default=None, help="write the figures to this file")
     args = ap.parse_args()
@@ -130,6 +145,9 @@ def main() -> None:
 
     L, H, d, V, n, T = args.layers, args.heads, args.d_model, args.vocab, args.prompts, args.length
     dev = torch.device(args.device)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32
     sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(1)
@@ -143,12 +161,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = build_toy_model(Path(tmp) / "m", n_layers=L, n_heads=H, d_model=d, vocab_size=V,
                                n_ctx=max(64, T), init_std=0.02)
-        bridge = load_model(path, device=str(dev))
-        hf = GPT2LMHeadModel.from_pretrained(path).to(dev).eval()
+        bridge = load_model(path, device=str(dev), dtype=args.dtype)
+        hf = GPT2LMHeadModel.from_pretrained(path).to(dev, dtype).eval()
     tokens = prompts.to(dev)
-    print(f"device: {dev} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    print(f"device: {dev} ({cpu_name()}, {torch.get_num_threads()} threads"
           f"{', ' + torch.cuda.get_device_name(dev) if dev.type == 'cuda' else ''}); torch {torch.__version__}, "
-          f"transformers {transformers.__version__}")
+          f"transformers {transformers.__version__}; {args.dtype}"
+          f"{' (TF32 ' + ('on' if args.tf32 else 'off') + ')' if dev.type == 'cuda' and dtype == torch.float32 else ''}")
     print(f"shape: {L} layers x {H} heads, d_model {d}, vocabulary {V}; {n} prompts x {T} tokens; "
           f"{len(variants)} forward variants (clean, S, {len(units)} single, {len(variants) - 2 - len(units)} "
           f"conditional); S = {', '.join(f'L{a}H{b}' for a, b in primaries)}")
@@ -184,8 +203,10 @@ def main() -> None:
           f"(largest energy {scale:.3g}) |")
     print("|---|---:|---:|---:|")
     print(f"| engine (`coax_scan`) | {ref['seconds']:.2f} | 1.00 | — |")
-    record = {"device": str(dev), "shape": {"layers": L, "heads": H, "d_model": d, "vocab": V, "prompts": n,
-                                            "length": T},
+    device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_name()
+    record = {"device": str(dev), "device_name": device_name, "dtype": args.dtype,
+              "tf32": bool(args.tf32 and dev.type == "cuda"),
+              "shape": {"layers": L, "heads": H, "d_model": d, "vocab": V, "prompts": n, "length": T},
               "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
               "threads": torch.get_num_threads(), "engine_seconds": ref["seconds"], "contenders": {}}
     for key in ("a", "b", "c"):

@@ -30,6 +30,12 @@ def working_budget(device: torch.device) -> float:
     return 1.5 * 2**30
 
 
+# On a CPU a chunk whose block activations outgrow the caches runs its elementwise work
+# (norms, GELU, the head masks) from main memory: at the GPT-2-small shape a full scan took
+# 40.9 s with 34 variants a chunk and 34.3 s with 5 (benchmarks/chunks.py, its README).
+CPU_CHUNK_ACTIVATION_BYTES = 64 * 2**20
+
+
 def plan_batch(arch, dtype: torch.dtype, device: torch.device, n: int, length: int, positions: int,
                width: int, max_chunk_rows: Optional[int] = None) -> BatchPlan:
     """Plan for ``n`` prompts of ``length`` tokens read at ``positions`` output positions,
@@ -38,12 +44,14 @@ def plan_batch(arch, dtype: torch.dtype, device: torch.device, n: int, length: i
     bytes_el = torch.finfo(dtype).bits // 8
     work_el = 8 if dtype == torch.float64 else 4  # energies are accumulated in at least fp32
     # activations in the model's dtype, plus the logits turned into features with a few temporaries
-    per_row = (bytes_el * length * (6 * arch.d_model + 2 * arch.d_mlp + 3 * arch.n_heads * length)
-               + work_el * 6 * positions * width)
+    block_bytes = bytes_el * length * (6 * arch.d_model + 2 * arch.d_mlp + 3 * arch.n_heads * length)
+    per_row = block_bytes + work_el * 6 * positions * width
     if max_chunk_rows is not None:
         chunk = max(1, max_chunk_rows // n)
     else:
         chunk = max(1, int(2 * budget / 3 // (per_row * n)))
+        if device.type == "cpu":
+            chunk = min(chunk, max(1, CPU_CHUNK_ACTIVATION_BYTES // (block_bytes * n)))
     # a group's features (and two temporaries of each) take at most a third of the budget, 8 GiB at most
     per_term = 3 * work_el * n * positions * width
     terms = max(1, int(min(budget / 3, 2**33) // per_term))

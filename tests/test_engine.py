@@ -201,3 +201,22 @@ def test_self_check_catches_a_broken_fast_path_and_falls_back(toy, monkeypatch):
     assert e2.self_check["path"] == "full"
     for v, got in zip(vs, e2.logits(vs)):
         assert max((a - b).abs().max().item() for a, b in zip(got, e2.naive_logits(v))) < 1e-5
+
+
+def test_cpu_chunks_stay_cache_sized_and_an_explicit_size_wins():
+    """On a CPU a chunk's block activations stay near the caches' size (big chunks ran the
+    elementwise work from main memory: 1.19x slower at the GPT-2-small shape); one variant
+    always runs, and max_chunk_rows still decides when given."""
+    from types import SimpleNamespace
+
+    from coax_nb.resources import CPU_CHUNK_ACTIVATION_BYTES, plan_batch
+
+    cpu = torch.device("cpu")
+    for d, n, length in ((768, 16, 16), (256, 8, 16), (4096, 96, 40)):
+        arch = SimpleNamespace(d_model=d, d_mlp=4 * d, n_heads=12)
+        plan = plan_batch(arch, torch.float32, cpu, n, length, 1, 50257)
+        per_variant = 4 * length * (6 * d + 8 * d + 3 * 12 * length) * n
+        assert plan.chunk_variants == max(1, CPU_CHUNK_ACTIVATION_BYTES // per_variant), (d, n)
+        assert plan_batch(arch, torch.float32, cpu, n, length, 1, 50257, max_chunk_rows=40 * n).chunk_variants == 40
+    small = plan_batch(SimpleNamespace(d_model=64, d_mlp=256, n_heads=4), torch.float32, cpu, 8, 12, 1, 100)
+    assert small.chunk_variants > 100  # a toy model still batches many variants

@@ -299,7 +299,9 @@ def test_dla_equals_plain_hf(name):
     want = torch.stack(want).detach()
     got = torch.tensor(head_dla(e))
     assert want.abs().max() > 1e-4
-    assert got == pytest.approx(want, rel=1e-6, abs=1e-9), name
+    # HF's RMSNorms compute in float32 even in a float64 model: their rounding (~1e-7 of the
+    # scale) is relative to the largest write, not to a head's small, cancelling sum
+    assert got == pytest.approx(want, rel=1e-6, abs=1e-6 * want.abs().max().item()), name
 
 
 # ---------------------------------------------------------------- refusals
