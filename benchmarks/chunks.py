@@ -19,17 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from shape import add_shape_arguments, build_random_gpt2, late_primaries, random_prompts
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--layers", type=int, default=12)
-    ap.add_argument("--heads", type=int, default=12)
-    ap.add_argument("--d-model", type=int, default=768)
-    ap.add_argument("--vocab", type=int, default=50257)
-    ap.add_argument("--prompts", type=int, default=16)
-    ap.add_argument("--length", type=int, default=16)
-    ap.add_argument("--device", default="cpu")
+    add_shape_arguments(ap)
     ap.add_argument("--rows", type=int, nargs="+", default=[16, 64, 544],
                     help="fixed chunk sizes in prompt-rows (544 = 34 variants x 16 prompts, the planner's "
                          "CPU choice before it capped activations)")
@@ -38,18 +33,12 @@ def main() -> None:
     args = ap.parse_args()
 
     from coax_nb import Engine, coax_scan, load_model
-    from coax_nb.toy import build_toy_model
 
     L, H, n, T = args.layers, args.heads, args.prompts, args.length
-    g = torch.Generator().manual_seed(1)
-    prompts = torch.randint(2, args.vocab, (n, T), generator=g)
-    prompts[:, 0] = 0
+    prompts = random_prompts(args)
     with tempfile.TemporaryDirectory() as tmp:
-        torch.manual_seed(0)
-        path = build_toy_model(Path(tmp) / "m", n_layers=L, n_heads=H, d_model=args.d_model,
-                               vocab_size=args.vocab, n_ctx=max(64, T), init_std=0.02)
-        model = load_model(path, device=args.device)
-    primaries = [f"L{L - 3}H0", f"L{L - 3}H1", f"L{L - 2}H0"] if L >= 3 else ["L0H0"]
+        model = load_model(build_random_gpt2(Path(tmp), args), device=args.device)
+    primaries = [f"L{a}H{b}" for a, b in late_primaries(L)]
     settings = [None] + list(args.rows)
     times: dict = {str(s): [] for s in settings}
     chunks, reference = {}, None

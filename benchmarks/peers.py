@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from shape import add_shape_arguments, build_random_gpt2, late_primaries, random_prompts
 
 
 def cpu_name() -> str:
@@ -122,13 +123,7 @@ def energies(logits, units, primaries):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--layers", type=int, default=12)
-    ap.add_argument("--heads", type=int, default=12)
-    ap.add_argument("--d-model", type=int, default=768)
-    ap.add_argument("--vocab", type=int, default=50257)
-    ap.add_argument("--prompts", type=int, default=16)
-    ap.add_argument("--length", type=int, default=16)
-    ap.add_argument("--device", default="cpu")
+    add_shape_arguments(ap)
     ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
                     help="every contender's weights and activations (energies are computed in float32/64)")
     ap.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on CUDA (off by default: exact fp32)")
@@ -140,7 +135,6 @@ def main() -> None:
     from transformers import GPT2LMHeadModel
 
     from coax_nb import Engine, coax_scan, load_model
-    from coax_nb.toy import build_toy_model
     from coax_nb.units import all_units
 
     L, H, d, V, n, T = args.layers, args.heads, args.d_model, args.vocab, args.prompts, args.length
@@ -149,18 +143,14 @@ def main() -> None:
     if dev.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32
     sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
-    torch.manual_seed(0)
-    g = torch.Generator().manual_seed(1)
-    prompts = torch.randint(2, V, (n, T), generator=g)
-    prompts[:, 0] = 0
+    prompts = random_prompts(args)
     units = [(u.layer, u.head) for u in all_units(L, H)]
-    primaries = [(L - 3, 0), (L - 3, 1), (L - 2, 0)] if L >= 3 else [(0, 0)]
+    primaries = late_primaries(L)
     variants = [[], primaries] + [[u] for u in units] + [primaries + [u] for u in units if u not in primaries]
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = build_toy_model(Path(tmp) / "m", n_layers=L, n_heads=H, d_model=d, vocab_size=V,
-                               n_ctx=max(64, T), init_std=0.02)
+        path = build_random_gpt2(Path(tmp), args)
         bridge = load_model(path, device=str(dev), dtype=args.dtype)
         hf = GPT2LMHeadModel.from_pretrained(path).to(dev, dtype).eval()
     tokens = prompts.to(dev)
