@@ -53,10 +53,11 @@ def main():
     torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     engine = Engine(bridge, prompts.tolist(), progress=False)
-    est = estimate_scan(engine, a.top_r)
-    print("estimate:", {k: (round(v / 2**30, 2) if k.endswith("bytes") else v) for k, v in est.items()}, flush=True)
     L = a.layers
-    scores = coax_scan(engine, primaries=[(L - 3, 0), (L - 3, 1), (L - 2, 0)], top_r=a.top_r, progress=False)
+    primaries = [(L - 3, 0), (L - 3, 1), (L - 2, 0)]
+    est = estimate_scan(engine, a.top_r, primaries=engine.units(primaries))
+    print("estimate:", {k: (round(v / 2**30, 2) if k.endswith("bytes") else v) for k, v in est.items()}, flush=True)
+    scores = coax_scan(engine, primaries=primaries, top_r=a.top_r, progress=False)
     torch.cuda.synchronize()
     t_scan = time.perf_counter() - t0
     res = {"device": torch.cuda.get_device_name(), "parameters": params, "build_s": t_build, "scan_s": t_scan,

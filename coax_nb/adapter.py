@@ -109,14 +109,11 @@ class ModelAdapter:
         """The bridge's own forward from the residual entering block ``layer`` (full logits)."""
         return self.model(resid, start_at_layer=layer)
 
-    def blocks_from(self, resid: torch.Tensor, layer: int) -> torch.Tensor:
-        """Call blocks ``layer..`` directly on the residual (the fast prefix-skipping path)."""
-        x = resid
-        for blk in self.model.blocks[layer:]:
-            x = blk(x)
-            if isinstance(x, tuple):
-                x = x[0]
-        return x
+    def block(self, resid: torch.Tensor, layer: int) -> torch.Tensor:
+        """Call block ``layer`` directly on the residual entering it (the fast path: the
+        engine runs a variant block by block from a cached or shared residual)."""
+        x = self.model.blocks[layer](resid)
+        return x[0] if isinstance(x, tuple) else x
 
     def final_norm(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.ln_final(x)

@@ -6,12 +6,16 @@ output: *patch*). The engine runs many variants in one batched forward (rows =
 variants x prompts) with a per-row mask applied by one hook per layer on
 ``blocks.L.attn.hook_z``.
 
-Three savings over the naive one-forward-per-variant loop, none of which changes
+Four savings over the naive one-forward-per-variant loop, none of which changes
 the numbers:
 
 * **prefix reuse** -- a variant that agrees with a cached *base* run below its
   first touched layer ``l`` starts from that run's residual entering block ``l``
   (single ablations start from the clean run; ``S + {u}`` from the ``S`` run);
+* **shared prefixes** -- variants run together go block by block, and the blocks
+  below the layer where two variants part are computed once: ``{u}`` and
+  ``S + {u}`` share every block below S; the pairs ``{u, v}`` of one ``u`` share
+  ``{u}``'s blocks below ``v``;
 * **output-position unembedding** -- only the positions the metric reads go
   through ``ln_final`` and the unembedding;
 * **batching** -- variants share one forward, in chunks sized to memory that halve
@@ -23,6 +27,7 @@ not depend on how prompts are grouped.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import time
@@ -488,13 +493,15 @@ class Engine:
         run = self._sources[name]
         return (run.z if kind == "attn" else run.mlp)[bucket][layer]
 
-    def _layer_masks(self, variants: Sequence[Variant], bucket: Optional[int]):
-        """Per site: keep [k, width] and a list of (replacement, mask [k, width]); the width
-        is H for heads and 1 for an MLP."""
+    def _layer_masks(self, variants: Sequence[Variant], bucket: Optional[int], layer: Optional[int] = None):
+        """Per site (of block ``layer`` only, when given): keep [k, width] and a list of
+        (replacement, mask [k, width]); the width is H for heads and 1 for an MLP."""
         per_site: dict[tuple, dict] = {}
         k = len(variants)
         for vi, v in enumerate(variants):
             for u, action in v.actions:
+                if layer is not None and u.layer != layer:
+                    continue
                 site = (u.layer, "mlp" if u.is_mlp else "attn")
                 if u.is_mlp and self._mlp_hooks[u.layer] is None:
                     raise ValueError(f"{u}: this model's bridge exposes no MLP output in block {u.layer} to ablate "
@@ -558,29 +565,44 @@ class Engine:
         self.stats.forward_rows += rows
         return logits
 
+    def _block(self, x: torch.Tensor, layer: int, masks: dict, k: int, n: int) -> torch.Tensor:
+        """Block ``layer`` on rows of k variants x n prompts, with ``masks``' edits at its sites."""
+        hooks = self._edit_hooks({site: m for site, m in masks.items() if site[0] == layer}, k, n)
+        if not hooks:
+            y = self.arch.block(x, layer)
+        else:
+            with self.arch.hooks(hooks):
+                y = self.arch.block(x, layer)
+        self.stats.block_rows += x.shape[0]
+        return y
+
+    def _output_logits(self, x: torch.Tensor, positions, k: int, support=None) -> torch.Tensor:
+        """The final norm and the unembedding at the output positions only; on ``support``
+        ([n, P, r] token ids) only, when given."""
+        x = self.arch.final_norm(x[:, positions])
+        if support is None:
+            return self.arch.unembed(x)
+        w = self.arch.W_U.T[support]  # [n, P, r, d]: only the support's columns of W_U
+        logits = torch.einsum("knpd,nprd->knpr", x.reshape(k, -1, *x.shape[1:]), w)
+        return (logits + self.arch.b_U[support]).reshape(-1, *support.shape[1:])
+
     def _run_from(self, resid, start, masks, positions, path=None, k=1, support=None):
         """Run blocks ``start..`` from ``resid`` [rows, T, d]; logits at ``positions`` only
         (and on ``support`` [n, P, r] only, when given)."""
         rows = resid.shape[0]
         n = rows // k
-        hooks = self._edit_hooks(masks, k, n, start)
-        direct = (path or self._path) == "direct"
-        with self.arch.hooks(hooks):
-            if direct:
-                x = self.arch.blocks_from(resid, start)
-                x = self.arch.final_norm(x[:, positions])
-                if support is None:
-                    logits = self.arch.unembed(x)
-                else:  # only the support's columns of W_U, per (prompt, position)
-                    w = self.arch.W_U.T[support]  # [n, P, r, d]
-                    logits = torch.einsum("knpd,nprd->knpr", x.reshape(k, n, *x.shape[1:]), w)
-                    logits = (logits + self.arch.b_U[support]).reshape(rows, *support.shape[1:])
-            else:
+        if (path or self._path) == "direct":
+            x = resid
+            for layer in range(start, self.n_layers):
+                x = self._block(x, layer, masks, k, n)
+            logits = self._output_logits(x, positions, k, support)
+        else:
+            with self.arch.hooks(self._edit_hooks(masks, k, n, start)):
                 logits = self.arch.forward_from(resid, start)[:, positions]
-                if support is not None:
-                    logits = logits.reshape(k, rows // k, *logits.shape[1:]).gather(
-                        -1, support.expand(k, *support.shape)).reshape(rows, *support.shape[1:])
-        self.stats.block_rows += rows * (self.n_layers - start if direct else self.n_layers)
+            if support is not None:
+                logits = logits.reshape(k, rows // k, *logits.shape[1:]).gather(
+                    -1, support.expand(k, *support.shape)).reshape(rows, *support.shape[1:])
+            self.stats.block_rows += rows * self.n_layers
         self.stats.forward_rows += rows
         return logits
 
@@ -609,8 +631,13 @@ class Engine:
         support: Optional[torch.Tensor] = None,
     ) -> Iterator[tuple[int, list[int], torch.Tensor]]:
         """Run ``variants`` batched; yield ``(bucket_index, variant_indices, logits)`` with
-        logits ``[k, n, P, V]`` at the output positions. Each variant starts at its first
-        layer that differs from ``base`` (whose run is cached), from ``base``'s residual.
+        logits ``[k, n, P, V]`` at the output positions.
+
+        Each variant starts from the cached run that agrees with it on the most layers
+        (``base``, computed if needed, or any other cached base run), from that run's
+        residual. On the direct path the variants of one call also share their common
+        prefixes: ``S + {u}`` runs ``{u}``'s blocks below ``S`` once for both, and the
+        pairs ``{u, v}`` of one ``u`` share ``{u}``'s blocks below each ``v``.
         ``buckets`` restricts the run to some prompt buckets (callers that hold many
         logits at once go bucket by bucket). ``support`` (``[n, P, r]`` token ids, one
         bucket only) unembeds onto those tokens alone: logits ``[k, n, P, r]`` — a fixed
@@ -623,9 +650,15 @@ class Engine:
             self.check_variant(v)
         if support is not None and (buckets is None or len(buckets) != 1):
             raise ValueError("a support applies to one bucket: pass buckets=[bi]")
-        base_run = self.base(base)
-        starts = [v.first_difference(base, self.n_layers) for v in variants]
-        order = sorted(range(len(variants)), key=lambda i: starts[i])
+        L = self.n_layers
+        roots = [self.base(base)] + [r for v, r in self._bases.items() if v != base]
+        root_paths = [_path_of(r.variant, L) for r in roots]
+        paths = [_path_of(v, L) for v in variants]
+        starts, picks = [], []
+        for p in paths:  # the root sharing the most layers; the first (base) on a tie
+            start, ri = max((_agree(p, rp), -ri) for ri, rp in enumerate(root_paths))
+            starts.append(start)
+            picks.append(-ri)
         bucket_ids = list(range(len(self.buckets))) if buckets is None else list(buckets)
         total = len(variants) * sum(len(self.buckets[bi].index) for bi in bucket_ids)
         from tqdm.auto import tqdm
@@ -637,54 +670,119 @@ class Engine:
             with torch.no_grad():
                 for bi in bucket_ids:
                     b = self.buckets[bi]
-                    n = len(b.index)
-                    i = 0
-                    k_max = self._plan(b, None if support is None else support.shape[-1]).chunk_variants
-                    while i < len(order):
-                        start = starts[order[i]]
-                        group = [order[i]]
-                        while (len(group) < k_max and i + len(group) < len(order)
-                               and starts[order[i + len(group)]] == start):
-                            group.append(order[i + len(group)])
-                        try:
-                            logits = self._run_chunk(b, bi, [variants[j] for j in group], start, base_run,
-                                                     support)
-                        except RuntimeError as exc:
-                            if not _is_oom(exc) or len(group) == 1:
-                                raise
-                            if self.device.type == "cuda":
-                                torch.cuda.empty_cache()
-                            k_max = max(1, len(group) // 2)
-                            self.stats.oom_halvings += 1
-                            continue
-                        i += len(group)
+                    plan = self._plan(b, None if support is None else support.shape[-1])
+                    same = [i for i in range(len(variants)) if starts[i] >= L]
+                    rest = [i for i in range(len(variants)) if starts[i] < L]
+                    if self._path == "direct":
+                        runs = self._run_shared(bi, rest, variants, paths, starts, picks, roots, plan, support)
+                    else:
+                        runs = self._run_by_start(bi, rest, variants, starts, picks, roots, plan, support)
+                    for ri in sorted({picks[i] for i in same}):  # identical to a cached run: its logits
+                        group = [i for i in same if picks[i] == ri]
+                        logits = roots[ri].logits[bi]
+                        logits = logits if support is None else logits.gather(-1, support)
+                        runs = itertools.chain([(group, logits.unsqueeze(0).expand(len(group), -1, -1, -1))], runs)
+                    for group, logits in runs:
                         self.stats.chunks += 1
                         self.stats.variants += len(group)
-                        bar.update(len(group) * n)
+                        bar.update(len(group) * len(b.index))
                         yield bi, group, logits
         finally:
             bar.close()
 
+    def _run_shared(self, bi, items, variants, paths, starts, picks, roots, plan, support):
+        """The direct path: ``items`` block by block, each distinct prefix (the actions below
+        a block) computed once from its parent's residual, a chunk of prefixes per call;
+        yields ``(variant_indices, logits)`` as the last block finishes. At most
+        ``plan.shared_variants`` variants are in flight, so that their residuals fit."""
+        b = self.buckets[bi]
+        n, L = len(b.index), self.n_layers
+        k_max = plan.chunk_variants
+        items = sorted(items, key=lambda i: paths[i])  # prefixes that share blocks sit together
+        for s in range(0, len(items), plan.shared_variants):
+            part = items[s:s + plan.shared_variants]
+            live: dict[tuple, torch.Tensor] = {}  # prefix below the current block -> its residual [n, T, d]
+            for layer in range(min(starts[i] for i in part), L):
+                children: dict[tuple, list[int]] = {}  # prefix through this block -> its variants
+                for i in part:
+                    if starts[i] == layer:
+                        live.setdefault(paths[i][:layer], roots[picks[i]].resid[bi][layer])
+                    if starts[i] <= layer:
+                        children.setdefault(paths[i][:layer + 1], []).append(i)
+                keys = list(children)
+                grown: dict[tuple, torch.Tensor] = {}
+                c = 0
+                while c < len(keys):
+                    chunk = keys[c:c + k_max]
+                    k = len(chunk)
+                    t0 = time.perf_counter()
+                    try:
+                        x = torch.cat([live[key[:layer]] for key in chunk])
+                        masks = self._layer_masks([variants[children[key][0]] for key in chunk], bi, layer)
+                        x = self._block(x, layer, masks, k, n)
+                        if layer == L - 1:
+                            logits = self._output_logits(x, b.positions, k, support)
+                    except RuntimeError as exc:
+                        if not _is_oom(exc) or k == 1:
+                            raise
+                        k_max = self._halve(k)
+                        continue
+                    self.stats.seconds += time.perf_counter() - t0
+                    c += k
+                    if layer < L - 1:
+                        for r, key in enumerate(chunk):
+                            grown[key] = x[r * n:(r + 1) * n]
+                        continue
+                    self.stats.forward_rows += k * n
+                    logits = logits.reshape(k, n, *logits.shape[1:])
+                    group = [i for key in chunk for i in children[key]]
+                    if len(group) > k:  # the same variant asked for twice
+                        logits = logits[[r for r, key in enumerate(chunk) for _ in children[key]]]
+                    yield group, logits
+                live = grown
+
+    def _run_by_start(self, bi, items, variants, starts, picks, roots, plan, support):
+        """The bridge and full paths: chunks of variants that start at the same layer of the
+        same cached run, each through the remaining blocks in one call."""
+        b = self.buckets[bi]
+        k_max = plan.chunk_variants
+        order = sorted(items, key=lambda i: (starts[i], picks[i]))
+        i = 0
+        while i < len(order):
+            key = (starts[order[i]], picks[order[i]])
+            group = [order[i]]
+            while (len(group) < k_max and i + len(group) < len(order)
+                   and (starts[order[i + len(group)]], picks[order[i + len(group)]]) == key):
+                group.append(order[i + len(group)])
+            try:
+                logits = self._run_chunk(b, bi, [variants[j] for j in group], key[0], roots[key[1]], support)
+            except RuntimeError as exc:
+                if not _is_oom(exc) or len(group) == 1:
+                    raise
+                k_max = self._halve(len(group))
+                continue
+            i += len(group)
+            yield group, logits
+
+    def _halve(self, k: int) -> int:
+        """After an out-of-memory error: half the chunk, the cache emptied."""
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        self.stats.oom_halvings += 1
+        return max(1, k // 2)
+
     def _run_chunk(self, b: Bucket, bi: int, chunk: list[Variant], start: int, base_run: BaseRun, support=None):
         k, n = len(chunk), len(b.index)
         t0 = time.perf_counter()
-        if start >= self.n_layers:  # identical to the base run
-            logits = base_run.logits[bi]
-            if support is not None:
-                logits = logits.gather(-1, support)
-            logits = logits.unsqueeze(0).expand(k, -1, -1, -1)
-        elif self._path == "full":
+        if self._path == "full":
             tokens = b.tokens.unsqueeze(0).expand(k, -1, -1).reshape(k * n, -1)
             logits = self._run_full(tokens, self._layer_masks(chunk, bi), b.positions, k=k, support=support)
-            logits = logits.reshape(k, n, *logits.shape[1:])
         else:
             resid = base_run.resid[bi][start]
             resid = resid.unsqueeze(0).expand(k, -1, -1, -1).reshape(k * n, *resid.shape[1:])
-            masks = self._layer_masks(chunk, bi)
-            logits = self._run_from(resid, start, masks, b.positions, k=k, support=support)
-            logits = logits.reshape(k, n, *logits.shape[1:])
+            logits = self._run_from(resid, start, self._layer_masks(chunk, bi), b.positions, k=k, support=support)
         self.stats.seconds += time.perf_counter() - t0
-        return logits
+        return logits.reshape(k, n, *logits.shape[1:])
 
     def logits(self, variants: Sequence[Variant], base: Variant = CLEAN) -> list[list[torch.Tensor]]:
         """Output-position logits of each variant, per prompt in prompt-set order:
@@ -815,36 +913,47 @@ class Engine:
 
     def _term_features(self, bi: int, terms: list[Term], keys: list[int], geo: dict, feature_mode: str,
                        cache: dict, effect: str = "fisher") -> None:
-        """Features (or scalar effects) of ``terms`` on batch ``bi`` into ``cache[key]``,
-        one batched run per base."""
-        by_base: dict[tuple, list[int]] = {}
-        for j, t in enumerate(terms):
-            by_base.setdefault((t.base, t.metric), []).append(j)
-        for (base, metric), members in by_base.items():
+        """Features (or scalar effects) of ``terms`` on batch ``bi`` into ``cache[key]``: their
+        variants in one batched run (so that ``{u}`` and ``S + {u}`` share blocks), each
+        row compared with its term's base."""
+        refs = {}
+        for base, metric in dict.fromkeys((t.base, t.metric) for t in terms):
             if base == CLEAN:
                 z_ref, p = geo["z0"], geo["p0"]
             else:
                 z_ref = M.on_support(self.base(base).logits[bi], geo["support"])
                 p = geo["p0"] if metric == "clean" else M.probs(z_ref)
+            m_ref = None
             if effect == "task":
                 behaviour = self.task.subset(self.buckets[bi].index).metric
                 m_ref = behaviour(list(self.base(base).logits[bi]))
-            for _, idx, lg in self.run([terms[j].variant for j in members], base, buckets=[bi], progress=False,
-                                       support=geo["support"]):
-                lg = M.on_support(lg, None)
-                if not torch.isfinite(lg).all():
-                    raise FloatingPointError(
-                        f"a variant produced non-finite logits (NaN/inf) on a batch of {lg.shape[1]} prompts; were the "
-                        "weights changed after the engine was built? Check them, or use fp32 instead of fp16/bf16")
+            refs[base, metric] = (z_ref, p, m_ref)
+        variants = list(dict.fromkeys(t.variant for t in terms))
+        users: dict[Variant, list[int]] = {}
+        for j, t in enumerate(terms):
+            users.setdefault(t.variant, []).append(j)
+        for _, idx, lg in self.run(variants, buckets=[bi], progress=False, support=geo["support"]):
+            lg = M.on_support(lg, None)
+            if not torch.isfinite(lg).all():
+                raise FloatingPointError(
+                    f"a variant produced non-finite logits (NaN/inf) on a batch of {lg.shape[1]} prompts; were the "
+                    "weights changed after the engine was built? Check them, or use fp32 instead of fp16/bf16")
+            by_ref: dict[tuple, list[tuple[int, int]]] = {}  # (base, metric) -> (row, term)
+            for row, vi in enumerate(idx):
+                for j in users[variants[vi]]:
+                    by_ref.setdefault((terms[j].base, terms[j].metric), []).append((row, j))
+            for ref, members in by_ref.items():
+                z_ref, p, m_ref = refs[ref]
+                rows = [row for row, _ in members]
+                sub = lg if rows == list(range(len(idx))) else lg[rows]
                 if effect == "fisher":
-                    f = M.features(z_ref, lg, p, feature_mode)
+                    f = M.features(z_ref, sub, p, feature_mode)
                 elif effect == "kl":
-                    f = M.kl_divergence(z_ref, lg)
-                for row, vi in enumerate(idx):
-                    if effect == "task":  # per prompt: the drop of the behaviour metric
-                        cache[keys[members[vi]]] = (m_ref - behaviour(list(lg[row]))).to(lg.device)
-                    else:
-                        cache[keys[members[vi]]] = f[row]
+                    f = M.kl_divergence(z_ref, sub)
+                else:  # "task", per prompt: the drop of the behaviour metric
+                    f = [(m_ref - behaviour(list(x))).to(lg.device) for x in sub]
+                for r, (_, j) in enumerate(members):
+                    cache[keys[j]] = f[r]
 
     # ------------------------------------------------------------------ per-batch maps
     def sum_over_batches(self, fn: Callable[["BatchView"], torch.Tensor]) -> torch.Tensor:
@@ -1050,6 +1159,17 @@ class Engine:
         return (f"Engine({self.n_layers}x{self.n_heads} heads, {self.n_prompts} prompts, lengths {lens}, "
                 f"position_mode={self.position_mode}, device={self.device}, dtype={self.dtype}, "
                 f"path={self._path})")
+
+
+def _path_of(variant: Variant, n_layers: int) -> tuple:
+    """A variant's actions block by block: two variants with the same first ``j`` entries
+    have the same residual entering block ``j``."""
+    return tuple(variant.layer_actions(layer) for layer in range(n_layers))
+
+
+def _agree(a: tuple, b: tuple) -> int:
+    """How many leading blocks two paths share."""
+    return next((j for j, (x, y) in enumerate(zip(a, b)) if x != y), len(a))
 
 
 def _token_ids(prompt, i: int) -> list[int]:

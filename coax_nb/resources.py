@@ -20,6 +20,7 @@ class BatchPlan:
     feature_terms: int  # new Fisher-feature tensors the energy kernel computes per group
     activation_bytes: int  # one chunk's activations and logits
     feature_bytes: int  # one group's features with their temporaries
+    shared_variants: int  # variants in flight at once when they share prefixes (their residuals)
 
 
 def working_budget(device: torch.device) -> float:
@@ -55,11 +56,14 @@ def plan_batch(arch, dtype: torch.dtype, device: torch.device, n: int, length: i
     # a group's features (and two temporaries of each) take at most a third of the budget, 8 GiB at most
     per_term = 3 * work_el * n * positions * width
     terms = max(1, int(min(budget / 3, 2**33) // per_term))
-    return BatchPlan(chunk, terms, chunk * n * per_row, terms * per_term)
+    # variants run block by block hold two residuals each (entering and leaving a block): a third
+    shared = max(chunk, int(budget / 3 // (2 * bytes_el * n * length * arch.d_model)))
+    return BatchPlan(chunk, terms, chunk * n * per_row, terms * per_term, shared)
 
 
-def estimate_scan(engine, top_r: int = 0, chunk_variants: Optional[int] = None) -> dict:
-    """Work and memory of a CoAx scan on this engine, before running it."""
+def estimate_scan(engine, top_r: int = 0, chunk_variants: Optional[int] = None, primaries=()) -> dict:
+    """Work and memory of a CoAx scan on this engine, before running it (with
+    ``primaries``, the units of S, the conditional ablations' shared blocks counted)."""
     L, H = engine.n_layers, engine.n_heads
     work = engine.workload()
     rows, T = work["prompts"], work["max_length"]
@@ -69,8 +73,10 @@ def estimate_scan(engine, top_r: int = 0, chunk_variants: Optional[int] = None) 
     plan = engine.plan(top_r)
     chunk = chunk_variants or plan.chunk_variants
     activ = plan.activation_bytes * chunk // max(1, plan.chunk_variants)
-    # forward block-rows: single + conditional per head, each from its own layer on (prefix reuse)
-    block_rows = 2 * rows * sum(L - layer for layer in range(L)) * H
+    # forward block-rows: each head's single ablation from its own layer on (prefix reuse); its
+    # conditional one shares the single's blocks below S's first layer (shared prefixes)
+    first = min((u.layer for u in primaries), default=0)
+    block_rows = rows * H * sum(2 * L - layer - max(layer, first) for layer in range(L))
     flops = 2 * params * T * block_rows / L
     return {"parameters": params, "weights_bytes": params * bytes_el, "cache_bytes": cache,
             "chunk_activation_bytes": activ, "feature_bytes": plan.feature_bytes, "chunk_variants": chunk,
@@ -89,10 +95,10 @@ def available_bytes(device: torch.device) -> int:
         return 1 << 62
 
 
-def check_scan_fits(engine, top_r: int = 0, announce: bool = False) -> dict:
+def check_scan_fits(engine, top_r: int = 0, announce: bool = False, primaries=()) -> dict:
     """Estimate the scan; log it when ``announce``; raise a clear error with a
     suggestion when the cache and one chunk cannot fit in the memory left."""
-    est = estimate_scan(engine, top_r)
+    est = estimate_scan(engine, top_r, primaries=primaries)
     need = est["cache_bytes"] + est["chunk_activation_bytes"]
     have = available_bytes(engine.device)
     gib = 1 / 2**30

@@ -114,8 +114,10 @@ def coax_scan(
     or ``"task"`` (the drop of the task's behaviour metric, signed); docs/method.md
     says when each fits.
 
-    Costs 1 + 1 + 2U forward passes over the prompt set (less with prefix reuse), plus
-    one per layer for the MLP-share diagnostic (``meta['mlp_share']``) in a full scan.
+    Costs 1 + 1 + 2U forward passes over the prompt set (less with prefix reuse: each
+    variant starts at its first ablated block, and ``S + {u}`` shares ``{u}``'s blocks
+    below S), plus one per layer for the MLP-share diagnostic (``meta['mlp_share']``) in a
+    full scan.
     """
     M.check_options(feature_mode, geometry, top_r)
     ablation_action(ablation)
@@ -124,7 +126,7 @@ def coax_scan(
     prim = check_primaries(engine, primaries)
     from .resources import check_scan_fits
 
-    check_scan_fits(engine, top_r, announce=progress and engine.device.type == "cuda")
+    check_scan_fits(engine, top_r, announce=progress and engine.device.type == "cuda", primaries=prim)
 
     def compute():
         t0, s0 = time.perf_counter(), snapshot(engine)

@@ -39,6 +39,15 @@ def test_partial_scan_and_estimates():
     est = estimate_scan(e)
     assert est["parameters"] == sum(p.numel() for p in model.parameters())
     assert est["forward_pass_equivalents"] == pytest.approx(2 * 4 * (3 + 2 + 1) / 3)
+    # with S in block 1, each layer-0 head's conditional ablation shares its single's block 0
+    shared = estimate_scan(e, primaries=e.units(["1.0", "1.1"]))["forward_pass_equivalents"]
+    assert shared == pytest.approx(4 * ((3 + 2 + 1) + (2 + 2 + 1)) / 3)
+    fresh = Engine(model, task_for("organism:handwired", 16), progress=False)
+    before = fresh.stats.block_rows
+    coax_scan(fresh, primaries=["1.0", "1.1"], progress=False)
+    # per prompt: singles 4 x (3 + 2 + 1); conditionals of the 10 heads outside S: layer 0 blocks 1-2,
+    # layer 1 from the S run, layer 2 one block; the S run 3; the MLP-share diagnostic 3 + 2 + 1
+    assert fresh.stats.block_rows - before == 16 * (24 + (4 * 2 + 2 * 2 + 4 * 1) + 3 + 6)
     assert check_scan_fits(e)["cache_bytes"] > 0
     import coax_nb.resources as R
     real = R.available_bytes

@@ -85,15 +85,15 @@ def test_chunk_halves_on_out_of_memory_and_continues(toy, monkeypatch):
     e = Engine(toy, prompts, progress=False, max_chunk_rows=64)
     vs = [Variant.zero([Unit(layer, h)]) for layer in range(3) for h in range(4)]
     ref = e.logits(vs)
-    real = e._run_from
+    real = e._block
     limit = {"rows": 9}
 
-    def flaky(resid, *a, **kw):
-        if resid.shape[0] > limit["rows"]:
+    def flaky(x, *a, **kw):
+        if x.shape[0] > limit["rows"]:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(resid, *a, **kw)
+        return real(x, *a, **kw)
 
-    monkeypatch.setattr(e, "_run_from", flaky)
+    monkeypatch.setattr(e, "_block", flaky)
     got = e.logits(vs)
     assert e.stats.oom_halvings > 0
     for a_list, b_list in zip(got, ref):
@@ -109,6 +109,57 @@ def test_prefix_reuse_and_output_positions_save_work(toy):
     e.logits(vs)
     # heads spread evenly over 3 layers start at layers 0, 1, 2: (3 + 2 + 1) / 3 = 2 blocks on average
     assert (e.stats.block_rows - before) == 4 * len(prompts) * (3 + 2 + 1)
+
+
+def test_variants_share_their_common_prefixes(toy, monkeypatch):
+    """Variants run together compute each distinct prefix once: {L0Hh} and S + {L0Hh}
+    (S = {L2H0}) share blocks 0 and 1, the pairs {L0H0, L1Hh} share block 0. Counted
+    exactly, equal to the naive loop, and equal when nothing is shared (one variant in
+    flight at a time)."""
+    import dataclasses
+
+    import coax_nb.engine as E
+
+    prompts = mixed_length_prompts(toy, 8, seed=11)
+    e = Engine(toy, prompts, progress=False)
+    S = Variant.zero([Unit(2, 0)])
+    singles = [Variant.zero([Unit(0, h)]) for h in range(4)]
+    conds = [S | v for v in singles]
+    pairs = [Variant.zero([Unit(0, 0), Unit(1, h)]) for h in range(4)]
+    mlp = [Variant.zero([Unit(0, 1), Unit.mlp(1)])]  # an MLP unit in block 1, after {L0H1}'s block 0
+    vs = singles + conds + pairs + mlp + [singles[2]]  # the last asked for twice
+    before = e.stats.block_rows
+    got = e.logits(vs)
+    # singles 4 x 3 blocks; conditionals only block 2; pairs blocks 1 and 2; the MLP variant blocks 1 and 2
+    assert e.stats.block_rows - before == len(prompts) * (4 * 3 + 4 * 1 + 4 * 2 + 2)
+    for v, g in zip(vs, got):
+        ref = e.naive_logits(v)
+        assert max((a - b).abs().max().item() for a, b in zip(g, ref)) < 1e-5, str(v)
+    assert all(torch.equal(a, b) for a, b in zip(got[-1], got[2]))
+
+    real = E.plan_batch
+    monkeypatch.setattr(E, "plan_batch", lambda *a, **kw: dataclasses.replace(real(*a, **kw), shared_variants=1))
+    before = e.stats.block_rows
+    alone = e.logits(vs)
+    assert e.stats.block_rows - before == len(prompts) * (4 * 3 + 4 * 3 + 4 * 3 + 3 + 3)
+    for g, a in zip(got, alone):
+        assert max((x - y).abs().max().item() for x, y in zip(g, a)) < 1e-5
+
+
+def test_a_variant_starts_from_the_cached_run_that_shares_the_most(toy):
+    """Any cached base run is a free prefix: with S = {L0H0, L1H1} cached, S + {L2H3}
+    asked for from the clean run still runs block 2 alone."""
+    prompts = mixed_length_prompts(toy, 6, seed=12)
+    e = Engine(toy, prompts, progress=False)
+    S = Variant.zero([Unit(0, 0), Unit(1, 1)])
+    e.base(S)
+    v = S | Variant.zero([Unit(2, 3)])
+    before = e.stats.block_rows
+    got = e.logits([v, S])
+    assert e.stats.block_rows - before == len(prompts) * 1  # S itself: its cached logits
+    for variant, g in zip([v, S], got):
+        ref = e.naive_logits(variant)
+        assert max((a - b).abs().max().item() for a, b in zip(g, ref)) < 1e-5
 
 
 @pytest.mark.parametrize("path", ["bridge", "full"])
@@ -175,8 +226,8 @@ def test_energy_kernel_does_not_depend_on_feature_groups(toy, monkeypatch):
 
 
 def test_self_check_catches_a_broken_fast_path_and_falls_back(toy, monkeypatch):
-    """A direct block path that silently drops an input (here: skips the first block it is
-    asked to run) must be caught on the ablated probes; the engine then warns, uses an
+    """A direct block path that silently drops an input (here: the first block passes its
+    input through) must be caught on the ablated probes; the engine then warns, uses an
     exact path, records it, and scores equal the bridge's own hooked forward."""
     from coax_nb import coax_scan
     from coax_nb.adapter import ModelAdapter
@@ -184,8 +235,8 @@ def test_self_check_catches_a_broken_fast_path_and_falls_back(toy, monkeypatch):
     import coax_nb.engine
 
     monkeypatch.setattr(coax_nb.engine, "_FALLBACKS_SAID", set())  # a fallback is announced once per process
-    real = ModelAdapter.blocks_from
-    monkeypatch.setattr(ModelAdapter, "blocks_from", lambda self, resid, layer: real(self, resid, layer + 1))
+    real = ModelAdapter.block
+    monkeypatch.setattr(ModelAdapter, "block", lambda self, resid, layer: resid if layer == 0 else real(self, resid, layer))
     prompts = mixed_length_prompts(toy, 6, seed=3)
     with pytest.warns(RuntimeWarning, match="direct path disagreed"):
         e = Engine(toy, prompts, progress=False)
