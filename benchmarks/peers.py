@@ -4,14 +4,15 @@
     python benchmarks/peers.py --layers 4 --prompts 8   # a quick look
     python benchmarks/peers.py --json out.json          # also write the figures
     python benchmarks/peers.py --device cuda --prompts 96 --dtype bf16   # the GPU targets (fp32: add --tf32 to allow TF32)
+    python benchmarks/peers.py --family llama --vocab 32000   # a Llama of the same size (rotary, RMSNorm, SwiGLU)
 
 One full CoAx scan (clean, S, every head alone, S + every other head; energies on the
 full vocabulary at the last position) computed four ways on the same model and prompts:
 
 - engine: ``coax_scan`` (its Engine build and self-check included in its time);
-- (a) plain Hugging Face: one ``GPT2LMHeadModel`` forward per variant, a forward
-  pre-hook on each block's attention output projection (``attn.c_proj``) zeroing the
-  ablated heads' slices of its input, full logits;
+- (a) plain Hugging Face: one ``AutoModelForCausalLM`` forward per variant, a forward
+  pre-hook on each block's attention output projection (GPT-2's ``attn.c_proj``,
+  Llama's ``self_attn.o_proj``) zeroing the ablated heads' slices of its input, full logits;
 - (b) the same with ``logits_to_keep=1`` (only the last position unembedded);
 - (c) TransformerLens: ``run_with_hooks`` per variant with hooks on ``blocks.L.attn.hook_z``
   (the TransformerBridge users load), full logits.
@@ -32,7 +33,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from shape import add_shape_arguments, build_random_gpt2, late_primaries, random_prompts
+from shape import add_shape_arguments, build_random_gpt2, build_random_llama, late_primaries, random_prompts
+
+# per family: the random model's builder and each block's attention output projection
+FAMILIES = {
+    "gpt2": (build_random_gpt2, lambda model: [block.attn.c_proj for block in model.transformer.h]),
+    "llama": (build_random_llama, lambda model: [layer.self_attn.o_proj for layer in model.model.layers]),
+}
 
 
 def cpu_name() -> str:
@@ -54,9 +61,10 @@ def fisher_energy(z_ref: torch.Tensor, z: torch.Tensor, p: torch.Tensor) -> floa
     return float((p * centred * centred).sum(-1).mean())
 
 
-def hf_loop(model, tokens, variants, heads: int, keep_last: bool):
-    """One forward per variant; a pre-hook on attn.c_proj zeroes the ablated heads' slices."""
-    d_head = model.config.n_embd // heads
+def hf_loop(model, projections, tokens, variants, heads: int, keep_last: bool):
+    """One forward per variant; a pre-hook on each attention output projection zeroes the
+    ablated heads' slices of its input."""
+    d_head = model.config.hidden_size // heads
     current: dict[int, list[int]] = {}
 
     def pre_hook(layer):
@@ -70,8 +78,7 @@ def hf_loop(model, tokens, variants, heads: int, keep_last: bool):
             return (x,) + tuple(args[1:])
         return fn
 
-    handles = [block.attn.c_proj.register_forward_pre_hook(pre_hook(i))
-               for i, block in enumerate(model.transformer.h)]
+    handles = [proj.register_forward_pre_hook(pre_hook(i)) for i, proj in enumerate(projections)]
     out = []
     try:
         with torch.no_grad():
@@ -124,6 +131,7 @@ def energies(logits, units, primaries):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_shape_arguments(ap)
+    ap.add_argument("--family", default="gpt2", choices=sorted(FAMILIES), help="the random model's architecture")
     ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
                     help="every contender's weights and activations (energies are computed in float32/64)")
     ap.add_argument("--tf32", action="store_true", help="allow TF32 matmuls on CUDA (off by default: exact fp32)")
@@ -132,7 +140,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import transformers
-    from transformers import GPT2LMHeadModel
+    from transformers import AutoModelForCausalLM
 
     from coax_nb import Engine, coax_scan, load_model
     from coax_nb.units import all_units
@@ -150,15 +158,17 @@ def main() -> None:
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = build_random_gpt2(Path(tmp), args)
+        build, projections = FAMILIES[args.family]
+        path = build(Path(tmp), args)
         bridge = load_model(path, device=str(dev), dtype=args.dtype)
-        hf = GPT2LMHeadModel.from_pretrained(path).to(dev, dtype).eval()
+        hf = AutoModelForCausalLM.from_pretrained(path).to(dev, dtype).eval()
+    proj = projections(hf)
     tokens = prompts.to(dev)
     print(f"device: {dev} ({cpu_name()}, {torch.get_num_threads()} threads"
           f"{', ' + torch.cuda.get_device_name(dev) if dev.type == 'cuda' else ''}); torch {torch.__version__}, "
           f"transformers {transformers.__version__}; {args.dtype}"
           f"{' (TF32 ' + ('on' if args.tf32 else 'off') + ')' if dev.type == 'cuda' and dtype == torch.float32 else ''}")
-    print(f"shape: {L} layers x {H} heads, d_model {d}, vocabulary {V}; {n} prompts x {T} tokens; "
+    print(f"shape: {args.family}, {L} layers x {H} heads, d_model {d}, vocabulary {V}; {n} prompts x {T} tokens; "
           f"{len(variants)} forward variants (clean, S, {len(units)} single, {len(variants) - 2 - len(units)} "
           f"conditional); S = {', '.join(f'L{a}H{b}' for a, b in primaries)}")
 
@@ -172,8 +182,8 @@ def main() -> None:
                       "conditional": scores["conditional"]}
     print(f"engine: {rows['engine']['seconds']:.2f} s ({engine.describe()})")
 
-    contenders = [("a", "plain HF, full logits", lambda: hf_loop(hf, tokens, variants, H, keep_last=False)),
-                  ("b", "plain HF, logits_to_keep=1", lambda: hf_loop(hf, tokens, variants, H, keep_last=True)),
+    contenders = [("a", "plain HF, full logits", lambda: hf_loop(hf, proj, tokens, variants, H, keep_last=False)),
+                  ("b", "plain HF, logits_to_keep=1", lambda: hf_loop(hf, proj, tokens, variants, H, keep_last=True)),
                   ("c", "TransformerLens run_with_hooks on hook_z", lambda: tl_loop(bridge, tokens, variants))]
     for key, name, fn in contenders:
         if key in skip:
@@ -196,7 +206,9 @@ def main() -> None:
     device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_name()
     record = {"device": str(dev), "device_name": device_name, "dtype": args.dtype,
               "tf32": bool(args.tf32 and dev.type == "cuda"),
-              "shape": {"layers": L, "heads": H, "d_model": d, "vocab": V, "prompts": n, "length": T},
+              "shape": {"family": args.family, "layers": L, "heads": H, "d_model": d, "vocab": V, "prompts": n,
+                        "length": T},
+              "engine_check": engine.self_check,
               "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
               "threads": torch.get_num_threads(), "engine_seconds": ref["seconds"], "contenders": {}}
     for key in ("a", "b", "c"):

@@ -28,6 +28,27 @@ def random_prompts(args) -> torch.Tensor:
     return prompts
 
 
+def build_random_llama(folder: Path, args) -> Path:
+    """A Llama of the requested shape (rotary, RMSNorm, SwiGLU MLP of width 8/3 d_model:
+    the same multiply-adds per token as GPT-2's 4 d_model MLP), seeded random weights (std
+    0.02), saved to ``folder`` with a word tokenizer."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from coax_nb.toy import SPECIALS, word_tokenizer
+
+    tok = word_tokenizer(list(SPECIALS) + [f"w{i}" for i in range(args.vocab - len(SPECIALS))])
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=args.d_model, num_hidden_layers=args.layers,
+                      num_attention_heads=args.heads, num_key_value_heads=args.heads,
+                      intermediate_size=8 * args.d_model // 3, max_position_embeddings=max(64, args.length),
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, initializer_range=0.02,
+                      tie_word_embeddings=False)
+    torch.manual_seed(0)
+    path = Path(folder) / "m"
+    LlamaForCausalLM(cfg).eval().save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
 def build_random_gpt2(folder: Path, args) -> Path:
     """A GPT-2 of the requested shape with seeded random weights (std 0.02), saved to ``folder``."""
     from coax_nb.toy import build_toy_model

@@ -48,6 +48,12 @@ class ModelAdapter:
                 return name
         return None
 
+    def mlp_in_hook(self, layer: int) -> Optional[str]:
+        """A block's MLP input ``[batch, pos, d_model]`` (after its norm); None where the
+        bridge has no such hook."""
+        name = f"blocks.{layer}.mlp.hook_in"
+        return name if name in getattr(self.model, "hook_dict", {}) else None
+
     @staticmethod
     def pattern_hook(layer: int) -> str:
         """Attention patterns ``[batch, head, query, key]`` (after the softmax)."""
@@ -109,11 +115,41 @@ class ModelAdapter:
         """The bridge's own forward from the residual entering block ``layer`` (full logits)."""
         return self.model(resid, start_at_layer=layer)
 
-    def block(self, resid: torch.Tensor, layer: int) -> torch.Tensor:
+    def block(self, resid: torch.Tensor, layer: int, inputs: Optional[tuple] = None) -> torch.Tensor:
         """Call block ``layer`` directly on the residual entering it (the fast path: the
-        engine runs a variant block by block from a cached or shared residual)."""
-        x = self.model.blocks[layer](resid)
+        engine runs a variant block by block from a cached or shared residual), with
+        ``inputs`` (:meth:`block_inputs`) when the block needs more than the residual."""
+        args, kwargs = inputs or ((), {})
+        x = self.model.blocks[layer](resid, *args, **kwargs)
         return x[0] if isinstance(x, tuple) else x
+
+    def block_inputs(self, tokens: torch.Tensor) -> list[tuple[tuple, dict]]:
+        """Per block, what the model passes it besides the residual (the attention mask,
+        rotary position embeddings, position ids, ...), captured from a forward of
+        ``tokens``: one prompt, so that batch-shaped inputs broadcast over any number of
+        rows of that length. The key-value cache is left out."""
+        from transformers.cache_utils import Cache
+
+        def plain(key, value):
+            return False if key == "use_cache" else None if isinstance(value, Cache) else value
+
+        got: list = [None] * self.n_layers
+
+        def capture(layer):
+            def hook(module, args, kwargs):
+                got[layer] = (tuple(plain(None, a) for a in args[1:]),
+                              {k: plain(k, v) for k, v in kwargs.items() if k != "hidden_states"})
+            return hook
+
+        handles = [blk.register_forward_pre_hook(capture(layer), with_kwargs=True)
+                   for layer, blk in enumerate(self.model.blocks)]
+        try:
+            with torch.no_grad():
+                self.model(tokens)
+        finally:
+            for h in handles:
+                h.remove()
+        return got
 
     def final_norm(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.ln_final(x)
@@ -170,6 +206,18 @@ class ModelAdapter:
             exact = [w, 1 + w] + exact
         tol = 1e-3 * max(1.0, probed.abs().max().item())
         return next((g for g in exact if (g - probed).abs().max().item() <= tol), probed)
+
+    def finish_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """What the Hugging Face model does to the unembedding's output before returning
+        it: a scale (:meth:`logit_multiplier`) and Gemma 2's tanh soft cap."""
+        scale = self.logit_multiplier()
+        if scale != 1.0:
+            logits = logits * scale
+        config = getattr(getattr(self.model, "original_model", None), "config", None)
+        cap = getattr(config, "final_logit_softcapping", None)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        return logits
 
     def logit_multiplier(self) -> float:
         """Scalar the HF model applies to the unembedding's output (Cohere's ``logit_scale``,

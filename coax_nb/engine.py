@@ -186,6 +186,12 @@ class Engine:
         self._mlp_hooks = [arch.mlp_hook(layer) for layer in range(self.n_layers)]  # None: no MLP to ablate
         self._geometries: dict = {}
         self._path = "direct"
+        # the last block's head outputs and MLP at the output position only (self-checked)
+        self._narrow = self.arch.mlp_in_hook(self.n_layers - 1) is not None
+        # blocks called with what the model passes them besides the residual (rotary
+        # position embeddings, attention masks), captured once per prompt length
+        self._with_inputs = False
+        self._block_inputs: dict[int, list] = {}
         with torch.no_grad():
             self.clean = self._clean_run()
             self._check_finite(self.clean.logits, "the clean model")
@@ -306,8 +312,9 @@ class Engine:
                   (Variant.zero([Unit(L - 1, 0)]), CLEAN)]
         if L > 1:
             probes.append((first | Variant.zero([Unit(L - 1, H - 1)]), first))
-        if self._mlp_hooks[L // 2] is not None:  # an MLP unit is edited at its own hook
-            probes.append((Variant.zero([Unit.mlp(L // 2)]), CLEAN))
+        for layer in dict.fromkeys((L // 2, L - 1)):  # an MLP unit is edited at its own hook
+            if self._mlp_hooks[layer] is not None:
+                probes.append((Variant.zero([Unit.mlp(layer)]), CLEAN))
         ref = [self._hooked_logits(tokens, v, b.positions) for v, _ in probes]
         scale = max(1.0, max(r.abs().max().item() for r in ref))
         tol = (1e-4 if self.dtype in (torch.float32, torch.float64) else 5e-2) * scale
@@ -323,23 +330,38 @@ class Engine:
                     f"tolerance {tol:.3g}); every score would be wrong. This architecture or configuration is "
                     "not run faithfully by the installed TransformerLens")
         support = M.support_of(self.clean.logits[0][:n], min(5, self.d_vocab - 1))
+        # the narrowed last block runs with one output position: checked there too
+        cuts = [slice(None)] + ([slice(-1, None)] if len(b.positions) > 1 else [])
+
+        def worst_error(path):
+            worst = 0.0
+            with warnings.catch_warnings():  # a wrong shortcut may warn on every call; ours says it once
+                warnings.simplefilter("ignore")
+                for cut in cuts:
+                    pos, sup = b.positions[cut], support[:, cut]
+                    for vb, r in zip(probes, ref):
+                        r = r[:, cut]
+                        got = self._probe_logits(path, tokens, *vb, pos, n)
+                        on_sup = self._probe_logits(path, tokens, *vb, pos, n, support=sup)
+                        worst = max(worst, (got - r).abs().max().item(), (on_sup - r.gather(-1, sup)).abs().max().item())
+            return worst
+
         errors, failed = {}, []
-        for path in self.PATHS:
+        # (path, narrowed last block, blocks given the model's other inputs): the direct path
+        # with the residual alone, then with the inputs the model passes its blocks (rotary
+        # embeddings, masks), each first with its narrowed last block; then the others
+        direct = [("direct", narrow, inputs) for inputs in (False, True) for narrow in (True, False)
+                  if self._narrow or not narrow]
+        for path, narrow, inputs in direct + [(p, False, False) for p in self.PATHS[1:]]:
+            self._narrow, self._with_inputs = narrow, inputs
+            name = path + ", block inputs" * inputs + ", narrowed last block" * narrow
             try:
-                worst = 0.0
-                with warnings.catch_warnings():  # a wrong shortcut may warn on every call; ours says it once
-                    warnings.simplefilter("ignore")
-                    pairs = [(r, self._probe_logits(path, tokens, *vb, b.positions, n),
-                              self._probe_logits(path, tokens, *vb, b.positions, n, support=support))
-                             for vb, r in zip(probes, ref)]
-                for r, got, on_sup in pairs:
-                    worst = max(worst, (got - r).abs().max().item())
-                    worst = max(worst, (on_sup - r.gather(-1, support)).abs().max().item())
+                worst = worst_error(path)
             except Exception as exc:  # a block that cannot run on a bare residual, say
-                errors[path] = f"{type(exc).__name__}: {exc}"[:200]
+                errors[name] = f"{type(exc).__name__}: {exc}"[:200]
                 failed.append(path)
                 continue
-            errors[path] = worst
+            errors[name] = worst
             if worst <= tol and math.isfinite(worst):
                 break
             failed.append(path)
@@ -348,15 +370,16 @@ class Engine:
                                f"disagrees with the bridge's own hooked forward ({errors}); this architecture "
                                "cannot be scored reliably")
         self._path = path
+        failed = [p for p in dict.fromkeys(failed) if p != path]
         if failed and (self.arch.name, tuple(failed)) not in _FALLBACKS_SAID:
             _FALLBACKS_SAID.add((self.arch.name, tuple(failed)))  # once per architecture: engine.self_check keeps it
             warnings.warn(
                 f"{self.arch.name}: the engine's {' and '.join(failed)} path disagreed with the bridge's hooked "
-                f"forward on ablated probes ({', '.join(f'{p}: {errors[p]}' for p in failed)}); using the "
+                f"forward on ablated probes ({', '.join(f'{p}: {v}' for p, v in errors.items() if p != name)}); using the "
                 f"{path} path, which is exact but slower ({'no prefix reuse' if path == 'full' else 'full-vocabulary unembedding'})",
                 RuntimeWarning, stacklevel=3)
-        return {"path": path, "fell_back_from": failed, "max_error": errors[path], "tolerance": tol,
-                "bridge_vs_hf": bridge_error,
+        return {"path": path, "fell_back_from": failed, "max_error": errors[name], "tolerance": tol,
+                "narrowed_last_block": narrow, "block_inputs": inputs, "bridge_vs_hf": bridge_error,
                 "probes": [str(v) for v, _ in probes], "architecture": self.arch.name}
 
     def _hooked_logits(self, tokens, variant: Variant, positions) -> torch.Tensor:
@@ -565,26 +588,55 @@ class Engine:
         self.stats.forward_rows += rows
         return logits
 
-    def _block(self, x: torch.Tensor, layer: int, masks: dict, k: int, n: int) -> torch.Tensor:
-        """Block ``layer`` on rows of k variants x n prompts, with ``masks``' edits at its sites."""
-        hooks = self._edit_hooks({site: m for site, m in masks.items() if site[0] == layer}, k, n)
+    def _block(self, x: torch.Tensor, layer: int, masks: dict, k: int, n: int, positions=None) -> torch.Tensor:
+        """Block ``layer`` on rows of k variants x n prompts, with ``masks``' edits at its sites.
+
+        In the last block, with one output position, the attention output and the MLP are
+        computed at that position alone (keys and values still at every position): the
+        head outputs and the MLP's input are cut to it, and the block's residual additions
+        broadcast. Only the output position of the result is right; it is the only one read."""
+        masks = {site: m for site, m in masks.items() if site[0] == layer}
+        hooks = self._edit_hooks(masks, k, n)
+        if self._narrows(layer, positions, masks):
+            cut = list(positions)
+            hooks = [h for h in hooks if h[0] != self._hook_names[layer]]
+            edit = self._make_hook(masks.get((layer, "attn")), k, n)
+            hooks += [(self._hook_names[layer], lambda z, hook: (z if edit is None else edit(z))[:, cut]),
+                      (self.arch.mlp_in_hook(layer), lambda h, hook: h[:, cut])]
+        inputs = self._inputs_for(x.shape[1])[layer] if self._with_inputs else None
         if not hooks:
-            y = self.arch.block(x, layer)
+            y = self.arch.block(x, layer, inputs)
         else:
             with self.arch.hooks(hooks):
-                y = self.arch.block(x, layer)
+                y = self.arch.block(x, layer, inputs)
         self.stats.block_rows += x.shape[0]
         return y
+
+    def _inputs_for(self, length: int) -> list:
+        """The blocks' inputs besides the residual for prompts of ``length`` tokens."""
+        if length not in self._block_inputs:
+            tokens = next(b.tokens[:1] for b in self.buckets if b.length == length)
+            self._block_inputs[length] = self.arch.block_inputs(tokens)
+        return self._block_inputs[length]
+
+    def _narrows(self, layer: int, positions, masks: dict) -> bool:
+        """Whether block ``layer`` runs narrowed to the output position (see :meth:`_block`): the
+        last block, one output position, and no MLP edit there that copies a cached run's
+        per-position output in (it would not fit the narrowed MLP output)."""
+        if not (self._narrow and positions is not None and len(positions) == 1 and layer == self.n_layers - 1):
+            return False
+        mlp = masks.get((layer, "mlp"))
+        return mlp is None or not any(rep.ndim > 1 for rep, _ in mlp[1])
 
     def _output_logits(self, x: torch.Tensor, positions, k: int, support=None) -> torch.Tensor:
         """The final norm and the unembedding at the output positions only; on ``support``
         ([n, P, r] token ids) only, when given."""
         x = self.arch.final_norm(x[:, positions])
         if support is None:
-            return self.arch.unembed(x)
+            return self.arch.finish_logits(self.arch.unembed(x))
         w = self.arch.W_U.T[support]  # [n, P, r, d]: only the support's columns of W_U
         logits = torch.einsum("knpd,nprd->knpr", x.reshape(k, -1, *x.shape[1:]), w)
-        return (logits + self.arch.b_U[support]).reshape(-1, *support.shape[1:])
+        return self.arch.finish_logits(logits + self.arch.b_U[support]).reshape(-1, *support.shape[1:])
 
     def _run_from(self, resid, start, masks, positions, path=None, k=1, support=None):
         """Run blocks ``start..`` from ``resid`` [rows, T, d]; logits at ``positions`` only
@@ -594,7 +646,7 @@ class Engine:
         if (path or self._path) == "direct":
             x = resid
             for layer in range(start, self.n_layers):
-                x = self._block(x, layer, masks, k, n)
+                x = self._block(x, layer, masks, k, n, positions)
             logits = self._output_logits(x, positions, k, support)
         else:
             with self.arch.hooks(self._edit_hooks(masks, k, n, start)):
@@ -719,7 +771,7 @@ class Engine:
                     try:
                         x = torch.cat([live[key[:layer]] for key in chunk])
                         masks = self._layer_masks([variants[children[key][0]] for key in chunk], bi, layer)
-                        x = self._block(x, layer, masks, k, n)
+                        x = self._block(x, layer, masks, k, n, b.positions)
                         if layer == L - 1:
                             logits = self._output_logits(x, b.positions, k, support)
                     except RuntimeError as exc:

@@ -236,7 +236,8 @@ def test_self_check_catches_a_broken_fast_path_and_falls_back(toy, monkeypatch):
 
     monkeypatch.setattr(coax_nb.engine, "_FALLBACKS_SAID", set())  # a fallback is announced once per process
     real = ModelAdapter.block
-    monkeypatch.setattr(ModelAdapter, "block", lambda self, resid, layer: resid if layer == 0 else real(self, resid, layer))
+    monkeypatch.setattr(ModelAdapter, "block",
+                        lambda self, resid, layer, inputs=None: resid if layer == 0 else real(self, resid, layer, inputs))
     prompts = mixed_length_prompts(toy, 6, seed=3)
     with pytest.warns(RuntimeWarning, match="direct path disagreed"):
         e = Engine(toy, prompts, progress=False)

@@ -66,48 +66,48 @@ FAMILIES = {
                                       max_position_embeddings=64),
                       "transformer.h.{}.attn.attention.out_proj", "transformer.ln_f", "ln", "direct"),
     "gptj": Family("gptj", dict(n_embd=D, n_layer=L, n_head=H, rotary_dim=4, n_positions=64),
-                   "transformer.h.{}.attn.out_proj", "transformer.ln_f", "ln", "bridge"),
+                   "transformer.h.{}.attn.out_proj", "transformer.ln_f", "ln", "direct"),
     "gpt_neox": Family("gpt_neox", dict(BASE, rotary_pct=0.25),
-                       "gpt_neox.layers.{}.attention.dense", "gpt_neox.final_layer_norm", "ln", "bridge"),
+                       "gpt_neox.layers.{}.attention.dense", "gpt_neox.final_layer_norm", "ln", "direct"),
     "opt": Family("opt", dict(hidden_size=D, num_hidden_layers=L, num_attention_heads=H, ffn_dim=64,
                               word_embed_proj_dim=D, max_position_embeddings=64),
-                  "model.decoder.layers.{}.self_attn.out_proj", "model.decoder.final_layer_norm", "ln", "bridge"),
+                  "model.decoder.layers.{}.self_attn.out_proj", "model.decoder.final_layer_norm", "ln", "direct"),
     "bloom": Family("bloom", dict(hidden_size=D, n_layer=L, n_head=H),
                     "transformer.h.{}.self_attention.dense", "transformer.ln_f", "ln", "full"),
-    "llama": Family("llama", dict(BASE, num_key_value_heads=2), **LLAMA_LIKE, norm="rms", path="bridge"),
+    "llama": Family("llama", dict(BASE, num_key_value_heads=2), **LLAMA_LIKE, norm="rms", path="direct"),
     "mistral": Family("mistral", dict(BASE, num_key_value_heads=2, sliding_window=4), **LLAMA_LIKE,
-                      norm="rms", path="bridge"),
-    "qwen2": Family("qwen2", dict(BASE, num_key_value_heads=2), **LLAMA_LIKE, norm="rms", path="bridge"),
+                      norm="rms", path="direct"),
+    "qwen2": Family("qwen2", dict(BASE, num_key_value_heads=2), **LLAMA_LIKE, norm="rms", path="direct"),
     "qwen3": Family("qwen3", dict(BASE, num_key_value_heads=2, head_dim=8), **LLAMA_LIKE, norm="rms",
-                    path="bridge"),
+                    path="direct"),
     "gemma": Family("gemma", dict(BASE, num_key_value_heads=1, head_dim=8), **LLAMA_LIKE, norm="rms1p",
-                    path="bridge"),
+                    path="direct"),
     "gemma2": Family("gemma2", dict(BASE, num_key_value_heads=2, head_dim=8, sliding_window=4), **LLAMA_LIKE,
-                     norm="rms1p", path="bridge"),
+                     norm="rms1p", path="direct"),
     "gemma3": Family("gemma3_text", dict(BASE, num_key_value_heads=2, head_dim=8), **LLAMA_LIKE, norm="rms1p",
-                     path="bridge"),
+                     path="direct"),
     "phi": Family("phi", dict(BASE, partial_rotary_factor=0.5),
-                  "model.layers.{}.self_attn.dense", "model.final_layernorm", "ln", "bridge"),
+                  "model.layers.{}.self_attn.dense", "model.final_layernorm", "ln", "direct"),
     "phi3": Family("phi3", dict(BASE, num_key_value_heads=2, pad_token_id=None, bos_token_id=0, eos_token_id=1),
-                   **LLAMA_LIKE, norm="rms", path="bridge"),
+                   **LLAMA_LIKE, norm="rms", path="direct"),
     "stablelm": Family("stablelm", dict(BASE, num_key_value_heads=4, partial_rotary_factor=0.25), **LLAMA_LIKE,
-                       norm="ln", path="bridge"),
-    "olmo": Family("olmo", dict(BASE), **LLAMA_LIKE, norm="ln", path="bridge"),  # LayerNorm without weights
-    "olmo2": Family("olmo2", dict(BASE), **LLAMA_LIKE, norm="rms", path="bridge"),
+                       norm="ln", path="direct"),
+    "olmo": Family("olmo", dict(BASE), **LLAMA_LIKE, norm="ln", path="direct"),  # LayerNorm without weights
+    "olmo2": Family("olmo2", dict(BASE), **LLAMA_LIKE, norm="rms", path="direct"),
     "falcon": Family("falcon", dict(hidden_size=D, num_hidden_layers=L, num_attention_heads=H, multi_query=True,
                                     parallel_attn=True, new_decoder_architecture=False, alibi=False),
-                     "transformer.h.{}.self_attention.dense", "transformer.ln_f", "ln", "bridge"),
+                     "transformer.h.{}.self_attention.dense", "transformer.ln_f", "ln", "direct"),
     "gpt_bigcode": Family("gpt_bigcode", dict(n_embd=D, n_layer=L, n_head=H, n_positions=64),
                           "transformer.h.{}.attn.c_proj", "transformer.ln_f", "ln", "direct"),
     "codegen": Family("codegen", dict(n_embd=D, n_layer=L, n_head=H, rotary_dim=4, n_positions=64, n_ctx=64),
-                      "transformer.h.{}.attn.out_proj", "transformer.ln_f", "ln", "bridge"),
-    "starcoder2": Family("starcoder2", dict(BASE, num_key_value_heads=2), **LLAMA_LIKE, norm="ln", path="bridge"),
+                      "transformer.h.{}.attn.out_proj", "transformer.ln_f", "ln", "direct"),
+    "starcoder2": Family("starcoder2", dict(BASE, num_key_value_heads=2), **LLAMA_LIKE, norm="ln", path="direct"),
     "granite": Family("granite", dict(BASE, num_key_value_heads=2, logits_scaling=4.0), **LLAMA_LIKE, norm="rms",
-                      path="bridge", logit_multiplier=lambda cfg: 1.0 / cfg.logits_scaling),
+                      path="direct", logit_multiplier=lambda cfg: 1.0 / cfg.logits_scaling),
     "cohere": Family("cohere", dict(BASE, num_key_value_heads=2, logit_scale=0.5), **LLAMA_LIKE, norm="ln",
-                     path="bridge", logit_multiplier=lambda cfg: cfg.logit_scale),
+                     path="direct", logit_multiplier=lambda cfg: cfg.logit_scale),
     "mpt": Family("mpt", dict(d_model=D, n_layers=L, n_heads=H, expansion_ratio=2),
-                  "transformer.blocks.{}.attn.out_proj", "transformer.norm_f", "ln", "bridge"),
+                  "transformer.blocks.{}.attn.out_proj", "transformer.norm_f", "ln", "direct"),
 }
 
 
@@ -204,12 +204,15 @@ def test_energies_equal_plain_hf_float64(name):
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))
 def test_self_check_settles_on_the_expected_path(name):
-    """The direct block path is exact only where blocks take no position or mask
-    arguments from the bridge; elsewhere the check falls back, with one warning."""
+    """The direct block path runs every family but BLOOM: GPT-2's blocks take the
+    residual alone, the others also the inputs the model passes them (rotary position
+    embeddings, masks; ``block_inputs``). BLOOM folds the batch into its ALiBi tensor, so
+    the check falls back to full forwards, with one warning."""
     _, _, _, e, fallbacks = family_model(name)
     assert e.self_check["path"] == FAMILIES[name].path, e.self_check
     assert e.self_check["bridge_vs_hf"] is not None and e.self_check["bridge_vs_hf"] < 1e-8
     assert len(fallbacks) == (0 if FAMILIES[name].path == "direct" else 1)
+    assert e.self_check["block_inputs"] == (name not in ("gpt2", "gpt_neo", "gpt_bigcode", "bloom"))
     if fallbacks:
         assert e.self_check["architecture"] in fallbacks[0] and "slower" in fallbacks[0]
 
