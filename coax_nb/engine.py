@@ -6,7 +6,7 @@ output: *patch*). The engine runs many variants in one batched forward (rows =
 variants x prompts) with a per-row mask applied by one hook per layer on
 ``blocks.L.attn.hook_z``.
 
-Four savings over the naive one-forward-per-variant loop, none of which changes
+Five savings over the naive one-forward-per-variant loop, none of which changes
 the numbers:
 
 * **prefix reuse** -- a variant that agrees with a cached *base* run below its
@@ -17,7 +17,8 @@ the numbers:
   ``S + {u}`` share every block below S; the pairs ``{u, v}`` of one ``u`` share
   ``{u}``'s blocks below ``v``;
 * **output-position unembedding** -- only the positions the metric reads go
-  through ``ln_final`` and the unembedding;
+  through ``ln_final`` and the unembedding, and with one output position the last
+  block computes its head outputs and MLP there alone (keys and values everywhere);
 * **batching** -- variants share one forward, in chunks sized to memory that halve
   on out-of-memory and carry on.
 
@@ -376,7 +377,8 @@ class Engine:
             warnings.warn(
                 f"{self.arch.name}: the engine's {' and '.join(failed)} path disagreed with the bridge's hooked "
                 f"forward on ablated probes ({', '.join(f'{p}: {v}' for p, v in errors.items() if p != name)}); using the "
-                f"{path} path, which is exact but slower ({'no prefix reuse' if path == 'full' else 'full-vocabulary unembedding'})",
+                f"{path} path, which is exact but slower (no prefix reuse: "
+                f"{'every variant from its tokens' if path == 'full' else 'TransformerLens runs the blocks below the start too'})",
                 RuntimeWarning, stacklevel=3)
         return {"path": path, "fell_back_from": failed, "max_error": errors[name], "tolerance": tol,
                 "narrowed_last_block": narrow, "block_inputs": inputs, "bridge_vs_hf": bridge_error,

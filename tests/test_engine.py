@@ -162,6 +162,31 @@ def test_a_variant_starts_from_the_cached_run_that_shares_the_most(toy):
         assert max((a - b).abs().max().item() for a, b in zip(g, ref)) < 1e-5
 
 
+def test_narrowed_last_block_is_checked_and_dropped_when_wrong(toy, monkeypatch):
+    """With one output position the last block computes its head outputs and MLP there
+    alone. The self-check keeps that only where it reproduces the probes: cut at the
+    block's input instead (the keys then see one position), the engine drops it quietly,
+    stays on the direct path and still equals the naive loop."""
+    import warnings
+
+    from coax_nb.adapter import ModelAdapter
+
+    prompts = mixed_length_prompts(toy, 6, seed=13)
+    vs = [Variant.zero([Unit(2, 1)]), Variant.zero([Unit(0, 3), Unit.mlp(2)]), Variant.mean([Unit(2, 0)])]
+    e = Engine(toy, prompts, progress=False)
+    assert e.self_check["narrowed_last_block"] and e.self_check["path"] == "direct"
+    for v, got in zip(vs, e.logits(vs)):
+        assert max((a - b).abs().max().item() for a, b in zip(got, e.naive_logits(v))) < 1e-5
+
+    monkeypatch.setattr(ModelAdapter, "mlp_in_hook", lambda self, layer: f"blocks.{layer}.hook_in")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no fallback to announce
+        wrong = Engine(toy, prompts, progress=False)
+    assert not wrong.self_check["narrowed_last_block"] and wrong.self_check["path"] == "direct"
+    for v, got in zip(vs, wrong.logits(vs)):
+        assert max((a - b).abs().max().item() for a, b in zip(got, wrong.naive_logits(v))) < 1e-5
+
+
 @pytest.mark.parametrize("path", ["bridge", "full"])
 def test_fallback_paths_match_naive(toy, path):
     """Where the direct block calls cannot be trusted, the engine falls back to the
