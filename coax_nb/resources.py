@@ -74,8 +74,10 @@ def estimate_scan(engine, top_r: int = 0, chunk_variants: Optional[int] = None, 
     chunk = chunk_variants or plan.chunk_variants
     activ = plan.activation_bytes * chunk // max(1, plan.chunk_variants)
     # forward block-rows: each head's single ablation from its own layer on (prefix reuse); its
-    # conditional one shares the single's blocks below S's first layer (shared prefixes)
-    first = min((u.layer for u in primaries), default=0)
+    # conditional one shares the single's blocks below S's first layer (shared prefixes: the
+    # direct path only)
+    shares = engine.self_check.get("path") == "direct"
+    first = min((u.layer for u in primaries), default=0) if shares else 0
     block_rows = rows * H * sum(2 * L - layer - max(layer, first) for layer in range(L))
     flops = 2 * params * T * block_rows / L
     return {"parameters": params, "weights_bytes": params * bytes_el, "cache_bytes": cache,
