@@ -2,13 +2,15 @@
 
     python benchmarks/versions.py --baseline 71c2a34                    # GPT-2-small shape, CPU
     python benchmarks/versions.py --baseline 71c2a34 --family llama --vocab 32000
+    python benchmarks/versions.py --baseline 71c2a34 --synergy --layers 4 --heads 8 --d-model 256 --vocab 8000 --prompts 8
 
 The same full CoAx scan (clean, S, every head alone, S + every other head; the full
 vocabulary at the last position) on the same random-weight model and prompts, run by
 this checkout's ``coax_nb`` and by the baseline revision's (checked out with ``git
 worktree`` into a temp folder), each in its own subprocess, alternating over
 ``--repeats`` rounds so that machine noise falls on both alike. The energies must agree
-(checked). Each subprocess times the Engine build and the scan, not the imports.
+(checked). Each subprocess times the Engine build and the scan, not the imports; with
+``--synergy`` also the synergy matrix over every head (its raw values checked too).
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ CHILD = r"""
 import json, sys, time
 import torch
 import coax_nb
-from coax_nb import Engine, coax_scan, load_model
+from coax_nb import Engine, coax_scan, load_model, synergy
 sys.path.insert(0, {here!r})
 from shape import late_primaries
 args = json.loads({args!r})
@@ -40,8 +42,15 @@ t0 = time.perf_counter()
 engine = Engine(model, prompts.tolist(), progress=False)
 scores = coax_scan(engine, primaries=[f"L{{a}}H{{b}}" for a, b in late_primaries(args["layers"])], progress=False)
 seconds = time.perf_counter() - t0
-print(json.dumps({{"seconds": seconds, "source": coax_nb.__file__, "path": engine.self_check["path"],
-                  "single": scores["single"].tolist(), "conditional": scores["conditional"].tolist()}}))
+out = {{"seconds": seconds, "source": coax_nb.__file__, "path": engine.self_check["path"],
+       "single": scores["single"].tolist(), "conditional": scores["conditional"].tolist()}}
+if args["synergy"]:
+    heads = [f"L{{a}}H{{b}}" for a in range(args["layers"]) for b in range(args["heads"])]
+    t0 = time.perf_counter()
+    pairs = synergy(engine, heads, progress=False)
+    out["synergy_seconds"] = time.perf_counter() - t0
+    out["synergy"] = [x for x in pairs["raw"].flatten().tolist() if x == x]
+print(json.dumps(out))
 """
 
 
@@ -55,6 +64,7 @@ def main() -> None:
     ap.add_argument("--baseline", required=True, help="a git revision of this repository")
     ap.add_argument("--family", default="gpt2", choices=sorted(FAMILIES))
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--synergy", action="store_true", help="also time the synergy matrix over every head")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     import torch
@@ -67,7 +77,8 @@ def main() -> None:
         try:
             model = FAMILIES[args.family][0](tmp, args)
             torch.save(random_prompts(args), tmp / "prompts.pt")
-            spec = json.dumps({"model": str(model), "prompts": str(tmp / "prompts.pt"), "layers": args.layers})
+            spec = json.dumps({"model": str(model), "prompts": str(tmp / "prompts.pt"), "layers": args.layers,
+                               "heads": args.heads, "synergy": args.synergy})
             code = CHILD.format(here=str(HERE), args=spec)
             runs: dict = {"this checkout": [], args.baseline: []}
             for _ in range(args.repeats):
@@ -86,6 +97,10 @@ def main() -> None:
     diff = max(float(np.nanmax(np.abs(e - energies[0]))) for e in energies)
     largest = float(np.nanmax(np.abs(energies[0])))
     assert diff <= 1e-5 * largest, f"energies differ by {diff:.3g} (largest {largest:.3g})"
+    if args.synergy:
+        raws = [np.array(r["synergy"]) for r in new + base]
+        syn_diff = max(float(np.abs(r - raws[0]).max()) for r in raws)
+        assert syn_diff <= 1e-5 * float(np.abs(raws[0]).max()), f"synergy differs by {syn_diff:.3g}"
     print(f"{args.family}, {args.layers} layers x {args.heads} heads, d_model {args.d_model}, vocabulary "
           f"{args.vocab}; {args.prompts} prompts x {args.length} tokens; cpu, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}")
@@ -96,11 +111,20 @@ def main() -> None:
         seconds = ", ".join(f"{r['seconds']:.2f}" for r in rs)
         print(f"| {name} | {rs[0]['path']} | {seconds} | {min(r['seconds'] for r in rs) / best:.2f} |")
     print(f"energies agree to {diff:.2e} (largest {largest:.3g})")
+    if args.synergy:
+        best = min(r["synergy_seconds"] for r in new)
+        print(f"\n| engine | synergy over {args.layers * args.heads} heads: seconds (each round) | this checkout is x faster |")
+        print("|---|---|---:|")
+        for name, rs in (("this checkout", new), (args.baseline, base)):
+            seconds = ", ".join(f"{r['synergy_seconds']:.2f}" for r in rs)
+            print(f"| {name} | {seconds} | {min(r['synergy_seconds'] for r in rs) / best:.2f} |")
+        print(f"synergy (raw) agrees to {syn_diff:.2e}")
     if args.json:
         Path(args.json).write_text(json.dumps({
             "family": args.family, "shape": vars(args), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "max_energy_difference": diff, "largest_energy": largest,
-            "runs": {k: [{"seconds": r["seconds"], "path": r["path"]} for r in v] for k, v in runs.items()}},
+            "runs": {k: [{key: r[key] for key in ("seconds", "path", "synergy_seconds") if key in r} for r in v]
+                     for k, v in runs.items()}},
             indent=1))
 
 
