@@ -10,16 +10,12 @@ import tempfile
 import time
 
 import torch
+from shape import add_shape_arguments
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--layers", type=int, default=32)
-    ap.add_argument("--heads", type=int, default=32)
-    ap.add_argument("--d-model", type=int, default=4096)
-    ap.add_argument("--vocab", type=int, default=50257)
-    ap.add_argument("--prompts", type=int, default=16)
-    ap.add_argument("--length", type=int, default=16)
+    add_shape_arguments(ap, layers=32, heads=32, d_model=4096, device="cuda")
     ap.add_argument("--top-r", type=int, default=256)
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
@@ -35,13 +31,13 @@ def main():
     cfg = GPT2Config(vocab_size=a.vocab, n_positions=64, n_embd=a.d_model, n_layer=a.layers, n_head=a.heads,
                      n_inner=4 * a.d_model, initializer_range=0.02, resid_pdrop=0, embd_pdrop=0, attn_pdrop=0)
     torch.set_default_dtype(torch.bfloat16)
-    with torch.device("cuda"):
+    with torch.device(a.device):
         hf = GPT2LMHeadModel(cfg).eval()
     torch.set_default_dtype(torch.float32)
     d = tempfile.mkdtemp()
     cfg.save_pretrained(d)
     word_tokenizer(list(SPECIALS) + [f"w{i}" for i in range(a.vocab - 2)]).save_pretrained(d)
-    bridge = TransformerBridge.boot_transformers(d, hf_model=hf, device="cuda", dtype=torch.bfloat16)
+    bridge = TransformerBridge.boot_transformers(d, hf_model=hf, device=a.device, dtype=torch.bfloat16)
     bridge.eval()
     params = sum(p.numel() for p in bridge.parameters())
     t_build = time.perf_counter() - t0

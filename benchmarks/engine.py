@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from shape import add_shape_arguments
 
 
 def flops_per_token_block(d: int, d_mlp: int, T: int) -> float:
@@ -28,13 +29,7 @@ def flops_per_token_block(d: int, d_mlp: int, T: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--layers", type=int, default=12)
-    ap.add_argument("--heads", type=int, default=12)
-    ap.add_argument("--d-model", type=int, default=768)
-    ap.add_argument("--vocab", type=int, default=50257)
-    ap.add_argument("--prompts", type=int, default=32)
-    ap.add_argument("--length", type=int, default=16)
-    ap.add_argument("--device", default=None)
+    add_shape_arguments(ap, prompts=32, device=None)
     args = ap.parse_args()
 
     from coax_nb import Engine, Variant, coax_scan, load_model

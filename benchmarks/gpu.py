@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from shape import add_shape_arguments
 
 
 def timed(fn, sync):
@@ -39,13 +40,7 @@ def matmul_peak(device, dtype, n=8192, reps=10):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--device", default="cuda")
-    ap.add_argument("--prompts", type=int, default=96)
-    ap.add_argument("--length", type=int, default=16)
-    ap.add_argument("--layers", type=int, default=12)
-    ap.add_argument("--heads", type=int, default=12)
-    ap.add_argument("--d-model", type=int, default=768)
-    ap.add_argument("--vocab", type=int, default=50257)
+    add_shape_arguments(ap, prompts=96, device="cuda")
     ap.add_argument("--skip-naive", action="store_true")
     ap.add_argument("--skip-synergy", action="store_true")
     ap.add_argument("--json", default=None)

@@ -9,15 +9,17 @@ from pathlib import Path
 import torch
 
 
-def add_shape_arguments(ap: argparse.ArgumentParser) -> None:
-    """GPT-2-small's shape by default, 16 prompts x 16 tokens, on the CPU."""
-    ap.add_argument("--layers", type=int, default=12)
-    ap.add_argument("--heads", type=int, default=12)
-    ap.add_argument("--d-model", type=int, default=768)
+def add_shape_arguments(ap: argparse.ArgumentParser, *, layers: int = 12, heads: int = 12, d_model: int = 768,
+                        prompts: int = 16, device: str = "cpu") -> None:
+    """GPT-2-small's shape by default, 16 prompts x 16 tokens, on the CPU; a script
+    passes its own defaults."""
+    ap.add_argument("--layers", type=int, default=layers)
+    ap.add_argument("--heads", type=int, default=heads)
+    ap.add_argument("--d-model", type=int, default=d_model)
     ap.add_argument("--vocab", type=int, default=50257)
-    ap.add_argument("--prompts", type=int, default=16)
+    ap.add_argument("--prompts", type=int, default=prompts)
     ap.add_argument("--length", type=int, default=16)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default=device)
 
 
 def random_prompts(args) -> torch.Tensor:
