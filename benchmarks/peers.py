@@ -5,6 +5,7 @@
     python benchmarks/peers.py --json out.json          # also write the figures
     python benchmarks/peers.py --device cuda --prompts 96 --dtype bf16   # the GPU targets (fp32: add --tf32 to allow TF32)
     python benchmarks/peers.py --family llama --vocab 32000   # a Llama of the same size (rotary, RMSNorm, SwiGLU)
+    python benchmarks/peers.py --family bloom --skip a,c      # a BLOOM (ALiBi), the engine and loop (b) only
 
 One full CoAx scan (clean, S, every head alone, S + every other head; energies on the
 full vocabulary at the last position) computed four ways on the same model and prompts:
@@ -12,7 +13,8 @@ full vocabulary at the last position) computed four ways on the same model and p
 - engine: ``coax_scan`` (its Engine build and self-check included in its time);
 - (a) plain Hugging Face: one ``AutoModelForCausalLM`` forward per variant, a forward
   pre-hook on each block's attention output projection (GPT-2's ``attn.c_proj``,
-  Llama's ``self_attn.o_proj``) zeroing the ablated heads' slices of its input, full logits;
+  Llama's ``self_attn.o_proj``, BLOOM's ``self_attention.dense``) zeroing the ablated
+  heads' slices of its input, full logits;
 - (b) the same with ``logits_to_keep=1`` (only the last position unembedded);
 - (c) TransformerLens: ``run_with_hooks`` per variant with hooks on ``blocks.L.attn.hook_z``
   (the TransformerBridge users load), full logits.
@@ -33,12 +35,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from shape import add_shape_arguments, build_random_gpt2, build_random_llama, late_primaries, random_prompts
+from shape import (add_shape_arguments, build_random_bloom, build_random_gpt2, build_random_llama, late_primaries,
+                   random_prompts)
 
 # per family: the random model's builder and each block's attention output projection
 FAMILIES = {
     "gpt2": (build_random_gpt2, lambda model: [block.attn.c_proj for block in model.transformer.h]),
     "llama": (build_random_llama, lambda model: [layer.self_attn.o_proj for layer in model.model.layers]),
+    "bloom": (build_random_bloom, lambda model: [block.self_attention.dense for block in model.transformer.h]),
 }
 
 
@@ -128,6 +132,22 @@ def energies(logits, units, primaries):
     return single, cond
 
 
+def multiply_adds(stats, layers: int, length: int, d_model: int, vocab: int, variants: int, prompts: int) -> dict:
+    """The weight matrices' multiply-adds, in units of d_model² per prompt, of the engine's
+    run (from its counters) and of loop (b) (every variant a full forward, the last position
+    unembedded). A block is 12 units per token: queries, keys, values and output 4, the MLP
+    8 (GPT-2's and BLOOM's 4 d_model, the Llama builder's SwiGLU of 8/3 d_model, all heads
+    with their own keys and values). A block given a cached run's head outputs skips the
+    queries, keys and values (3 per token); a narrowed last block computes the output
+    projection and the MLP (9) at the output position alone. The unembedding is
+    vocab / d_model per output row. Attention scores and elementwise work are left out."""
+    unembed = vocab / d_model
+    engine = (12 * length * stats.block_rows - 3 * length * stats.attention_reused_rows
+              - 9 * (length - 1) * stats.narrowed_rows + unembed * stats.forward_rows)
+    loop = variants * prompts * (12 * length * layers + unembed)
+    return {"engine": engine, "loop_b": loop, "ratio": loop / engine}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_shape_arguments(ap)
@@ -181,6 +201,10 @@ def main() -> None:
     rows["engine"] = {"seconds": time.perf_counter() - t0, "single": scores["single"],
                       "conditional": scores["conditional"]}
     print(f"engine: {rows['engine']['seconds']:.2f} s ({engine.describe()})")
+    work = multiply_adds(engine.stats, L, T, d, V, len(variants), n)
+    print(f"multiply-adds (units of d_model^2 per prompt): engine {work['engine']:.4g}, loop (b) {work['loop_b']:.4g}: "
+          f"{work['ratio']:.2f}x less work ({engine.stats.block_rows} block-rows, "
+          f"{engine.stats.attention_reused_rows} with reused head outputs, {engine.stats.narrowed_rows} narrowed)")
 
     contenders = [("a", "plain HF, full logits", lambda: hf_loop(hf, proj, tokens, variants, H, keep_last=False)),
                   ("b", "plain HF, logits_to_keep=1", lambda: hf_loop(hf, proj, tokens, variants, H, keep_last=True)),
@@ -210,7 +234,8 @@ def main() -> None:
                         "length": T},
               "engine_check": engine.self_check,
               "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
-              "threads": torch.get_num_threads(), "engine_seconds": ref["seconds"], "contenders": {}}
+              "threads": torch.get_num_threads(), "engine_seconds": ref["seconds"], "multiply_adds": work,
+              "contenders": {}}
     for key in ("a", "b", "c"):
         if key not in rows:
             continue

@@ -51,6 +51,23 @@ def build_random_llama(folder: Path, args) -> Path:
     return path
 
 
+def build_random_bloom(folder: Path, args) -> Path:
+    """A BLOOM of the requested shape (ALiBi positions, MLP of width 4 d_model), seeded
+    random weights (std 0.02), saved to ``folder`` with a word tokenizer."""
+    from transformers import BloomConfig, BloomForCausalLM
+
+    from coax_nb.toy import SPECIALS, word_tokenizer
+
+    tok = word_tokenizer(list(SPECIALS) + [f"w{i}" for i in range(args.vocab - len(SPECIALS))])
+    cfg = BloomConfig(vocab_size=len(tok), hidden_size=args.d_model, n_layer=args.layers, n_head=args.heads,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, initializer_range=0.02)
+    torch.manual_seed(0)
+    path = Path(folder) / "m"
+    BloomForCausalLM(cfg).eval().save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
 def build_random_gpt2(folder: Path, args) -> Path:
     """A GPT-2 of the requested shape with seeded random weights (std 0.02), saved to ``folder``."""
     from coax_nb.toy import build_toy_model

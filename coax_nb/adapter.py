@@ -7,6 +7,7 @@ TransformerLens release is a change to this file alone.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -14,6 +15,14 @@ import torch
 
 class UnsupportedModelError(RuntimeError):
     """The model cannot be scored head by head; the message says why and what to use instead."""
+
+
+@dataclass(frozen=True)
+class PerRow:
+    """A block input whose first dimension holds one slice per prompt row, folded in with
+    something else (see :meth:`ModelAdapter.block_inputs`): tiled to the rows of each call."""
+
+    tensor: torch.Tensor
 
 
 class ModelAdapter:
@@ -31,6 +40,8 @@ class ModelAdapter:
         self.d_mlp = getattr(cfg, "d_mlp", None) or 4 * self.d_model
         # LayerNorm centres its input before scaling; RMSNorm does not
         self.final_norm_centers = str(getattr(cfg, "normalization_type", "LN") or "LN").upper().startswith("LN")
+        self._keeps_logits: Optional[bool] = None  # whether the forward takes logits_to_keep (found on first use)
+        self._attention_returns: Optional[int] = None  # see attention_from
 
     # ------------------------------------------------------------------ hook names
     @staticmethod
@@ -100,16 +111,38 @@ class ModelAdapter:
         with self.model.hooks(fwd_hooks=fwd_hooks):
             yield
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.model(tokens)
+    def forward(self, tokens: torch.Tensor, positions: Optional[list] = None) -> torch.Tensor:
+        """The bridge's forward: logits ``[n, T, V]``, or ``[n, P, V]`` at ``positions`` only."""
+        if positions is None:
+            return self.model(tokens)
+        return self._at_positions(self.model, tokens, positions)
 
-    def reference_forward(self, tokens: torch.Tensor) -> Optional[torch.Tensor]:
-        """The wrapped Hugging Face model's own forward (full logits), bypassing the bridge;
-        None when the bridge wraps no such model."""
+    def _at_positions(self, forward, tokens: torch.Tensor, positions: list) -> torch.Tensor:
+        """``forward``'s logits at ``positions``, unembedding those alone where the model
+        takes Hugging Face's ``logits_to_keep`` (with a large vocabulary, unembedding every
+        position is much of a short prompt's forward); otherwise sliced afterwards."""
+        if self._keeps_logits is not False:
+            try:
+                logits = forward(tokens, logits_to_keep=torch.as_tensor(positions, device=tokens.device))
+            except TypeError:  # a forward without the argument
+                self._keeps_logits = False
+            else:
+                logits = getattr(logits, "logits", logits)
+                if logits.shape[1] == len(positions):  # else the argument was ignored
+                    self._keeps_logits = True
+                    return logits
+                self._keeps_logits = False
+                return logits[:, positions]
+        logits = forward(tokens)
+        return getattr(logits, "logits", logits)[:, positions]
+
+    def reference_forward(self, tokens: torch.Tensor, positions: list) -> Optional[torch.Tensor]:
+        """The wrapped Hugging Face model's own forward (logits at ``positions``), bypassing
+        the bridge; None when the bridge wraps no such model."""
         original = getattr(self.model, "original_model", None)
         if original is None:
             return None
-        return original(input_ids=tokens).logits
+        return self._at_positions(lambda t, **kw: original(input_ids=t, **kw), tokens, positions)
 
     def forward_from(self, resid: torch.Tensor, layer: int) -> torch.Tensor:
         """The bridge's own forward from the residual entering block ``layer`` (full logits)."""
@@ -123,11 +156,69 @@ class ModelAdapter:
         x = self.model.blocks[layer](resid, *args, **kwargs)
         return x[0] if isinstance(x, tuple) else x
 
+    @contextmanager
+    def attention_from(self, layer: int, z: torch.Tensor):
+        """Within: block ``layer``'s attention returns the output projection of ``z``
+        (``[rows, positions, heads, d_head]``, per-head outputs known beforehand) without
+        computing queries, keys, values or patterns. The engine uses it where a block's
+        input is a cached run's, whose per-head outputs it has; the self-check keeps it only
+        where it reproduces the bridge. What else the attention returns (its weights) is
+        left None, in the form a real call returns, found on the first use."""
+        attn = self.model.blocks[layer].attn
+        project = attn.o.original_component
+
+        def forward(*args, **kwargs):
+            if self._attention_returns is None:  # 0: a bare tensor; else a tuple's length
+                real = type(attn).forward(attn, *args, **kwargs)
+                self._attention_returns = len(real) if isinstance(real, tuple) else 0
+            out = project(z.flatten(-2))
+            return (out,) + (None,) * (self._attention_returns - 1) if self._attention_returns else out
+
+        # in the instance's __dict__: the bridge component forwards attribute writes to the
+        # module it wraps, and nn.Module calls self.forward
+        attn.__dict__["forward"] = forward
+        try:
+            yield
+        finally:
+            attn.__dict__.pop("forward", None)
+
     def block_inputs(self, tokens: torch.Tensor) -> list[tuple[tuple, dict]]:
         """Per block, what the model passes it besides the residual (the attention mask,
-        rotary position embeddings, position ids, ...), captured from a forward of
-        ``tokens``: one prompt, so that batch-shaped inputs broadcast over any number of
-        rows of that length. The key-value cache is left out."""
+        rotary position embeddings, position ids, ALiBi biases, ...), captured from a forward
+        of ``tokens`` (one prompt), so that batch-shaped inputs broadcast over any number of
+        rows of that length. A tensor whose first dimension folds the batch in with
+        something else (BLOOM's ALiBi, ``[batch * heads, 1, T]``) cannot broadcast; it is
+        found by a second capture from two copies of the prompt, and marked
+        :class:`PerRow` for :meth:`inputs_for_rows` to tile. The key-value cache is left out."""
+        one, two = self._capture_block_inputs(tokens[:1]), self._capture_block_inputs(tokens[:1].repeat(2, 1))
+
+        def mark(a, b):
+            if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+                folded = a.ndim > 0 and a.shape[0] > 1 and b.shape[0] == 2 * a.shape[0]
+                return PerRow(a) if folded else a
+            if isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b):
+                return tuple(mark(x, y) for x, y in zip(a, b))
+            return a
+
+        return [(mark(args1, args2), {k: mark(v, kwargs2.get(k)) for k, v in kwargs1.items()})
+                for (args1, kwargs1), (args2, kwargs2) in zip(one, two)]
+
+    @staticmethod
+    def inputs_for_rows(inputs: tuple[tuple, dict], rows: int) -> tuple[tuple, dict]:
+        """One block's :meth:`block_inputs` for ``rows`` prompts of its length: each
+        :class:`PerRow` tensor tiled ``rows`` times along its first dimension."""
+        def tile(value):
+            if isinstance(value, PerRow):
+                t = value.tensor
+                return t.repeat(rows, *[1] * (t.ndim - 1))
+            if isinstance(value, tuple):
+                return tuple(tile(v) for v in value)
+            return value
+
+        args, kwargs = inputs
+        return tile(args), {k: tile(v) for k, v in kwargs.items()}
+
+    def _capture_block_inputs(self, tokens: torch.Tensor) -> list[tuple[tuple, dict]]:
         from transformers.cache_utils import Cache
 
         def plain(key, value):

@@ -27,6 +27,7 @@ not depend on how prompts are grouped.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -44,7 +45,7 @@ from .adapter import ModelAdapter, UnsupportedModelError
 from .models import resolve_device, weights_fingerprint
 from .resources import plan_batch
 from .tasks import Task, check_count, output_positions, tokenizer_fingerprint
-from .units import Unit, parse_units
+from .units import MLP, Unit, parse_units
 from .variant import CLEAN, MEAN, RESAMPLE_SOURCE, ZERO, Variant, ablation_action
 
 
@@ -106,6 +107,8 @@ class EngineStats:
     oom_halvings: int = 0
     seconds: float = 0.0
     backward_rows: int = 0  # prompt-rows of backward passes (gradient baselines)
+    attention_reused_rows: int = 0  # block_rows whose attention came from a cached run's head outputs
+    narrowed_rows: int = 0  # block_rows of last blocks computed at the output position alone
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -192,7 +195,10 @@ class Engine:
         # blocks called with what the model passes them besides the residual (rotary
         # position embeddings, attention masks), captured once per prompt length
         self._with_inputs = False
-        self._block_inputs: dict[int, list] = {}
+        self._block_inputs: dict = {}  # length -> captured; (length, rows) -> for that many rows
+        # a block entered straight from a cached run takes that run's per-head outputs
+        # rather than computing its attention again (self-checked)
+        self._reuse = False
         with torch.no_grad():
             self.clean = self._clean_run()
             self._check_finite(self.clean.logits, "the clean model")
@@ -299,11 +305,11 @@ class Engine:
     def _check_fast_paths(self) -> dict:
         """Check every shortcut the engine takes against the bridge's own hooked forward
         from the tokens, on ablated probes (a head zeroed in the first layer, one in a
-        middle layer, one in the last, a conditional variant started from an ablated base,
-        and a middle layer's MLP), through the output-position and the fixed-support
-        unembedding. The first path that reproduces them all is used; falling back warns
-        once, naming the architecture and the cost. The outcome is ``engine.self_check``
-        (results carry it)."""
+        middle layer, one in the last, a conditional variant started from an ablated base
+        that edits a head of the block where they part, a middle and the last layer's
+        MLP), through the output-position and the fixed-support unembedding. The first
+        path that reproduces them all is used; falling back warns once, naming the
+        architecture and the cost. The outcome is ``engine.self_check`` (results carry it)."""
         L, H = self.n_layers, self.n_heads
         b = self.buckets[0]
         n = min(4, len(b.index))
@@ -311,19 +317,23 @@ class Engine:
         first = Variant.zero([Unit(0, 0)])
         probes = [(first, CLEAN), (Variant.zero([Unit(L // 2, H - 1)]), CLEAN),
                   (Variant.zero([Unit(L - 1, 0)]), CLEAN)]
-        if L > 1:
-            probes.append((first | Variant.zero([Unit(L - 1, H - 1)]), first))
+        if L > 1:  # the base edits a head of the block where they part, which the variant edits too
+            late = Variant.zero([Unit(L - 1, 0)]) if H > 1 else CLEAN
+            probes.append((first | late | Variant.zero([Unit(L - 1, H - 1)]), first | late))
         for layer in dict.fromkeys((L // 2, L - 1)):  # an MLP unit is edited at its own hook
             if self._mlp_hooks[layer] is not None:
                 probes.append((Variant.zero([Unit.mlp(layer)]), CLEAN))
         ref = [self._hooked_logits(tokens, v, b.positions) for v, _ in probes]
         scale = max(1.0, max(r.abs().max().item() for r in ref))
-        tol = (1e-4 if self.dtype in (torch.float32, torch.float64) else 5e-2) * scale
+        # rounding, not a wrong path: float64 leaves rounding (~1e-9 where a model computes
+        # its attention in float32), so its tolerance can refuse a path that drops an input of
+        # the blocks even on a tiny random model (a Gemma without its inputs: 7e-5)
+        tol = {torch.float64: 1e-7, torch.float32: 1e-4}.get(self.dtype, 5e-2) * scale
         # the reference itself: the bridge's clean forward against the wrapped HF model's own
-        hf = self.arch.reference_forward(tokens)
+        hf = self.arch.reference_forward(tokens, b.positions)
         bridge_error = None
         if hf is not None:
-            bridge_error = (hf[:, b.positions] - self._hooked_logits(tokens, CLEAN, b.positions)).abs().max().item()
+            bridge_error = (hf - self._hooked_logits(tokens, CLEAN, b.positions)).abs().max().item()
             if not bridge_error <= tol:
                 raise UnsupportedModelError(
                     f"{self.arch.name}: the TransformerLens bridge's forward disagrees with the Hugging Face "
@@ -335,6 +345,7 @@ class Engine:
         cuts = [slice(None)] + ([slice(-1, None)] if len(b.positions) > 1 else [])
 
         def worst_error(path):
+            """The largest error over the probes, or the first one above the tolerance."""
             worst = 0.0
             with warnings.catch_warnings():  # a wrong shortcut may warn on every call; ours says it once
                 warnings.simplefilter("ignore")
@@ -345,17 +356,22 @@ class Engine:
                         got = self._probe_logits(path, tokens, *vb, pos, n)
                         on_sup = self._probe_logits(path, tokens, *vb, pos, n, support=sup)
                         worst = max(worst, (got - r).abs().max().item(), (on_sup - r.gather(-1, sup)).abs().max().item())
+                        if not worst <= tol:
+                            return worst
             return worst
 
         errors, failed = {}, []
-        # (path, narrowed last block, blocks given the model's other inputs): the direct path
-        # with the residual alone, then with the inputs the model passes its blocks (rotary
-        # embeddings, masks), each first with its narrowed last block; then the others
-        direct = [("direct", narrow, inputs) for inputs in (False, True) for narrow in (True, False)
-                  if self._narrow or not narrow]
-        for path, narrow, inputs in direct + [(p, False, False) for p in self.PATHS[1:]]:
-            self._narrow, self._with_inputs = narrow, inputs
-            name = path + ", block inputs" * inputs + ", narrowed last block" * narrow
+        # (path, narrowed last block, blocks given the model's other inputs, reused head
+        # outputs): the direct path with the inputs the model passes its blocks (rotary
+        # embeddings, masks; what the model itself does), then with the residual alone (an
+        # input that cannot be replayed, such as BLOOM's batch-folded ALiBi), each first with
+        # its narrowed last block, each first reusing head outputs; then the others
+        direct = [("direct", narrow, inputs, reuse) for inputs in (True, False) for narrow in (True, False)
+                  for reuse in (True, False) if self._narrow or not narrow]
+        for path, narrow, inputs, reuse in direct + [(p, False, False, False) for p in self.PATHS[1:]]:
+            self._narrow, self._with_inputs, self._reuse = narrow, inputs, reuse
+            name = (path + ", block inputs" * inputs + ", narrowed last block" * narrow
+                    + ", reused head outputs" * reuse)
             try:
                 worst = worst_error(path)
             except Exception as exc:  # a block that cannot run on a bare residual, say
@@ -381,14 +397,15 @@ class Engine:
                 f"{'every variant from its tokens' if path == 'full' else 'TransformerLens runs the blocks below the start too'})",
                 RuntimeWarning, stacklevel=3)
         return {"path": path, "fell_back_from": failed, "max_error": errors[name], "tolerance": tol,
-                "narrowed_last_block": narrow, "block_inputs": inputs, "bridge_vs_hf": bridge_error,
+                "narrowed_last_block": narrow, "block_inputs": inputs, "reused_head_outputs": reuse,
+                "bridge_vs_hf": bridge_error,
                 "probes": [str(v) for v, _ in probes], "architecture": self.arch.name}
 
     def _hooked_logits(self, tokens, variant: Variant, positions) -> torch.Tensor:
         """The reference: the bridge's own forward from the tokens, heads edited by hooks."""
         masks = self._layer_masks([variant], 0) if variant.actions else {}
         with self.arch.hooks(self._edit_hooks(masks, 1, tokens.shape[0])):
-            return self.arch.forward(tokens)[:, positions]
+            return self.arch.forward(tokens, positions)
 
     def _probe_logits(self, path, tokens, variant, base, positions, n, support=None) -> torch.Tensor:
         start = variant.first_difference(base, self.n_layers)
@@ -396,10 +413,11 @@ class Engine:
         if path == "full":
             return self._run_full(tokens, masks, positions, k=1, support=support)
         if base == CLEAN:
-            resid = self.clean.resid[0][start][:n]
+            resid, z = self.clean.resid[0][start][:n], self.clean.z[0][start][:n]
         else:  # the base's residual for these few prompts only
-            resid = self._cached_forward(tokens, base, positions)[0][start]
-        return self._run_from(resid, start, masks, positions, path=path, support=support)
+            resid, z = (out[start] for out in self._cached_forward(tokens, base, positions)[:2])
+        z = z if self._reuse and _reusable(base.layer_actions(start), variant.layer_actions(start)) else None
+        return self._run_from(resid, start, masks, positions, path=path, support=support, z=z)
 
     # ------------------------------------------------------------------ sources
     def _add_resample_source(self) -> None:
@@ -495,12 +513,12 @@ class Engine:
         hooks.append((self.arch.FINAL_SCALE_HOOK, lambda x, hook: scale.append(x.detach())))
         t0 = time.perf_counter()
         with self.arch.hooks(hooks):
-            logits = self.arch.forward(tokens)
+            logits = self.arch.forward(tokens, positions)
         self.stats.seconds += time.perf_counter() - t0
         self.stats.forward_rows += tokens.shape[0]
         self.stats.block_rows += tokens.shape[0] * self.n_layers
         # the final norm's scale (for direct logit attribution); None if the model has no such hook
-        return resid, zs, logits[:, positions].detach(), scale[0][:, positions] if scale else None, mlps
+        return resid, zs, logits.detach(), scale[0][:, positions] if scale else None, mlps
 
     # ------------------------------------------------------------------ masks and hooks
     # A site is where units are edited: ``(layer, "attn")`` (the per-head outputs z,
@@ -582,7 +600,7 @@ class Engine:
         rows = tokens.shape[0]
         n = rows // k
         with self.arch.hooks(self._edit_hooks(masks, k, n)):
-            logits = self.arch.forward(tokens)[:, positions]
+            logits = self.arch.forward(tokens, positions)
         if support is not None:
             logits = logits.reshape(k, n, *logits.shape[1:]).gather(
                 -1, support.expand(k, *support.shape)).reshape(rows, *support.shape[1:])
@@ -590,36 +608,49 @@ class Engine:
         self.stats.forward_rows += rows
         return logits
 
-    def _block(self, x: torch.Tensor, layer: int, masks: dict, k: int, n: int, positions=None) -> torch.Tensor:
+    def _block(self, x: torch.Tensor, layer: int, masks: dict, k: int, n: int, positions=None,
+               z: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Block ``layer`` on rows of k variants x n prompts, with ``masks``' edits at its sites.
+
+        ``z`` (``[rows, T, H, Dh]``, where ``x`` is a cached run's input to this block, ``z``
+        its per-head outputs there): the attention is then the output projection of the
+        edited ``z`` alone, its queries, keys and values not computed again.
 
         In the last block, with one output position, the attention output and the MLP are
         computed at that position alone (keys and values still at every position): the
         head outputs and the MLP's input are cut to it, and the block's residual additions
         broadcast. Only the output position of the result is right; it is the only one read."""
         masks = {site: m for site, m in masks.items() if site[0] == layer}
+        narrow = self._narrows(layer, positions, masks)
         hooks = self._edit_hooks(masks, k, n)
-        if self._narrows(layer, positions, masks):
-            cut = list(positions)
+        given = contextlib.nullcontext()
+        if narrow or z is not None:
+            cut = list(positions) if narrow else slice(None)
             hooks = [h for h in hooks if h[0] != self._hook_names[layer]]
-            edit = self._make_hook(masks.get((layer, "attn")), k, n)
-            hooks += [(self._hook_names[layer], lambda z, hook: (z if edit is None else edit(z))[:, cut]),
-                      (self.arch.mlp_in_hook(layer), lambda h, hook: h[:, cut])]
-        inputs = self._inputs_for(x.shape[1])[layer] if self._with_inputs else None
-        if not hooks:
+            edit = self._make_hook(masks.get((layer, "attn")), k, n) or (lambda t: t)
+            if z is not None:
+                given = self.arch.attention_from(layer, edit(z)[:, cut])
+            else:
+                hooks.append((self._hook_names[layer], lambda t, hook: edit(t)[:, cut]))
+            if narrow:
+                hooks.append((self.arch.mlp_in_hook(layer), lambda h, hook: h[:, cut]))
+        inputs = self._inputs_for(x.shape[1], x.shape[0])[layer] if self._with_inputs else None
+        with given, (self.arch.hooks(hooks) if hooks else contextlib.nullcontext()):
             y = self.arch.block(x, layer, inputs)
-        else:
-            with self.arch.hooks(hooks):
-                y = self.arch.block(x, layer, inputs)
         self.stats.block_rows += x.shape[0]
+        self.stats.attention_reused_rows += x.shape[0] * (z is not None)
+        self.stats.narrowed_rows += x.shape[0] * narrow
         return y
 
-    def _inputs_for(self, length: int) -> list:
-        """The blocks' inputs besides the residual for prompts of ``length`` tokens."""
+    def _inputs_for(self, length: int, rows: int) -> list:
+        """The blocks' inputs besides the residual for ``rows`` prompts of ``length`` tokens."""
         if length not in self._block_inputs:
             tokens = next(b.tokens[:1] for b in self.buckets if b.length == length)
             self._block_inputs[length] = self.arch.block_inputs(tokens)
-        return self._block_inputs[length]
+        if (length, rows) not in self._block_inputs:
+            self._block_inputs[length, rows] = [self.arch.inputs_for_rows(inputs, rows)
+                                                for inputs in self._block_inputs[length]]
+        return self._block_inputs[length, rows]
 
     def _narrows(self, layer: int, positions, masks: dict) -> bool:
         """Whether block ``layer`` runs narrowed to the output position (see :meth:`_block`): the
@@ -640,15 +671,16 @@ class Engine:
         logits = torch.einsum("knpd,nprd->knpr", x.reshape(k, -1, *x.shape[1:]), w)
         return self.arch.finish_logits(logits + self.arch.b_U[support]).reshape(-1, *support.shape[1:])
 
-    def _run_from(self, resid, start, masks, positions, path=None, k=1, support=None):
+    def _run_from(self, resid, start, masks, positions, path=None, k=1, support=None, z=None):
         """Run blocks ``start..`` from ``resid`` [rows, T, d]; logits at ``positions`` only
-        (and on ``support`` [n, P, r] only, when given)."""
+        (and on ``support`` [n, P, r] only, when given). ``z``: the per-head outputs of the
+        run ``resid`` comes from, in block ``start`` (see :meth:`_block`)."""
         rows = resid.shape[0]
         n = rows // k
         if (path or self._path) == "direct":
             x = resid
             for layer in range(start, self.n_layers):
-                x = self._block(x, layer, masks, k, n, positions)
+                x = self._block(x, layer, masks, k, n, positions, z=z if layer == start else None)
             logits = self._output_logits(x, positions, k, support)
         else:
             with self.arch.hooks(self._edit_hooks(masks, k, n, start)):
@@ -689,9 +721,10 @@ class Engine:
 
         Each variant starts from the cached run that agrees with it on the most layers
         (``base``, computed if needed, or any other cached base run), from that run's
-        residual. On the direct path the variants of one call also share their common
-        prefixes: ``S + {u}`` runs ``{u}``'s blocks below ``S`` once for both, and the
-        pairs ``{u, v}`` of one ``u`` share ``{u}``'s blocks below each ``v``.
+        residual (and, in that first block, its per-head outputs). On the direct path the
+        variants of one call also share their common prefixes: ``S + {u}`` runs ``{u}``'s
+        blocks below ``S`` once for both, and the pairs ``{u, v}`` of one ``u`` share
+        ``{u}``'s blocks below each ``v``.
         ``buckets`` restricts the run to some prompt buckets (callers that hold many
         logits at once go bucket by bucket). ``support`` (``[n, P, r]`` token ids, one
         bucket only) unembeds onto those tokens alone: logits ``[k, n, P, r]`` — a fixed
@@ -748,7 +781,9 @@ class Engine:
         """The direct path: ``items`` block by block, each distinct prefix (the actions below
         a block) computed once from its parent's residual, a chunk of prefixes per call;
         yields ``(variant_indices, logits)`` as the last block finishes. At most
-        ``plan.shared_variants`` variants are in flight, so that their residuals fit."""
+        ``plan.shared_variants`` variants are in flight, so that their residuals fit.
+        A prefix that enters a block straight from a cached run takes that run's per-head
+        outputs there (see :meth:`_block`)."""
         b = self.buckets[bi]
         n, L = len(b.index), self.n_layers
         k_max = plan.chunk_variants
@@ -758,41 +793,53 @@ class Engine:
             live: dict[tuple, torch.Tensor] = {}  # prefix below the current block -> its residual [n, T, d]
             for layer in range(min(starts[i] for i in part), L):
                 children: dict[tuple, list[int]] = {}  # prefix through this block -> its variants
+                entered: dict[tuple, int] = {}  # prefix -> the cached run whose residual it enters with
                 for i in part:
-                    if starts[i] == layer:
-                        live.setdefault(paths[i][:layer], roots[picks[i]].resid[bi][layer])
+                    if starts[i] == layer and paths[i][:layer] not in live:
+                        live[paths[i][:layer]] = roots[picks[i]].resid[bi][layer]
+                        entered[paths[i][:layer]] = picks[i]
                     if starts[i] <= layer:
                         children.setdefault(paths[i][:layer + 1], []).append(i)
-                keys = list(children)
+                source = {}  # prefix through this block -> the cached run whose head outputs it takes
+                for key in children:
+                    ri = entered.get(key[:layer])
+                    if self._reuse and ri is not None and _reusable(roots[ri].variant.layer_actions(layer), key[layer]):
+                        source[key] = ri
                 grown: dict[tuple, torch.Tensor] = {}
-                c = 0
-                while c < len(keys):
-                    chunk = keys[c:c + k_max]
-                    k = len(chunk)
-                    t0 = time.perf_counter()
-                    try:
-                        x = torch.cat([live[key[:layer]] for key in chunk])
-                        masks = self._layer_masks([variants[children[key][0]] for key in chunk], bi, layer)
-                        x = self._block(x, layer, masks, k, n, b.positions)
-                        if layer == L - 1:
-                            logits = self._output_logits(x, b.positions, k, support)
-                    except RuntimeError as exc:
-                        if not _is_oom(exc) or k == 1:
-                            raise
-                        k_max = self._halve(k)
-                        continue
-                    self.stats.seconds += time.perf_counter() - t0
-                    c += k
-                    if layer < L - 1:
-                        for r, key in enumerate(chunk):
-                            grown[key] = x[r * n:(r + 1) * n]
-                        continue
-                    self.stats.forward_rows += k * n
-                    logits = logits.reshape(k, n, *logits.shape[1:])
-                    group = [i for key in chunk for i in children[key]]
-                    if len(group) > k:  # the same variant asked for twice
-                        logits = logits[[r for r, key in enumerate(chunk) for _ in children[key]]]
-                    yield group, logits
+                # a call takes head outputs for all of its rows or for none
+                reusing = [key for key in children if key in source]
+                for keys in (reusing, [key for key in children if key not in source]):
+                    c = 0
+                    while c < len(keys):
+                        chunk = keys[c:c + k_max]
+                        k = len(chunk)
+                        t0 = time.perf_counter()
+                        try:
+                            x = torch.cat([live[key[:layer]] for key in chunk])
+                            z = None
+                            if chunk[0] in source:
+                                z = torch.cat([roots[source[key]].z[bi][layer] for key in chunk])
+                            masks = self._layer_masks([variants[children[key][0]] for key in chunk], bi, layer)
+                            x = self._block(x, layer, masks, k, n, b.positions, z=z)
+                            if layer == L - 1:
+                                logits = self._output_logits(x, b.positions, k, support)
+                        except RuntimeError as exc:
+                            if not _is_oom(exc) or k == 1:
+                                raise
+                            k_max = self._halve(k)
+                            continue
+                        self.stats.seconds += time.perf_counter() - t0
+                        c += k
+                        if layer < L - 1:
+                            for r, key in enumerate(chunk):
+                                grown[key] = x[r * n:(r + 1) * n]
+                            continue
+                        self.stats.forward_rows += k * n
+                        logits = logits.reshape(k, n, *logits.shape[1:])
+                        group = [i for key in chunk for i in children[key]]
+                        if len(group) > k:  # the same variant asked for twice
+                            logits = logits[[r for r, key in enumerate(chunk) for _ in children[key]]]
+                        yield group, logits
                 live = grown
 
     def _run_by_start(self, bi, items, variants, starts, picks, roots, plan, support):
@@ -935,13 +982,18 @@ class Engine:
                     self._term_features(bi, [terms[i] for i in new], new, geo, feature_mode, cache, effect)
                     vals = []
                     for combo in ids[ci:end]:
-                        f = None
-                        for c, i in combo:
-                            f = c * cache[i] if f is None else f + c * cache[i]
+                        if len(combo) == 1 and combo[0][0] == 1:  # a lone term: its feature, not a scaled copy
+                            f = cache[combo[0][1]]
+                        else:
+                            f = None
+                            for c, i in combo:
+                                f = c * cache[i] if f is None else f + c * cache[i]
                         v = M.sq_norm(f) if effect == "fisher" else f  # [n, P] ([n] for "task")
                         v = v.reshape(len(b.index), -1).sum(-1)
                         vals.append(v if per_prompt else v.sum())
                     host = torch.stack(vals).double().cpu().numpy()  # one host copy per group
+                    if not np.isfinite(host).all():
+                        _non_finite_variant(len(b.index))
                     if per_prompt:
                         out[ci:end, b.index] += host
                     else:
@@ -988,10 +1040,11 @@ class Engine:
             users.setdefault(t.variant, []).append(j)
         for _, idx, lg in self.run(variants, buckets=[bi], progress=False, support=geo["support"]):
             lg = M.on_support(lg, None)
-            if not torch.isfinite(lg).all():
-                raise FloatingPointError(
-                    f"a variant produced non-finite logits (NaN/inf) on a batch of {lg.shape[1]} prompts; were the "
-                    "weights changed after the engine was built? Check them, or use fp32 instead of fp16/bf16")
+            # a Fisher feature or a KL carries any NaN/inf of its logits into its energy, which
+            # energies() checks (a pass over a few numbers rather than over every logit); the
+            # task metric reads a few logits only, so its logits are checked here
+            if effect == "task" and not torch.isfinite(lg).all():
+                _non_finite_variant(lg.shape[1])
             by_ref: dict[tuple, list[tuple[int, int]]] = {}  # (base, metric) -> (row, term)
             for row, vi in enumerate(idx):
                 for j in users[variants[vi]]:
@@ -1112,7 +1165,7 @@ class Engine:
                           lambda x, hook: saved["in"] + (x - saved["in"]).detach()))
         t0 = time.perf_counter()
         with torch.enable_grad(), self.arch.hooks(hooks):
-            logits = self.arch.forward(b.tokens)[:, b.positions]
+            logits = self.arch.forward(b.tokens, b.positions)
             values = metric(logits)
             if values.shape != (len(b.index),):
                 raise ValueError(f"the metric must give one number per prompt, got shape {tuple(values.shape)}")
@@ -1221,9 +1274,24 @@ def _path_of(variant: Variant, n_layers: int) -> tuple:
     return tuple(variant.layer_actions(layer) for layer in range(n_layers))
 
 
+def _reusable(base_actions: tuple, actions: tuple) -> bool:
+    """Whether a variant whose block input is a cached run's may take that run's per-head
+    outputs in the block, editing them with its own ``actions`` there: every head the
+    run edited there, the variant edits the same way (an edit applied twice is the edit;
+    a head the run edited and the variant does not would be wrong). MLP actions do not
+    touch the head outputs."""
+    return {(h, a) for h, a in base_actions if h != MLP} <= set(actions)
+
+
 def _agree(a: tuple, b: tuple) -> int:
     """How many leading blocks two paths share."""
     return next((j for j, (x, y) in enumerate(zip(a, b)) if x != y), len(a))
+
+
+def _non_finite_variant(n_prompts: int):
+    raise FloatingPointError(
+        f"a variant produced non-finite logits (NaN/inf) on a batch of {n_prompts} prompts; were the weights "
+        "changed after the engine was built? Check them, or use fp32 instead of fp16/bf16")
 
 
 def _token_ids(prompt, i: int) -> list[int]:

@@ -81,8 +81,8 @@ def features(z_ref: torch.Tensor, z: torch.Tensor, p: torch.Tensor, mode: str = 
 
 
 def sq_norm(f: torch.Tensor) -> torch.Tensor:
-    """``||f||^2`` per (prompt, position)."""
-    return (f * f).sum(-1)
+    """``||f||^2`` per (prompt, position) (a contraction: no squared copy of ``f``)."""
+    return torch.einsum("...v,...v->...", f, f)
 
 
 def kl_divergence(ref_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:

@@ -128,10 +128,12 @@ def test_variants_share_their_common_prefixes(toy, monkeypatch):
     pairs = [Variant.zero([Unit(0, 0), Unit(1, h)]) for h in range(4)]
     mlp = [Variant.zero([Unit(0, 1), Unit.mlp(1)])]  # an MLP unit in block 1, after {L0H1}'s block 0
     vs = singles + conds + pairs + mlp + [singles[2]]  # the last asked for twice
-    before = e.stats.block_rows
+    before, reused = e.stats.block_rows, e.stats.attention_reused_rows
     got = e.logits(vs)
     # singles 4 x 3 blocks; conditionals only block 2; pairs blocks 1 and 2; the MLP variant blocks 1 and 2
     assert e.stats.block_rows - before == len(prompts) * (4 * 3 + 4 * 1 + 4 * 2 + 2)
+    # the four prefixes {L0Hh} enter block 0 from the clean run, which has their head outputs there
+    assert e.stats.attention_reused_rows - reused == len(prompts) * 4
     for v, g in zip(vs, got):
         ref = e.naive_logits(v)
         assert max((a - b).abs().max().item() for a, b in zip(g, ref)) < 1e-5, str(v)
@@ -139,9 +141,10 @@ def test_variants_share_their_common_prefixes(toy, monkeypatch):
 
     real = E.plan_batch
     monkeypatch.setattr(E, "plan_batch", lambda *a, **kw: dataclasses.replace(real(*a, **kw), shared_variants=1))
-    before = e.stats.block_rows
+    before, reused = e.stats.block_rows, e.stats.attention_reused_rows
     alone = e.logits(vs)
     assert e.stats.block_rows - before == len(prompts) * (4 * 3 + 4 * 3 + 4 * 3 + 3 + 3)
+    assert e.stats.attention_reused_rows - reused == len(prompts) * len(vs)
     for g, a in zip(got, alone):
         assert max((x - y).abs().max().item() for x, y in zip(g, a)) < 1e-5
 
@@ -154,12 +157,62 @@ def test_a_variant_starts_from_the_cached_run_that_shares_the_most(toy):
     S = Variant.zero([Unit(0, 0), Unit(1, 1)])
     e.base(S)
     v = S | Variant.zero([Unit(2, 3)])
-    before = e.stats.block_rows
+    before, reused = e.stats.block_rows, e.stats.attention_reused_rows
     got = e.logits([v, S])
     assert e.stats.block_rows - before == len(prompts) * 1  # S itself: its cached logits
+    assert e.stats.attention_reused_rows - reused == len(prompts) * 1  # S's head outputs in block 2
     for variant, g in zip([v, S], got):
         ref = e.naive_logits(variant)
         assert max((a - b).abs().max().item() for a, b in zip(g, ref)) < 1e-5
+
+
+def test_a_block_entered_from_a_cached_run_takes_its_head_outputs(toy):
+    """A variant whose input to a block is a cached run's takes that run's head outputs
+    there instead of computing its attention, editing them with its own actions: only
+    where every head the run edited in that block, the variant edits the same way. From
+    base S = {L1H0}: S + {L1H2} (zero) and the mean-ablated pair take S's head outputs;
+    {L1H2} alone, which leaves L1H0 alone, must not (S's zeroed L1H0 would leak in). All
+    equal the naive loop."""
+    prompts = mixed_length_prompts(toy, 6, seed=14)
+    e = Engine(toy, prompts, progress=False)
+    assert e.self_check["reused_head_outputs"]
+    S, S_mean = Variant.zero([Unit(1, 0)]), Variant.mean([Unit(1, 0)])
+    for base, vs, reusing in [(S, [S | Variant.zero([Unit(1, 2)]), Variant.zero([Unit(1, 2)])], 1),
+                              (S_mean, [S_mean | Variant.mean([Unit(1, 3)]), S_mean | Variant.zero([Unit(1, 3)])], 2)]:
+        before = e.stats.attention_reused_rows
+        got = e.logits(vs, base=base)
+        assert e.stats.attention_reused_rows - before == len(prompts) * reusing, str(base)
+        for v, g in zip(vs, got):
+            assert max((a - b).abs().max().item() for a, b in zip(g, e.naive_logits(v))) < 1e-5, str(v)
+
+
+def test_reused_head_outputs_are_checked_and_dropped_when_wrong(toy, monkeypatch):
+    """Where the attention given the head outputs would not reproduce the bridge (here: a
+    projection that reads the heads in the wrong order), the self-check drops the reuse
+    quietly and the engine, still on the direct path, equals the naive loop."""
+    import warnings
+    from contextlib import contextmanager
+
+    from coax_nb.adapter import ModelAdapter
+
+    real = ModelAdapter.attention_from
+
+    @contextmanager
+    def heads_flipped(self, layer, z):
+        with real(self, layer, z.flip(-2)):
+            yield
+
+    monkeypatch.setattr(ModelAdapter, "attention_from", heads_flipped)
+    prompts = mixed_length_prompts(toy, 6, seed=15)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no fallback to announce
+        e = Engine(toy, prompts, progress=False)
+    assert e.self_check["path"] == "direct" and not e.self_check["reused_head_outputs"]
+    vs = [Variant.zero([Unit(0, 1)]), Variant.zero([Unit(2, 3), Unit.mlp(2)])]
+    before = e.stats.attention_reused_rows
+    for v, got in zip(vs, e.logits(vs)):
+        assert max((a - b).abs().max().item() for a, b in zip(got, e.naive_logits(v))) < 1e-5
+    assert e.stats.attention_reused_rows == before
 
 
 def test_narrowed_last_block_is_checked_and_dropped_when_wrong(toy, monkeypatch):

@@ -53,61 +53,55 @@ class Family:
     out_proj: str   # the attention output projection of layer {}
     final_norm: str  # the final norm module
     norm: str       # "ln" (centres), "rms", "rms1p" (scales by 1 + w)
-    path: str       # the engine path the self-check must settle on (TransformerLens 4.3)
     logit_multiplier: Callable = lambda cfg: 1.0
 
 
 LLAMA_LIKE = dict(out_proj="model.layers.{}.self_attn.o_proj", final_norm="model.norm")
 FAMILIES = {
     "gpt2": Family("gpt2", dict(n_embd=D, n_layer=L, n_head=H, n_positions=64),
-                   "transformer.h.{}.attn.c_proj", "transformer.ln_f", "ln", "direct"),
+                   "transformer.h.{}.attn.c_proj", "transformer.ln_f", "ln"),
     "gpt_neo": Family("gpt_neo", dict(hidden_size=D, num_layers=L, num_heads=H, intermediate_size=64,
                                       attention_types=[[["global", "local"], 1]], window_size=4,
                                       max_position_embeddings=64),
-                      "transformer.h.{}.attn.attention.out_proj", "transformer.ln_f", "ln", "direct"),
+                      "transformer.h.{}.attn.attention.out_proj", "transformer.ln_f", "ln"),
     "gptj": Family("gptj", dict(n_embd=D, n_layer=L, n_head=H, rotary_dim=4, n_positions=64),
-                   "transformer.h.{}.attn.out_proj", "transformer.ln_f", "ln", "direct"),
+                   "transformer.h.{}.attn.out_proj", "transformer.ln_f", "ln"),
     "gpt_neox": Family("gpt_neox", dict(BASE, rotary_pct=0.25),
-                       "gpt_neox.layers.{}.attention.dense", "gpt_neox.final_layer_norm", "ln", "direct"),
+                       "gpt_neox.layers.{}.attention.dense", "gpt_neox.final_layer_norm", "ln"),
     "opt": Family("opt", dict(hidden_size=D, num_hidden_layers=L, num_attention_heads=H, ffn_dim=64,
                               word_embed_proj_dim=D, max_position_embeddings=64),
-                  "model.decoder.layers.{}.self_attn.out_proj", "model.decoder.final_layer_norm", "ln", "direct"),
+                  "model.decoder.layers.{}.self_attn.out_proj", "model.decoder.final_layer_norm", "ln"),
     "bloom": Family("bloom", dict(hidden_size=D, n_layer=L, n_head=H),
-                    "transformer.h.{}.self_attention.dense", "transformer.ln_f", "ln", "full"),
-    "llama": Family("llama", dict(BASE, num_key_value_heads=2), **LLAMA_LIKE, norm="rms", path="direct"),
+                    "transformer.h.{}.self_attention.dense", "transformer.ln_f", "ln"),
+    "llama": Family("llama", dict(BASE, num_key_value_heads=2), **LLAMA_LIKE, norm="rms"),
     "mistral": Family("mistral", dict(BASE, num_key_value_heads=2, sliding_window=4), **LLAMA_LIKE,
-                      norm="rms", path="direct"),
-    "qwen2": Family("qwen2", dict(BASE, num_key_value_heads=2), **LLAMA_LIKE, norm="rms", path="direct"),
-    "qwen3": Family("qwen3", dict(BASE, num_key_value_heads=2, head_dim=8), **LLAMA_LIKE, norm="rms",
-                    path="direct"),
-    "gemma": Family("gemma", dict(BASE, num_key_value_heads=1, head_dim=8), **LLAMA_LIKE, norm="rms1p",
-                    path="direct"),
+                      norm="rms"),
+    "qwen2": Family("qwen2", dict(BASE, num_key_value_heads=2), **LLAMA_LIKE, norm="rms"),
+    "qwen3": Family("qwen3", dict(BASE, num_key_value_heads=2, head_dim=8), **LLAMA_LIKE, norm="rms"),
+    "gemma": Family("gemma", dict(BASE, num_key_value_heads=1, head_dim=8), **LLAMA_LIKE, norm="rms1p"),
     "gemma2": Family("gemma2", dict(BASE, num_key_value_heads=2, head_dim=8, sliding_window=4), **LLAMA_LIKE,
-                     norm="rms1p", path="direct"),
-    "gemma3": Family("gemma3_text", dict(BASE, num_key_value_heads=2, head_dim=8), **LLAMA_LIKE, norm="rms1p",
-                     path="direct"),
+                     norm="rms1p"),
+    "gemma3": Family("gemma3_text", dict(BASE, num_key_value_heads=2, head_dim=8), **LLAMA_LIKE, norm="rms1p"),
     "phi": Family("phi", dict(BASE, partial_rotary_factor=0.5),
-                  "model.layers.{}.self_attn.dense", "model.final_layernorm", "ln", "direct"),
+                  "model.layers.{}.self_attn.dense", "model.final_layernorm", "ln"),
     "phi3": Family("phi3", dict(BASE, num_key_value_heads=2, pad_token_id=None, bos_token_id=0, eos_token_id=1),
-                   **LLAMA_LIKE, norm="rms", path="direct"),
+                   **LLAMA_LIKE, norm="rms"),
     "stablelm": Family("stablelm", dict(BASE, num_key_value_heads=4, partial_rotary_factor=0.25), **LLAMA_LIKE,
-                       norm="ln", path="direct"),
-    "olmo": Family("olmo", dict(BASE), **LLAMA_LIKE, norm="ln", path="direct"),  # LayerNorm without weights
-    "olmo2": Family("olmo2", dict(BASE), **LLAMA_LIKE, norm="rms", path="direct"),
+                       norm="ln"),
+    "olmo": Family("olmo", dict(BASE), **LLAMA_LIKE, norm="ln"),  # LayerNorm without weights
+    "olmo2": Family("olmo2", dict(BASE), **LLAMA_LIKE, norm="rms"),
     "falcon": Family("falcon", dict(hidden_size=D, num_hidden_layers=L, num_attention_heads=H, multi_query=True,
                                     parallel_attn=True, new_decoder_architecture=False, alibi=False),
-                     "transformer.h.{}.self_attention.dense", "transformer.ln_f", "ln", "direct"),
+                     "transformer.h.{}.self_attention.dense", "transformer.ln_f", "ln"),
     "gpt_bigcode": Family("gpt_bigcode", dict(n_embd=D, n_layer=L, n_head=H, n_positions=64),
-                          "transformer.h.{}.attn.c_proj", "transformer.ln_f", "ln", "direct"),
+                          "transformer.h.{}.attn.c_proj", "transformer.ln_f", "ln"),
     "codegen": Family("codegen", dict(n_embd=D, n_layer=L, n_head=H, rotary_dim=4, n_positions=64, n_ctx=64),
-                      "transformer.h.{}.attn.out_proj", "transformer.ln_f", "ln", "direct"),
-    "starcoder2": Family("starcoder2", dict(BASE, num_key_value_heads=2), **LLAMA_LIKE, norm="ln", path="direct"),
-    "granite": Family("granite", dict(BASE, num_key_value_heads=2, logits_scaling=4.0), **LLAMA_LIKE, norm="rms",
-                      path="direct", logit_multiplier=lambda cfg: 1.0 / cfg.logits_scaling),
-    "cohere": Family("cohere", dict(BASE, num_key_value_heads=2, logit_scale=0.5), **LLAMA_LIKE, norm="ln",
-                     path="direct", logit_multiplier=lambda cfg: cfg.logit_scale),
+                      "transformer.h.{}.attn.out_proj", "transformer.ln_f", "ln"),
+    "starcoder2": Family("starcoder2", dict(BASE, num_key_value_heads=2), **LLAMA_LIKE, norm="ln"),
+    "granite": Family("granite", dict(BASE, num_key_value_heads=2, logits_scaling=4.0), **LLAMA_LIKE, norm="rms", logit_multiplier=lambda cfg: 1.0 / cfg.logits_scaling),
+    "cohere": Family("cohere", dict(BASE, num_key_value_heads=2, logit_scale=0.5), **LLAMA_LIKE, norm="ln", logit_multiplier=lambda cfg: cfg.logit_scale),
     "mpt": Family("mpt", dict(d_model=D, n_layers=L, n_heads=H, expansion_ratio=2),
-                  "transformer.blocks.{}.attn.out_proj", "transformer.norm_f", "ln", "direct"),
+                  "transformer.blocks.{}.attn.out_proj", "transformer.norm_f", "ln"),
 }
 
 
@@ -204,17 +198,20 @@ def test_energies_equal_plain_hf_float64(name):
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))
 def test_self_check_settles_on_the_expected_path(name):
-    """The direct block path runs every family but BLOOM: GPT-2's blocks take the
-    residual alone, the others also the inputs the model passes them (rotary position
-    embeddings, masks; ``block_inputs``). BLOOM folds the batch into its ALiBi tensor, so
-    the check falls back to full forwards, with one warning."""
+    """The direct block path runs every family, its blocks given what the model passes
+    them (rotary position embeddings, masks, BLOOM's batch-folded ALiBi tiled to the rows;
+    ``block_inputs``), without a fallback to announce. The last block is narrowed to the
+    output position except in OPT (its decoder layer flattens batch and positions before
+    the MLP), and a block entered from a cached run takes that run's head outputs except in
+    BLOOM (its attention module adds the residual itself)."""
     _, _, _, e, fallbacks = family_model(name)
-    assert e.self_check["path"] == FAMILIES[name].path, e.self_check
+    assert e.self_check["path"] == "direct", e.self_check
     assert e.self_check["bridge_vs_hf"] is not None and e.self_check["bridge_vs_hf"] < 1e-8
-    assert len(fallbacks) == (0 if FAMILIES[name].path == "direct" else 1)
-    assert e.self_check["block_inputs"] == (name not in ("gpt2", "gpt_neo", "gpt_bigcode", "bloom"))
-    if fallbacks:
-        assert e.self_check["architecture"] in fallbacks[0] and "slower" in fallbacks[0]
+    assert not fallbacks
+    assert e.self_check["block_inputs"]
+    assert e.self_check["narrowed_last_block"] == (name != "opt")
+    assert e.self_check["reused_head_outputs"] == (name != "bloom")
+    assert e.self_check["max_error"] < 1e-12  # float64: rounding only
 
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))

@@ -97,6 +97,16 @@ def _poisoned_engine(c):
     return engine
 
 
+def _one_token_poisoned_engine(c):
+    """An engine built on a sound model whose unembedding of one token then became inf: a
+    single non-finite logit per row, which the energies must not average away."""
+    model = load_model(c.toy_dir, device="cpu")
+    engine = Engine(model, c.task, progress=False)
+    with torch.no_grad():
+        model.unembed.original_component.weight[7].fill_(float("inf"))
+    return engine
+
+
 def _dumped(c, **changes):
     """The scan's JSON with some fields changed (None: the field removed)."""
     d = {k: v for k, v in dict(c.d, **changes).items() if v is not None}
@@ -210,6 +220,9 @@ CASES = [
     ("Engine.logits: head names instead of a Variant", lambda c: c.engine.logits([["L0H0"]]),
      TypeError, r"variant must be a Variant, e\.g\. Variant\.zero"),
     ("single_scan: weights turned NaN after the engine was built", lambda c: single_scan(_poisoned_engine(c)),
+     FloatingPointError, r"a variant produced non-finite logits .*weights changed after the engine was built"),
+    ("single_scan: one token's logit turned inf after the engine was built",
+     lambda c: single_scan(_one_token_poisoned_engine(c)),
      FloatingPointError, r"a variant produced non-finite logits .*weights changed after the engine was built"),
     ("Variant.make: action None", lambda c: Variant.make(P, None),
      ValueError, r"unknown action None; use 'zero', 'mean' or 'cached:SOURCE'"),
