@@ -205,6 +205,7 @@ class Engine:
             self._sources["clean"] = self.clean
             self._mean_out = {"attn": self._pooled_mean(self.clean.z), "mlp": self._pooled_mean(self.clean.mlp)}
             self.self_check = self._check_fast_paths()
+            self.block_row_seconds = self._time_a_block()
 
     # ------------------------------------------------------------------ setup
     def _clean_run(self) -> BaseRun:
@@ -400,6 +401,27 @@ class Engine:
                 "narrowed_last_block": narrow, "block_inputs": inputs, "reused_head_outputs": reuse,
                 "bridge_vs_hf": bridge_error,
                 "probes": [str(v) for v, _ in probes], "architecture": self.arch.name}
+
+    def _time_a_block(self) -> float:
+        """Seconds per prompt-row through one block, timed on a middle block of the first
+        batch once the self-check has warmed the model up (the fastest of three calls, so
+        that a busy machine's pauses drop out): what the estimates (``resources.estimate_scan``,
+        ``estimate_synergy``) turn work into time with. Rough: a chunk of many variants runs
+        faster per row on a GPU."""
+        b = self.buckets[0]
+        x = self.clean.resid[0][self.n_layers // 2]
+        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        best = math.inf
+        for _ in range(3):
+            sync()
+            t0 = time.perf_counter()
+            if self._path == "direct":
+                self._block(x, self.n_layers // 2, {}, 1, len(b.index), b.positions)
+            else:  # a whole forward, per block
+                self.arch.forward(b.tokens, b.positions)
+            sync()
+            best = min(best, time.perf_counter() - t0)
+        return best / (len(b.index) * (1 if self._path == "direct" else self.n_layers))
 
     def _hooked_logits(self, tokens, variant: Variant, positions) -> torch.Tensor:
         """The reference: the bridge's own forward from the tokens, heads edited by hooks."""

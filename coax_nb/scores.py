@@ -126,7 +126,7 @@ def coax_scan(
     prim = check_primaries(engine, primaries)
     from .resources import check_scan_fits
 
-    check_scan_fits(engine, top_r, announce=progress and engine.device.type == "cuda", primaries=prim)
+    check_scan_fits(engine, top_r, announce=progress, primaries=prim)
 
     def compute():
         t0, s0 = time.perf_counter(), snapshot(engine)
@@ -342,6 +342,10 @@ def synergy(
     if len(chosen) < 2:
         raise ValueError(f"synergy needs at least two distinct heads, got {len(chosen)} "
                          f"({', '.join(map(str, chosen)) or 'none'}); pass e.g. units=['L0H0', 'L0H1']")
+
+    from .resources import check_synergy_fits
+
+    check_synergy_fits(engine, chosen, top_r, announce=progress)
 
     def compute():
         t0, s0 = time.perf_counter(), snapshot(engine)

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from coax_nb import Engine, coax_scan, load_model
+from coax_nb import Engine, coax_scan, load_model, synergy
 from coax_nb.distributed import run_local, scan_distributed, shard
-from coax_nb.resources import check_scan_fits, estimate_scan
+from coax_nb.resources import check_scan_fits, estimate_scan, estimate_synergy
 from coax_nb.organisms import task_for
 from coax_nb.units import all_units
 
@@ -59,3 +59,34 @@ def test_partial_scan_and_estimates():
         R.available_bytes = real
     with pytest.raises(RuntimeError, match="not initialised"):
         scan_distributed(e, ["1.0"])
+
+
+def test_synergy_plan_before_it_starts(caplog, monkeypatch):
+    """The synergy matrix's work is known before it runs: each single from its head's layer
+    on, each pair from the later of its two layers on (below that it shares the single's
+    blocks). Counted exactly against the engine; a rough time from the clean run's speed;
+    the plan logged when it would take over a minute; a MemoryError that says what to
+    change when it cannot fit."""
+    import logging
+
+    import coax_nb.resources as R
+
+    model = load_model("organism:handwired")
+    units = ["0.1", "1.2", "2.3", "0.3"]  # layers 0, 1, 2, 0 of 3
+    e = Engine(model, task_for("organism:handwired", 16), progress=False)
+    est = estimate_synergy(e, e.units(units))
+    singles, pairs = 3 + 2 + 1 + 3, 2 + 1 + 3 + 1 + 2 + 1
+    assert est["variants"] == 4 + 6
+    assert est["forward_pass_equivalents"] == pytest.approx((singles + pairs) / 3)
+    assert est["seconds"] == pytest.approx(16 * (singles + pairs) * e.block_row_seconds) and est["seconds"] > 0
+    before = e.stats.block_rows
+    synergy(e, units, progress=False)
+    assert e.stats.block_rows - before == 16 * (singles + pairs)  # one energy group: the floor is met
+
+    e.block_row_seconds = 10.0  # as if each block-row took 10 s: a long run, announced
+    with caplog.at_level(logging.WARNING, logger="coax_nb"):
+        synergy(e, units[:3], progress=True)
+    assert "synergy over 3 units (6 variants)" in caplog.text and "roughly 26.7 min" in caplog.text  # 16 x 10 block-rows
+    monkeypatch.setattr(R, "available_bytes", lambda device: 1000)
+    with pytest.raises(MemoryError, match=r"the synergy over 2 units \(3 variants\) needs .*top_r=256"):
+        synergy(e, units[:2], progress=False)
