@@ -157,4 +157,7 @@ def _check_fits(engine, est: dict, what: str, announce: bool) -> dict:
 
 
 def _duration(seconds: float) -> str:
-    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+    """Seconds as a person reads them: 12.3 s, 4.5 min, 2.1 h."""
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"

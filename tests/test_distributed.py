@@ -86,7 +86,8 @@ def test_synergy_plan_before_it_starts(caplog, monkeypatch):
     e.block_row_seconds = 10.0  # as if each block-row took 10 s: a long run, announced
     with caplog.at_level(logging.WARNING, logger="coax_nb"):
         synergy(e, units[:3], progress=True)
-    assert "synergy over 3 units (6 variants)" in caplog.text and "roughly 26.7 min" in caplog.text  # 16 x 10 block-rows
+    # 16 prompts x 10 blocks at 10 s
+    assert "synergy over 3 units (6 variants)" in caplog.text and "roughly 26.7 min" in caplog.text
     monkeypatch.setattr(R, "available_bytes", lambda device: 1000)
     with pytest.raises(MemoryError, match=r"the synergy over 2 units \(3 variants\) needs .*top_r=256"):
         synergy(e, units[:2], progress=False)
