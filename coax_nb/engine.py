@@ -326,9 +326,9 @@ class Engine:
                 probes.append((Variant.zero([Unit.mlp(layer)]), CLEAN))
         ref = [self._hooked_logits(tokens, v, b.positions) for v, _ in probes]
         scale = max(1.0, max(r.abs().max().item() for r in ref))
-        # rounding, not a wrong path: float64 leaves rounding (~1e-9 where a model computes
-        # its attention in float32), so its tolerance can refuse a path that drops an input of
-        # the blocks even on a tiny random model (a Gemma without its inputs: 7e-5)
+        # rounding, not a wrong path: float64 leaves rounding alone, so its tolerance can refuse
+        # a path that drops an input of the blocks even on a tiny random model (a Gemma without
+        # its inputs came within 7e-5, GPT-Neo without its sliding-window mask within 5e-9)
         tol = {torch.float64: 1e-7, torch.float32: 1e-4}.get(self.dtype, 5e-2) * scale
         # the reference itself: the bridge's clean forward against the wrapped HF model's own
         hf = self.arch.reference_forward(tokens, b.positions)
