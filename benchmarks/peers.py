@@ -133,7 +133,7 @@ def energies(logits, units, primaries):
 
 
 def multiply_adds(stats, layers: int, length: int, d_model: int, vocab: int, variants: int, prompts: int) -> dict:
-    """The weight matrices' multiply-adds, in units of d_model² per prompt, of the engine's
+    """The weight matrices' multiply-adds over the whole scan, in units of d_model², of the engine's
     run (from its counters) and of loop (b) (every variant a full forward, the last position
     unembedded). A block is 12 units per token: queries, keys, values and output 4, the MLP
     8 (GPT-2's and BLOOM's 4 d_model, the Llama builder's SwiGLU of 8/3 d_model, all heads
@@ -202,7 +202,7 @@ def main() -> None:
                       "conditional": scores["conditional"]}
     print(f"engine: {rows['engine']['seconds']:.2f} s ({engine.describe()})")
     work = multiply_adds(engine.stats, L, T, d, V, len(variants), n)
-    print(f"multiply-adds (units of d_model^2 per prompt): engine {work['engine']:.4g}, loop (b) {work['loop_b']:.4g}: "
+    print(f"multiply-adds (units of d_model^2, the whole scan): engine {work['engine']:.4g}, loop (b) {work['loop_b']:.4g}: "
           f"{work['ratio']:.2f}x less work ({engine.stats.block_rows} block-rows, "
           f"{engine.stats.attention_reused_rows} with reused head outputs, {engine.stats.narrowed_rows} narrowed)")
 

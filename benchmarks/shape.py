@@ -36,19 +36,11 @@ def build_random_llama(folder: Path, args) -> Path:
     0.02), saved to ``folder`` with a word tokenizer."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from coax_nb.toy import SPECIALS, word_tokenizer
-
-    tok = word_tokenizer(list(SPECIALS) + [f"w{i}" for i in range(args.vocab - len(SPECIALS))])
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=args.d_model, num_hidden_layers=args.layers,
-                      num_attention_heads=args.heads, num_key_value_heads=args.heads,
-                      intermediate_size=8 * args.d_model // 3, max_position_embeddings=max(64, args.length),
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, initializer_range=0.02,
-                      tie_word_embeddings=False)
-    torch.manual_seed(0)
-    path = Path(folder) / "m"
-    LlamaForCausalLM(cfg).eval().save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return _save_random(folder, args, lambda tok: LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tok), hidden_size=args.d_model, num_hidden_layers=args.layers,
+        num_attention_heads=args.heads, num_key_value_heads=args.heads, intermediate_size=8 * args.d_model // 3,
+        max_position_embeddings=max(64, args.length), bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id, initializer_range=0.02, tie_word_embeddings=False)))
 
 
 def build_random_bloom(folder: Path, args) -> Path:
@@ -56,14 +48,20 @@ def build_random_bloom(folder: Path, args) -> Path:
     random weights (std 0.02), saved to ``folder`` with a word tokenizer."""
     from transformers import BloomConfig, BloomForCausalLM
 
+    return _save_random(folder, args, lambda tok: BloomForCausalLM(BloomConfig(
+        vocab_size=len(tok), hidden_size=args.d_model, n_layer=args.layers, n_head=args.heads,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, initializer_range=0.02)))
+
+
+def _save_random(folder: Path, args, make) -> Path:
+    """``make(tokenizer)``'s model, seeded, saved to ``folder/m`` with a word tokenizer of
+    ``args.vocab`` tokens."""
     from coax_nb.toy import SPECIALS, word_tokenizer
 
     tok = word_tokenizer(list(SPECIALS) + [f"w{i}" for i in range(args.vocab - len(SPECIALS))])
-    cfg = BloomConfig(vocab_size=len(tok), hidden_size=args.d_model, n_layer=args.layers, n_head=args.heads,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, initializer_range=0.02)
     torch.manual_seed(0)
     path = Path(folder) / "m"
-    BloomForCausalLM(cfg).eval().save_pretrained(path)
+    make(tok).eval().save_pretrained(path)
     tok.save_pretrained(path)
     return path
 
