@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -42,6 +42,7 @@ class ModelAdapter:
         self.final_norm_centers = str(getattr(cfg, "normalization_type", "LN") or "LN").upper().startswith("LN")
         self._keeps_logits: Optional[bool] = None  # whether the forward takes logits_to_keep (found on first use)
         self._attention_returns: Optional[int] = None  # see attention_from
+        self._fusable: Optional[list] = None  # see fusable
 
     # ------------------------------------------------------------------ hook names
     @staticmethod
@@ -181,6 +182,51 @@ class ModelAdapter:
             yield
         finally:
             attn.__dict__.pop("forward", None)
+
+    def fusable(self, layer: int) -> list[tuple[torch.nn.Module, Callable]]:
+        """Block ``layer``'s modules that compute a formula as a string of elementwise Python
+        operations, each with PyTorch's one fused kernel of the same formula
+        (:meth:`fused_kernels`): on a CPU these passes over the activations cost a good part
+        of what the matmuls do.
+
+        - The tanh approximation of GELU (Hugging Face's ``gelu_new``: GPT-2, GPT-J,
+          GPT-Neo, Phi, CodeGen; seven passes over the MLP's width, longer than its two
+          matmuls on a CPU) becomes ``gelu(x, approximate="tanh")``. Exact types only, whose
+          formula is known to be that one (BLOOM's GELU rounds its constant, so is left).
+        - The bridge's norms become the wrapped model's own norm module where that computes
+          the same: where the bridge computes its statistics on top of calling it (for
+          ``hook_scale``; RMSNorm), or where it is PyTorch's ``LayerNorm`` and the bridge
+          writes its formula out in Python. (Cohere's own LayerNorm rounds to float32, which the
+          bridge does not, so it is left.)"""
+        if self._fusable is None:
+            from transformers.activations import AccurateGELUActivation, NewGELUActivation
+            from transformer_lens.model_bridge.generalized_components.normalization import NormalizationBridge
+
+            gelus = (NewGELUActivation, AccurateGELUActivation)
+            self._fusable = []
+            for blk in self.model.blocks:
+                found = [(m, _gelu_tanh) for m in blk.modules() if type(m) in gelus]
+                found += [(m, m.original_component) for m in blk.modules()
+                          if isinstance(m, NormalizationBridge) and _computes_as_its_module(m)]
+                self._fusable.append(found)
+        return self._fusable[layer]
+
+    @contextmanager
+    def fused_kernels(self, layer: Optional[int] = None):
+        """Within: block ``layer``'s :meth:`fusable` modules (every block's, without a layer)
+        run as their fused kernels (which differ by rounding: ≤ 1e-15 in float64), a norm
+        only while no hook is attached to it. The engine runs its blocks and its cached runs
+        so; the self-check compares them with the model's own forward."""
+        fusable = [f for blk in (range(self.n_layers) if layer is None else [layer]) for f in self.fusable(blk)]
+        swapped = [m for m, _ in fusable if not _has_hooks(m)]
+        replacement = dict(fusable)
+        for m in swapped:  # in the instance's __dict__, as in attention_from
+            m.__dict__["forward"] = replacement[m]
+        try:
+            yield
+        finally:
+            for m in swapped:
+                m.__dict__.pop("forward", None)
 
     def block_inputs(self, tokens: torch.Tensor) -> list[tuple[tuple, dict]]:
         """Per block, what the model passes it besides the residual (the attention mask,
@@ -328,6 +374,26 @@ class ModelAdapter:
 
     def spread_over_devices(self) -> bool:
         return len({p.device for p in self.model.parameters()}) > 1
+
+
+def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.gelu(x, approximate="tanh")
+
+
+def _computes_as_its_module(norm) -> bool:
+    """Whether a norm bridge's output is its wrapped module's (its native path returns that
+    module's output when no hook edits it), or the same formula (PyTorch's LayerNorm)."""
+    module = getattr(norm, "original_component", None)
+    if not isinstance(module, torch.nn.Module):
+        return False
+    native = norm.use_native_layernorm_autograd or getattr(norm.config, "layer_norm_folding", False)
+    return bool(native) or type(module) is torch.nn.LayerNorm
+
+
+def _has_hooks(module: torch.nn.Module) -> bool:
+    """Whether a hook is attached to ``module``'s hook points (a norm then keeps the
+    bridge's forward, which fires them)."""
+    return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules() if type(m).__name__ == "HookPoint")
 
 
 def restore_moved_buffers(model) -> None:

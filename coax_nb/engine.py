@@ -199,15 +199,26 @@ class Engine:
         # a block entered straight from a cached run takes that run's per-head outputs
         # rather than computing its attention again (self-checked)
         self._reuse = False
+        # a block's elementwise Python formulas (a GELU, the bridge's norms) run as PyTorch's
+        # fused kernels of the same formulas (self-checked; see ModelAdapter.fusable): the
+        # clean run too, run again without them if the self-check drops them
+        self._fuse = any(arch.fusable(layer) for layer in range(self.n_layers))
         with torch.no_grad():
-            self.clean = self._clean_run()
-            self._check_finite(self.clean.logits, "the clean model")
-            self._sources["clean"] = self.clean
-            self._mean_out = {"attn": self._pooled_mean(self.clean.z), "mlp": self._pooled_mean(self.clean.mlp)}
+            self._set_clean_run()
+            clean_fused = self._fuse
             self.self_check = self._check_fast_paths()
+            if self._fuse != clean_fused:  # the self-check dropped the fused kernels
+                self._bases.pop(CLEAN)
+                self._set_clean_run()
             self.block_row_seconds = self._time_a_block()
 
     # ------------------------------------------------------------------ setup
+    def _set_clean_run(self) -> None:
+        """The clean run, the source ``"clean"`` and the mean outputs mean ablation copies in."""
+        self.clean = self._sources["clean"] = self._clean_run()
+        self._check_finite(self.clean.logits, "the clean model")
+        self._mean_out = {"attn": self._pooled_mean(self.clean.z), "mlp": self._pooled_mean(self.clean.mlp)}
+
     def _clean_run(self) -> BaseRun:
         """The clean run, with a model the bridge cannot run, or whose head outputs are not
         separate per head, refused in words rather than a tensor-shape traceback."""
@@ -324,7 +335,7 @@ class Engine:
         for layer in dict.fromkeys((L // 2, L - 1)):  # an MLP unit is edited at its own hook
             if self._mlp_hooks[layer] is not None:
                 probes.append((Variant.zero([Unit.mlp(layer)]), CLEAN))
-        ref = [self._hooked_logits(tokens, v, b.positions) for v, _ in probes]
+        clean, *ref = self._hooked_logits(tokens, [CLEAN] + [v for v, _ in probes], b.positions)
         scale = max(1.0, max(r.abs().max().item() for r in ref))
         # rounding, not a wrong path: float64 leaves rounding alone, so its tolerance can refuse
         # a path that drops an input of the blocks even on a tiny random model (a Gemma without
@@ -334,7 +345,7 @@ class Engine:
         hf = self.arch.reference_forward(tokens, b.positions)
         bridge_error = None
         if hf is not None:
-            bridge_error = (hf - self._hooked_logits(tokens, CLEAN, b.positions)).abs().max().item()
+            bridge_error = (hf - clean).abs().max().item()
             if not bridge_error <= tol:
                 raise UnsupportedModelError(
                     f"{self.arch.name}: the TransformerLens bridge's forward disagrees with the Hugging Face "
@@ -345,6 +356,13 @@ class Engine:
         # the narrowed last block runs with one output position: checked there too
         cuts = [slice(None)] + ([slice(-1, None)] if len(b.positions) > 1 else [])
 
+        runs: dict = {}  # (base, fused kernels) -> its residuals and head outputs on the probe prompts
+
+        def base_run(base):
+            if (base, self._fuse) not in runs:
+                runs[base, self._fuse] = self._cached_forward(tokens, base, b.positions)[:2]
+            return runs[base, self._fuse]
+
         def worst_error(path):
             """The largest error over the probes, or the first one above the tolerance."""
             worst = 0.0
@@ -354,8 +372,7 @@ class Engine:
                     pos, sup = b.positions[cut], support[:, cut]
                     for vb, r in zip(probes, ref):
                         r = r[:, cut]
-                        got = self._probe_logits(path, tokens, *vb, pos, n)
-                        on_sup = self._probe_logits(path, tokens, *vb, pos, n, support=sup)
+                        got, on_sup = self._probe_logits(path, tokens, *vb, pos, sup, base_run)
                         worst = max(worst, (got - r).abs().max().item(), (on_sup - r.gather(-1, sup)).abs().max().item())
                         if not worst <= tol:
                             return worst
@@ -363,16 +380,20 @@ class Engine:
 
         errors, failed = {}, []
         # (path, narrowed last block, blocks given the model's other inputs, reused head
-        # outputs): the direct path with the inputs the model passes its blocks (rotary
-        # embeddings, masks; what the model itself does), then with the residual alone (an
-        # input that cannot be replayed, such as BLOOM's batch-folded ALiBi), each first with
-        # its narrowed last block, each first reusing head outputs; then the others
-        direct = [("direct", narrow, inputs, reuse) for inputs in (True, False) for narrow in (True, False)
+        # outputs, fused kernels): the direct path with the inputs the model passes its
+        # blocks (rotary embeddings, masks; what the model itself does), then with the residual
+        # alone (an input that cannot be replayed, such as BLOOM's batch-folded ALiBi), each
+        # first with its narrowed last block, each first reusing head outputs; all of them
+        # first with fused kernels where the model has some; then the others
+        fusable = any(self.arch.fusable(layer) for layer in range(L))
+        direct = [("direct", narrow, inputs, reuse, fuse) for fuse in (True, False) if fusable or not fuse
+                  for inputs in (True, False) for narrow in (True, False)
                   for reuse in (True, False) if self._narrow or not narrow]
-        for path, narrow, inputs, reuse in direct + [(p, False, False, False) for p in self.PATHS[1:]]:
-            self._narrow, self._with_inputs, self._reuse = narrow, inputs, reuse
+        others = [(p, False, False, False, False) for p in self.PATHS[1:]]
+        for path, narrow, inputs, reuse, fuse in direct + others:
+            self._narrow, self._with_inputs, self._reuse, self._fuse = narrow, inputs, reuse, fuse
             name = (path + ", block inputs" * inputs + ", narrowed last block" * narrow
-                    + ", reused head outputs" * reuse)
+                    + ", reused head outputs" * reuse + ", fused kernels" * fuse)
             try:
                 worst = worst_error(path)
             except Exception as exc:  # a block that cannot run on a bare residual, say
@@ -399,6 +420,7 @@ class Engine:
                 RuntimeWarning, stacklevel=3)
         return {"path": path, "fell_back_from": failed, "max_error": errors[name], "tolerance": tol,
                 "narrowed_last_block": narrow, "block_inputs": inputs, "reused_head_outputs": reuse,
+                "fused_kernels": fuse,
                 "bridge_vs_hf": bridge_error,
                 "probes": [str(v) for v, _ in probes], "architecture": self.arch.name}
 
@@ -423,23 +445,30 @@ class Engine:
             best = min(best, time.perf_counter() - t0)
         return best / (len(b.index) * (1 if self._path == "direct" else self.n_layers))
 
-    def _hooked_logits(self, tokens, variant: Variant, positions) -> torch.Tensor:
-        """The reference: the bridge's own forward from the tokens, heads edited by hooks."""
-        masks = self._layer_masks([variant], 0) if variant.actions else {}
-        with self.arch.hooks(self._edit_hooks(masks, 1, tokens.shape[0])):
-            return self.arch.forward(tokens, positions)
+    def _hooked_logits(self, tokens, variants: list[Variant], positions) -> list[torch.Tensor]:
+        """The reference: the bridge's own forward from the tokens, heads edited by hooks;
+        ``variants`` in one forward (``tokens`` repeated for each)."""
+        k, n = len(variants), tokens.shape[0]
+        masks = self._layer_masks(variants, 0)
+        with self.arch.hooks(self._edit_hooks(masks, k, n)):
+            logits = self.arch.forward(tokens.repeat(k, 1), positions)
+        return list(logits.reshape(k, n, *logits.shape[1:]))
 
-    def _probe_logits(self, path, tokens, variant, base, positions, n, support=None) -> torch.Tensor:
+    def _probe_logits(self, path, tokens, variant, base, positions, support, base_run):
+        """A probe's logits by ``path`` at ``positions``, and on ``support`` (the direct
+        path's blocks run once for both); ``base_run(base)``: the base's residuals and head
+        outputs on the probe prompts, run as the path runs its cached runs."""
         start = variant.first_difference(base, self.n_layers)
         masks = self._layer_masks([variant], 0)
         if path == "full":
-            return self._run_full(tokens, masks, positions, k=1, support=support)
-        if base == CLEAN:
-            resid, z = self.clean.resid[0][start][:n], self.clean.z[0][start][:n]
-        else:  # the base's residual for these few prompts only
-            resid, z = (out[start] for out in self._cached_forward(tokens, base, positions)[:2])
+            return tuple(self._run_full(tokens, masks, positions, k=1, support=s) for s in (None, support))
+        resid, z = (out[start] for out in base_run(base))
         z = z if self._reuse and _reusable(base.layer_actions(start), variant.layer_actions(start)) else None
-        return self._run_from(resid, start, masks, positions, path=path, support=support, z=z)
+        if path != "direct":
+            return tuple(self._run_from(resid, start, masks, positions, path=path, support=s, z=z)
+                         for s in (None, support))
+        x = self._blocks_from(resid, start, masks, positions, z=z)
+        return self._output_logits(x, positions, 1), self._output_logits(x, positions, 1, support)
 
     # ------------------------------------------------------------------ sources
     def _add_resample_source(self) -> None:
@@ -534,7 +563,10 @@ class Engine:
         scale = []
         hooks.append((self.arch.FINAL_SCALE_HOOK, lambda x, hook: scale.append(x.detach())))
         t0 = time.perf_counter()
-        with self.arch.hooks(hooks):
+        # the kernels of the direct path's blocks, so that a variant comes out the same whether
+        # it is run as a cached run or from one
+        fused = self.arch.fused_kernels() if self._fuse else contextlib.nullcontext()
+        with fused, self.arch.hooks(hooks):
             logits = self.arch.forward(tokens, positions)
         self.stats.seconds += time.perf_counter() - t0
         self.stats.forward_rows += tokens.shape[0]
@@ -641,7 +673,10 @@ class Engine:
         In the last block, with one output position, the attention output and the MLP are
         computed at that position alone (keys and values still at every position): the
         head outputs and the MLP's input are cut to it, and the block's residual additions
-        broadcast. Only the output position of the result is right; it is the only one read."""
+        broadcast. Only the output position of the result is right; it is the only one read.
+
+        Where the self-check kept them, the block's elementwise Python formulas run as
+        fused kernels (:meth:`ModelAdapter.fused_kernels`)."""
         masks = {site: m for site, m in masks.items() if site[0] == layer}
         narrow = self._narrows(layer, positions, masks)
         hooks = self._edit_hooks(masks, k, n)
@@ -657,7 +692,8 @@ class Engine:
             if narrow:
                 hooks.append((self.arch.mlp_in_hook(layer), lambda h, hook: h[:, cut]))
         inputs = self._inputs_for(x.shape[1], x.shape[0])[layer] if self._with_inputs else None
-        with given, (self.arch.hooks(hooks) if hooks else contextlib.nullcontext()):
+        fused = self.arch.fused_kernels(layer) if self._fuse else contextlib.nullcontext()
+        with given, fused, (self.arch.hooks(hooks) if hooks else contextlib.nullcontext()):
             y = self.arch.block(x, layer, inputs)
         self.stats.block_rows += x.shape[0]
         self.stats.attention_reused_rows += x.shape[0] * (z is not None)
@@ -693,6 +729,14 @@ class Engine:
         logits = torch.einsum("knpd,nprd->knpr", x.reshape(k, -1, *x.shape[1:]), w)
         return self.arch.finish_logits(logits + self.arch.b_U[support]).reshape(-1, *support.shape[1:])
 
+    def _blocks_from(self, resid, start, masks, positions, k=1, z=None) -> torch.Tensor:
+        """The direct path's blocks ``start..`` from ``resid`` [rows, T, d] (see :meth:`_run_from`):
+        the last block's output, right at ``positions``."""
+        x, n = resid, resid.shape[0] // k
+        for layer in range(start, self.n_layers):
+            x = self._block(x, layer, masks, k, n, positions, z=z if layer == start else None)
+        return x
+
     def _run_from(self, resid, start, masks, positions, path=None, k=1, support=None, z=None):
         """Run blocks ``start..`` from ``resid`` [rows, T, d]; logits at ``positions`` only
         (and on ``support`` [n, P, r] only, when given). ``z``: the per-head outputs of the
@@ -700,10 +744,7 @@ class Engine:
         rows = resid.shape[0]
         n = rows // k
         if (path or self._path) == "direct":
-            x = resid
-            for layer in range(start, self.n_layers):
-                x = self._block(x, layer, masks, k, n, positions, z=z if layer == start else None)
-            logits = self._output_logits(x, positions, k, support)
+            logits = self._output_logits(self._blocks_from(resid, start, masks, positions, k, z), positions, k, support)
         else:
             with self.arch.hooks(self._edit_hooks(masks, k, n, start)):
                 logits = self.arch.forward_from(resid, start)[:, positions]

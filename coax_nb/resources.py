@@ -33,10 +33,12 @@ def working_budget(device: torch.device) -> float:
     return 1.5 * 2**30
 
 
-# On a CPU a chunk whose block activations outgrow the caches runs its elementwise work
-# (norms, GELU, the head masks) from main memory: at the GPT-2-small shape a full scan took
-# 40.9 s with 34 variants a chunk and 34.3 s with 5 (benchmarks/chunks.py, its README).
-CPU_CHUNK_ACTIVATION_BYTES = 64 * 2**20
+# On a CPU an allocation of 32 MiB or more (glibc's largest mmap threshold) comes as fresh
+# pages from the kernel, each faulted in on first touch: one elementwise pass over a 33 MiB
+# tensor took 9.0 ms, over a 30 MiB one 1.8 ms. A chunk is sized so that each of its tensors
+# (the MLP's hidden layer, the queries, keys and values, the attention scores, the logits) stays
+# below that; larger chunks run the matmuls no faster (benchmarks/chunks.py, its README).
+CPU_LARGEST_TENSOR_BYTES = 31 * 2**20
 
 
 def plan_batch(arch, dtype: torch.dtype, device: torch.device, n: int, length: int, positions: int,
@@ -54,7 +56,9 @@ def plan_batch(arch, dtype: torch.dtype, device: torch.device, n: int, length: i
     else:
         chunk = max(1, int(2 * budget / 3 // (per_row * n)))
         if device.type == "cpu":
-            chunk = min(chunk, max(1, CPU_CHUNK_ACTIVATION_BYTES // (block_bytes * n)))
+            largest = max(bytes_el * length * max(arch.d_mlp, 3 * arch.d_model, arch.n_heads * length),
+                          work_el * positions * width)  # per prompt-row
+            chunk = min(chunk, max(1, CPU_LARGEST_TENSOR_BYTES // (largest * n)))
     # a group's features (and two temporaries of each) take at most a third of the budget, 8 GiB at most
     per_term = 3 * work_el * n * positions * width
     terms = max(1, int(min(budget / 3, 2**33) // per_term))

@@ -180,7 +180,11 @@ def test_the_result_round_trips_and_shows_its_source(found, tmp_path):
     assert isinstance(back, results.Discovery) and back.to_dict() == d.to_dict()
     assert back.primaries == d.primaries and back.by == "change"
     frame = d.to_frame()
-    assert list(frame["name"][:4]) == ["L0H0", "L1H0", "L1H1", "L1H2"] and frame["primary"].sum() == 2
+    # by change; the primaries L1H0 and L1H1 are mirror images in this organism, so their changes
+    # tie up to rounding, and so does their order
+    names = list(frame["name"][:4])
+    assert names[0] == "L0H0" and names[3] == "L1H2" and set(names[1:3]) == {"L1H0", "L1H1"}
+    assert frame["primary"].sum() == 2
     assert d.source in d.table() and d.source in d._repr_html_()
     assert d.plot().axes
     nan = found["handwired", "role"]

@@ -202,8 +202,10 @@ def test_self_check_settles_on_the_expected_path(name):
     them (rotary position embeddings, masks, BLOOM's batch-folded ALiBi tiled to the rows;
     ``block_inputs``), without a fallback to announce. The last block is narrowed to the
     output position except in OPT (its decoder layer flattens batch and positions before
-    the MLP), and a block entered from a cached run takes that run's head outputs except in
-    BLOOM (its attention module adds the residual itself)."""
+    the MLP), a block entered from a cached run takes that run's head outputs except in
+    BLOOM (its attention module adds the residual itself), and the blocks run fused kernels
+    (a GELU, the norms) except in Cohere (its own LayerNorm rounds to float32; nothing else
+    there to fuse)."""
     _, _, _, e, fallbacks = family_model(name)
     assert e.self_check["path"] == "direct", e.self_check
     assert e.self_check["bridge_vs_hf"] is not None and e.self_check["bridge_vs_hf"] < 1e-8
@@ -211,6 +213,7 @@ def test_self_check_settles_on_the_expected_path(name):
     assert e.self_check["block_inputs"]
     assert e.self_check["narrowed_last_block"] == (name != "opt")
     assert e.self_check["reused_head_outputs"] == (name != "bloom")
+    assert e.self_check["fused_kernels"] == (name != "cohere")
     assert e.self_check["max_error"] < 1e-12  # float64: rounding only
 
 

@@ -86,7 +86,10 @@ def test_card_numbers_reproduce():
         assert now["logit_diff"][k] == pytest.approx(v, rel=1e-4, abs=1e-5)
     for head, vals in card["scores"].items():
         for name, v in vals.items():
-            assert now["scores"][head][name] == pytest.approx(v, rel=1e-3, abs=1e-5), (head, name)
+            # a silent backup's single energy (1.7e-7) comes from logit changes of ~4e-4, which the
+            # float32 rounding of the logits (~1e-6) moves by up to ~0.5%: its ratio moves with it
+            rel = 1e-2 if name == "ratio" and vals["single"] < 1e-5 else 1e-3
+            assert now["scores"][head][name] == pytest.approx(v, rel=rel, abs=1e-5), (head, name)
 
 
 def test_cli_main_job_prints_top_heads():
