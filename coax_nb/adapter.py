@@ -393,7 +393,9 @@ def _computes_as_its_module(norm) -> bool:
 def _has_hooks(module: torch.nn.Module) -> bool:
     """Whether a hook is attached to ``module``'s hook points (a norm then keeps the
     bridge's forward, which fires them)."""
-    return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules() if type(m).__name__ == "HookPoint")
+    from transformer_lens.hook_points import HookPoint
+
+    return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules() if isinstance(m, HookPoint))
 
 
 def restore_moved_buffers(model) -> None:

@@ -54,7 +54,7 @@ from .baselines import attribution_scores
 from .engine import CLEAN, Engine, Term, Variant, as_engine, seconds_and_passes, snapshot
 from .results import Discovery
 from .scores import single_scan
-from .units import Unit
+from .units import Unit, ranked
 
 __all__ = ["AUTO", "METHODS", "ROLES", "discover_primaries", "parse_auto"]
 
@@ -211,7 +211,7 @@ def _acdc(engine: Engine, tau: float, progress: bool) -> dict[str, np.ndarray]:
 def _choose(score: np.ndarray, k: Optional[int], share: float, allowed: np.ndarray, what: str) -> list[int]:
     """Flat ids of the chosen heads, best first."""
     vals = np.where(allowed & np.isfinite(score), score, -np.inf)
-    order = [int(i) for i in np.argsort(-vals, kind="stable") if np.isfinite(vals[i])]
+    order = [i for i in ranked(vals) if np.isfinite(vals[i])]
     if not order:
         raise ValueError(f"no head has a finite {what} score, so none can be chosen")
     if k is None:
@@ -309,7 +309,7 @@ def discover_primaries(
                           stacklevel=2)
         by, what = "change", f"greedy node pruning (ACDC-style, tau={tau:.3g}) on {metric}"
     if method == "acdc" and k is None:  # the whole circuit, by the change each head caused
-        chosen = [int(i) for i in np.argsort(-evidence[by], kind="stable") if allowed[i]]
+        chosen = [i for i in ranked(evidence[by]) if allowed[i]]
     else:
         chosen = _choose(evidence[by], k, share, allowed, by)
     primaries = [Unit.from_flat(i, H) for i in chosen]

@@ -37,7 +37,8 @@ def working_budget(device: torch.device) -> float:
 # pages from the kernel, each faulted in on first touch: one elementwise pass over a 33 MiB
 # tensor took 9.0 ms, over a 30 MiB one 1.8 ms. A chunk is sized so that each of its tensors
 # (the MLP's hidden layer, the queries, keys and values, the attention scores, the logits) stays
-# below that; larger chunks run the matmuls no faster (benchmarks/chunks.py, its README).
+# below that, with a mebibyte to spare for what the allocators add; larger chunks run the
+# matmuls no faster (benchmarks/chunks.py, its README).
 CPU_LARGEST_TENSOR_BYTES = 31 * 2**20
 
 

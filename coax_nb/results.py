@@ -20,7 +20,7 @@ from typing import ClassVar, Optional
 
 import numpy as np
 
-from .units import Unit, UnitGroup, all_units, parse_name, parse_units
+from .units import Unit, UnitGroup, all_units, parse_name, parse_units, ranked
 
 SCHEMA_VERSION = 1
 _TYPES: dict[str, type] = {}
@@ -231,7 +231,7 @@ class UnitScores(Result):
         vals = self[by].astype(float).copy()
         if exclude_primaries:
             vals[self.is_primary()] = np.nan
-        order = [i for i in np.argsort(-np.nan_to_num(vals, nan=-np.inf), kind="stable") if not np.isnan(vals[i])]
+        order = [i for i in ranked(vals) if not np.isnan(vals[i])]
         return [(self.units[i], float(vals[i])) for i in order[:k]]
 
     def to_frame(self):
@@ -1255,7 +1255,7 @@ class Discovery(Result):
                            "rank_in_S": [chosen.get(u, np.nan) for u in units]})
         for name, arr in self.evidence.items():
             df[name] = np.asarray(arr, float)
-        df = df.sort_values(self.by, ascending=False, kind="stable", na_position="last")
+        df = df.iloc[ranked(df[self.by].to_numpy())]  # rounding ties in head order
         return df.set_index("name", drop=False)
 
     def table(self, k: int = 10) -> str:
@@ -1344,7 +1344,7 @@ class Sensitivity(Result):
         """The ``k`` top heads (outside that choice's S) and their scores."""
         k = _check_k(k)
         s = np.asarray(self.choice(label)["scores"], float)
-        ids = [i for i in np.argsort(-np.where(np.isfinite(s), s, -np.inf), kind="stable") if np.isfinite(s[i])]
+        ids = [i for i in ranked(s) if np.isfinite(s[i])]
         return [(Unit.from_flat(int(i), self.n_heads), float(s[i])) for i in ids[:k]]
 
     def to_frame(self):

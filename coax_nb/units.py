@@ -161,3 +161,19 @@ def all_units(n_layers: int, n_heads: int) -> list[Unit]:
 def parse_name(spec: UnitLike) -> Unit:
     """A head from its name alone, without a model to check it against (reading files)."""
     return parse_unit(spec, 1 << 30, 1 << 30)
+
+
+def ranked(values) -> list[int]:
+    """Flat head ids, the largest value first (+inf first; -inf and NaN last). Finite values within a
+    millionth of the largest finite magnitude of one another are rounding apart (mirror-image
+    heads score the same but for it, and which came first would change with the kernels that
+    computed them), so they keep layer-and-head order."""
+    import numpy as np
+
+    vals = np.asarray(values, float)
+    finite = np.isfinite(vals)
+    scale = float(np.abs(vals[finite]).max()) if finite.any() else 0.0
+    key = np.where(np.isnan(vals), -np.inf, vals)
+    if scale > 0:
+        key = np.where(finite, np.round(vals / (1e-6 * scale)), key)
+    return [int(i) for i in np.argsort(-key, kind="stable")]

@@ -140,10 +140,7 @@ def test_sensitivity_explorer_walks_the_choices_of_s(sens):
     assert w.choices[1]["scores"][Unit(2, 1).flat(4)] < 1e-3 * dict(ranked)["L2H1"]
     # the index leads the family; a family change starts at its first choice
     w.index = 7
-    assert (w.group, w.label) == ("acdc tau", "acdc tau=0.1")
-    # by the change each head caused; the primaries L1H0 and L1H1 are mirror images in this
-    # organism, so their changes tie up to rounding, and so does their order
-    assert w.selected[0] == "L0H0" and w.selected[3] == "L1H2" and set(w.selected[1:3]) == {"L1H0", "L1H1"}
+    assert (w.group, w.label, w.selected) == ("acdc tau", "acdc tau=0.1", ["L0H0", "L1H0", "L1H1", "L1H2"])
     w.group = "single"
     assert (w.index, w.label, w.selected) == (4, "single k=1", [str(sens.sets[4]["primaries"][0])])
     assert w.choose("card").group == "given" and w.selected == ["L1H0", "L1H1"]
