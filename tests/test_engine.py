@@ -392,11 +392,11 @@ def test_cpu_chunks_keep_each_tensor_under_the_mmap_threshold_and_an_explicit_si
     gpt2_small = SimpleNamespace(d_model=768, d_mlp=3072, n_heads=12)
     plan = plan_batch(gpt2_small, torch.float32, cpu, 16, 16, 1, 50257)
     # the memory budget alone allowed 34 variants here (544 prompt-rows, benchmarks/chunks.py);
-    # the largest tensor is the MLP's hidden layer, [variants x 16 prompts x 16 tokens, 3072]
-    hidden_bytes = 4 * 16 * 16 * 3072
-    assert plan.chunk_variants * hidden_bytes < 32 * 2**20 <= (plan.chunk_variants + 1) * hidden_bytes, plan
-    logits_bytes = 4 * 16 * 50257  # a chunk's logits, per variant: no longer the largest here
-    assert plan.chunk_variants * logits_bytes < 32 * 2**20
+    # the largest tensors: the logits, [variants x 16 prompts, 50257], and the MLP's hidden
+    # layer, [variants x 16 prompts x 16 tokens, 3072], 2% smaller
+    logits_bytes, hidden_bytes = 4 * 16 * 50257, 4 * 16 * 16 * 3072
+    assert plan.chunk_variants * logits_bytes < 32 * 2**20 <= (plan.chunk_variants + 1) * logits_bytes, plan
+    assert plan.chunk_variants * hidden_bytes < 32 * 2**20
     huge = SimpleNamespace(d_model=4096, d_mlp=16384, n_heads=32)
     assert plan_batch(huge, torch.float32, cpu, 96, 40, 1, 50257).chunk_variants == 1
     toy = SimpleNamespace(d_model=64, d_mlp=256, n_heads=4)
