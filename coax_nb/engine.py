@@ -565,8 +565,9 @@ class Engine:
         t0 = time.perf_counter()
         # the kernels of the direct path's blocks, so that a variant comes out the same whether
         # it is run as a cached run or from one
+        # (entered after the hooks: a norm with a hook attached keeps the bridge's forward)
         fused = self.arch.fused_kernels() if self._fuse else contextlib.nullcontext()
-        with fused, self.arch.hooks(hooks):
+        with self.arch.hooks(hooks), fused:
             logits = self.arch.forward(tokens, positions)
         self.stats.seconds += time.perf_counter() - t0
         self.stats.forward_rows += tokens.shape[0]
@@ -693,7 +694,7 @@ class Engine:
                 hooks.append((self.arch.mlp_in_hook(layer), lambda h, hook: h[:, cut]))
         inputs = self._inputs_for(x.shape[1], x.shape[0])[layer] if self._with_inputs else None
         fused = self.arch.fused_kernels(layer) if self._fuse else contextlib.nullcontext()
-        with given, fused, (self.arch.hooks(hooks) if hooks else contextlib.nullcontext()):
+        with given, (self.arch.hooks(hooks) if hooks else contextlib.nullcontext()), fused:  # fused after the hooks
             y = self.arch.block(x, layer, inputs)
         self.stats.block_rows += x.shape[0]
         self.stats.attention_reused_rows += x.shape[0] * (z is not None)

@@ -247,6 +247,8 @@ def test_fused_kernels_apply_within_only_and_leave_a_hooked_norm_alone(toy):
     numbers as the model's to rounding) and its norms are the wrapped LayerNorms, except a
     norm a hook is attached to, which keeps the bridge's forward and fires the hook. Outside,
     every module is the model's own again."""
+    import coax_nb.adapter as adapter
+
     arch = ModelAdapter(toy)
     fusable = arch.fusable(1)
     gelu = next(m for m, _ in fusable if type(m).__name__ == "NewGELUActivation")
@@ -255,14 +257,14 @@ def test_fused_kernels_apply_within_only_and_leave_a_hooked_norm_alone(toy):
     fired = []
     with toy.hooks(fwd_hooks=[("blocks.1.ln1.hook_scale", lambda t, hook: fired.append(1))]):
         with arch.fused_kernels(1):
-            assert "forward" in gelu.__dict__ and "forward" not in ln1.__dict__
+            assert gelu.__dict__.get("forward") is adapter._gelu_tanh and "forward" not in ln1.__dict__
             assert "forward" in toy.blocks[1].ln2.__dict__
             fast = gelu(x)
             arch.block(torch.ones(2, 4, toy.cfg.d_model), 1)
     assert fired == [1]
     assert all("forward" not in m.__dict__ for m, _ in fusable)
     slow = gelu(x)
-    assert 0 < (fast - slow).abs().max().item() < 1e-14  # another kernel, the same formula
+    assert (fast - slow).abs().max().item() < 1e-14  # another kernel, the same formula
 
 
 def test_narrowed_last_block_is_checked_and_dropped_when_wrong(toy, monkeypatch):
