@@ -28,7 +28,7 @@ OUT=${OUT:-/tmp/gpu_session_out}
 mkdir -p "$OUT"
 
 run_all() {
-    export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+    export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1  # nothing is reachable there
     if [ -z "${DRY:-}" ]; then
         nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
         python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
