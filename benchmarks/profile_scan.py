@@ -3,6 +3,7 @@
 host and, on a GPU, on the device, and how busy the device was.
 
     python benchmarks/profile_scan.py                                   # CPU, GPT-2-small shape
+    python benchmarks/profile_scan.py --family llama --vocab 32000      # a Llama of the same size
     python benchmarks/profile_scan.py --device cuda --prompts 96 --dtype bf16 --trace trace.json
 
 On a GPU the figure that decides the next step is the device's busy share: the sum of its
@@ -19,12 +20,16 @@ import time
 from pathlib import Path
 
 import torch
-from shape import add_shape_arguments, build_random_gpt2, late_primaries, random_prompts
+from shape import (add_shape_arguments, build_random_bloom, build_random_gpt2, build_random_llama, late_primaries,
+                   random_prompts)
+
+FAMILIES = {"gpt2": build_random_gpt2, "llama": build_random_llama, "bloom": build_random_bloom}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_shape_arguments(ap)
+    ap.add_argument("--family", default="gpt2", choices=sorted(FAMILIES), help="the random model's architecture")
     ap.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
     ap.add_argument("--top", type=int, default=20, help="operators to list in each table")
     ap.add_argument("--trace", default=None, help="write a Chrome trace of the profiled scan here")
@@ -40,7 +45,7 @@ def main() -> None:
         ap.error("bf16 and fp16 are for a GPU (load_model refuses them on a CPU)")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     with tempfile.TemporaryDirectory() as tmp:
-        model = load_model(build_random_gpt2(Path(tmp), args), device=args.device, dtype=args.dtype)
+        model = load_model(FAMILIES[args.family](Path(tmp), args), device=args.device, dtype=args.dtype)
     prompts = random_prompts(args).tolist()
     primaries = late_primaries(args.layers)
 
@@ -60,7 +65,7 @@ def main() -> None:
     events = prof.key_averages()
     device_us = sum(e.self_device_time_total for e in events) if cuda else 0.0
     summary = {
-        "device": torch.cuda.get_device_name() if cuda else "cpu", "dtype": args.dtype, "torch": torch.__version__,
+        "device": torch.cuda.get_device_name() if cuda else "cpu", "dtype": args.dtype, "family": args.family, "torch": torch.__version__,
         "shape": {k: getattr(args, k) for k in ("layers", "heads", "d_model", "vocab", "prompts", "length")},
         "scan_s": {"warm_up": warm, "profiled": wall, "unprofiled": plain},
         "engine": engine.describe(), "path": engine.self_check,
