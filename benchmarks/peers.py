@@ -35,14 +35,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from shape import (add_shape_arguments, build_random_bloom, build_random_gpt2, build_random_llama, late_primaries,
-                   random_prompts)
+from shape import BUILDERS, add_shape_arguments, late_primaries, random_prompts
 
 # per family: the random model's builder and each block's attention output projection
 FAMILIES = {
-    "gpt2": (build_random_gpt2, lambda model: [block.attn.c_proj for block in model.transformer.h]),
-    "llama": (build_random_llama, lambda model: [layer.self_attn.o_proj for layer in model.model.layers]),
-    "bloom": (build_random_bloom, lambda model: [block.self_attention.dense for block in model.transformer.h]),
+    "gpt2": (BUILDERS["gpt2"], lambda model: [block.attn.c_proj for block in model.transformer.h]),
+    "llama": (BUILDERS["llama"], lambda model: [layer.self_attn.o_proj for layer in model.model.layers]),
+    "bloom": (BUILDERS["bloom"], lambda model: [block.self_attention.dense for block in model.transformer.h]),
 }
 
 

@@ -20,16 +20,13 @@ import time
 from pathlib import Path
 
 import torch
-from shape import (add_shape_arguments, build_random_bloom, build_random_gpt2, build_random_llama, late_primaries,
-                   random_prompts)
-
-FAMILIES = {"gpt2": build_random_gpt2, "llama": build_random_llama, "bloom": build_random_bloom}
+from shape import BUILDERS, add_shape_arguments, late_primaries, random_prompts
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_shape_arguments(ap)
-    ap.add_argument("--family", default="gpt2", choices=sorted(FAMILIES), help="the random model's architecture")
+    ap.add_argument("--family", default="gpt2", choices=sorted(BUILDERS), help="the random model's architecture")
     ap.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
     ap.add_argument("--top", type=int, default=20, help="operators to list in each table")
     ap.add_argument("--trace", default=None, help="write a Chrome trace of the profiled scan here")
@@ -45,7 +42,7 @@ def main() -> None:
         ap.error("bf16 and fp16 are for a GPU (load_model refuses them on a CPU)")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     with tempfile.TemporaryDirectory() as tmp:
-        model = load_model(FAMILIES[args.family](Path(tmp), args), device=args.device, dtype=args.dtype)
+        model = load_model(BUILDERS[args.family](Path(tmp), args), device=args.device, dtype=args.dtype)
     prompts = random_prompts(args).tolist()
     primaries = late_primaries(args.layers)
 

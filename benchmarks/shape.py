@@ -79,3 +79,7 @@ def late_primaries(n_layers: int) -> list[tuple[int, int]]:
     """S = two heads three layers from the top and one two from the top (L9H0, L9H1, L10H0
     on 12 layers), where IOI's name movers sit in GPT-2 small."""
     return [(n_layers - 3, 0), (n_layers - 3, 1), (n_layers - 2, 0)] if n_layers >= 3 else [(0, 0)]
+
+
+# the random models a script can build, by the --family name
+BUILDERS = {"gpt2": build_random_gpt2, "llama": build_random_llama, "bloom": build_random_bloom}

@@ -56,13 +56,12 @@ print(json.dumps(out))
 
 def main() -> None:
     sys.path.insert(0, str(HERE))
-    from peers import FAMILIES
-    from shape import add_shape_arguments, random_prompts
+    from shape import BUILDERS, add_shape_arguments, random_prompts
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_shape_arguments(ap)
     ap.add_argument("--baseline", required=True, help="a git revision of this repository")
-    ap.add_argument("--family", default="gpt2", choices=sorted(FAMILIES))
+    ap.add_argument("--family", default="gpt2", choices=sorted(BUILDERS))
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--synergy", action="store_true", help="also time the synergy matrix over every head")
     ap.add_argument("--json", default=None)
@@ -75,7 +74,7 @@ def main() -> None:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old), args.baseline],
                        check=True, capture_output=True)
         try:
-            model = FAMILIES[args.family][0](tmp, args)
+            model = BUILDERS[args.family](tmp, args)
             torch.save(random_prompts(args), tmp / "prompts.pt")
             spec = json.dumps({"model": str(model), "prompts": str(tmp / "prompts.pt"), "layers": args.layers,
                                "heads": args.heads, "synergy": args.synergy})
