@@ -65,8 +65,7 @@ def main() -> None:
         "device": torch.cuda.get_device_name() if cuda else "cpu", "dtype": args.dtype, "family": args.family, "torch": torch.__version__,
         "shape": {k: getattr(args, k) for k in ("layers", "heads", "d_model", "vocab", "prompts", "length")},
         "scan_s": {"warm_up": warm, "profiled": wall, "unprofiled": plain},
-        "engine": engine.describe(), "path": engine.self_check,
-        "stats": {k: v for k, v in vars(engine.stats).items()},
+        "engine": engine.describe(), "self_check": engine.self_check, "stats": dict(vars(engine.stats)),
     }
     print(f"device {summary['device']}, {args.dtype}; scan {plain:.3f} s (warm-up {warm:.3f} s, "
           f"under the profiler {wall:.3f} s)")

@@ -164,10 +164,11 @@ def parse_name(spec: UnitLike) -> Unit:
 
 
 def ranked(values) -> list[int]:
-    """Flat head ids, the largest value first (+inf first; -inf and NaN last). Finite values within a
-    millionth of the largest finite magnitude of one another are rounding apart (mirror-image
-    heads score the same but for it, and which came first would change with the kernels that
-    computed them), so they keep layer-and-head order."""
+    """Flat head ids, the largest value first (+inf first; -inf and NaN last). Finite values are
+    compared on a grid of a millionth of the largest finite magnitude: values in one cell are
+    rounding apart (mirror-image heads score the same but for it, and which came first would
+    change with the kernels that computed them), so they keep layer-and-head order. Two values
+    a hair apart on either side of a cell's edge still come in value order."""
     import numpy as np
 
     vals = np.asarray(values, float)

@@ -285,7 +285,7 @@ def test_attention_patterns_are_distributions(hw):
 
 
 def test_rankings_break_rounding_ties_by_head_order():
-    """Scores within a millionth of the largest of one another are rounding apart (the
+    """Scores in one cell of a grid of a millionth of the largest are rounding apart (the
     hand-wired organism's mirror-image primaries differ by ~4e-9 of their 1.75), so they keep
     layer-and-head order; +inf leads, NaN and -inf trail, and a real gap still decides."""
     from coax_nb.units import ranked
